@@ -1,0 +1,78 @@
+//! Where a search runs: the CPU, one CUDA device, a list of them, or every visible one.
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// The `device` control, as the original step takes it: none (CPU), an id, a list of ids, or a
+/// negative number for every GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU (the original's `device=None`).
+    #[default]
+    Cpu,
+    /// These CUDA devices, in this order. A repeated id is allowed: it makes several logical
+    /// shards on one physical GPU.
+    Cuda(Vec<usize>),
+    /// Every visible CUDA device (the original's negative `device`).
+    AllCuda,
+}
+
+impl Device {
+    /// From the original's integer form: negative = every GPU, otherwise that device id.
+    pub fn from_id(id: i64) -> Self {
+        if id < 0 {
+            Device::AllCuda
+        } else {
+            Device::Cuda(vec![id as usize])
+        }
+    }
+
+    /// True for every GPU form.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, Device::Cpu)
+    }
+}
+
+impl FromStr for Device {
+    type Err = Error;
+
+    /// `cpu` / `none`, an id (`0`), a list (`0,1,1`), or a negative number (`-1`) for every GPU.
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("cpu") || t.eq_ignore_ascii_case("none") {
+            return Ok(Device::Cpu);
+        }
+        let bad = |why: &str| Error::invalid("device", format!("{s:?}: {why}; expected cpu, an id such as 0, a list such as 0,1, or -1 for every GPU"));
+        if t.is_empty() {
+            return Err(bad("empty"));
+        }
+        let parts: Vec<&str> = t.split(',').map(str::trim).collect();
+        if parts.len() == 1 {
+            let id: i64 = parts[0].parse().map_err(|_| bad("not a number"))?;
+            return Ok(Device::from_id(id));
+        }
+        let mut ids = Vec::with_capacity(parts.len());
+        for p in parts {
+            let id: i64 = p.parse().map_err(|_| bad(&format!("{p:?} is not a device id")))?;
+            if id < 0 {
+                return Err(bad("a negative id cannot appear in a list"));
+            }
+            ids.push(id as usize);
+        }
+        Ok(Device::Cuda(ids))
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::AllCuda => f.write_str("-1"),
+            Device::Cuda(ids) => {
+                let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                f.write_str(&s.join(","))
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Flat index (stub)
+/// stub
+pub struct FlatIndex;

@@ -1,0 +1,130 @@
+//! Bounded max-heaps, one per row, stored flat: the root of each row's heap is its current
+//! worst kept candidate, so rejecting a candidate costs one comparison.
+
+use super::{better, TopKLists, EMPTY_ID};
+
+/// `n` bounded heaps of capacity `k` over `(key, index)`.
+#[derive(Debug, Clone)]
+pub struct TopKHeaps {
+    k: usize,
+    keys: Vec<f32>,
+    ids: Vec<i64>,
+}
+
+impl TopKHeaps {
+    /// `n` empty heaps of capacity `k` (> 0).
+    pub fn new(n: usize, k: usize) -> Self {
+        assert!(k > 0, "k is validated before heaps are built");
+        TopKHeaps { k, keys: vec![f32::INFINITY; n * k], ids: vec![EMPTY_ID; n * k] }
+    }
+
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.keys.len() / self.k
+    }
+
+    /// Capacity per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The key a candidate must reach (`<=`, then ties by index) to enter row `row`.
+    #[inline(always)]
+    pub fn threshold(&self, row: usize) -> f32 {
+        self.keys[row * self.k]
+    }
+
+    /// Offers `(key, id)` to row `row`; kept if it ranks before the row's current worst.
+    #[inline]
+    pub fn offer(&mut self, row: usize, key: f32, id: i64) {
+        let base = row * self.k;
+        if !better(key, id, self.keys[base], self.ids[base]) {
+            return;
+        }
+        let keys = &mut self.keys[base..base + self.k];
+        let ids = &mut self.ids[base..base + self.k];
+        sift_down_replace(keys, ids, key, id);
+    }
+
+    /// Mutable access to rows `start..end` as an independent set of heaps (for giving disjoint
+    /// row ranges to threads).
+    pub fn split_rows_mut(&mut self, chunk_rows: usize) -> Vec<HeapRowsMut<'_>> {
+        let k = self.k;
+        self.keys
+            .chunks_mut(chunk_rows * k)
+            .zip(self.ids.chunks_mut(chunk_rows * k))
+            .map(|(keys, ids)| HeapRowsMut { k, keys, ids })
+            .collect()
+    }
+
+    /// Sorts every row best first and turns empty slots into index −1 / key +inf.
+    pub fn into_lists(self) -> TopKLists {
+        let TopKHeaps { k, mut keys, mut ids } = self;
+        finish_rows(k, &mut keys, &mut ids);
+        TopKLists::from_raw(k, keys, ids)
+    }
+}
+
+/// A mutable window on some rows of a [`TopKHeaps`].
+#[derive(Debug)]
+pub struct HeapRowsMut<'a> {
+    k: usize,
+    keys: &'a mut [f32],
+    ids: &'a mut [i64],
+}
+
+impl HeapRowsMut<'_> {
+    /// See [`TopKHeaps::threshold`]; `row` is relative to the window.
+    #[inline(always)]
+    pub fn threshold(&self, row: usize) -> f32 {
+        self.keys[row * self.k]
+    }
+
+    /// See [`TopKHeaps::offer`]; `row` is relative to the window.
+    #[inline]
+    pub fn offer(&mut self, row: usize, key: f32, id: i64) {
+        let base = row * self.k;
+        if !better(key, id, self.keys[base], self.ids[base]) {
+            return;
+        }
+        sift_down_replace(&mut self.keys[base..base + self.k], &mut self.ids[base..base + self.k], key, id);
+    }
+}
+
+/// Replaces the root of a max-heap with `(key, id)` and restores the heap order.
+#[inline]
+fn sift_down_replace(keys: &mut [f32], ids: &mut [i64], key: f32, id: i64) {
+    let k = keys.len();
+    let mut i = 0;
+    loop {
+        let l = 2 * i + 1;
+        if l >= k {
+            break;
+        }
+        let r = l + 1;
+        // The larger (worse) child.
+        let c = if r < k && better(keys[l], ids[l], keys[r], ids[r]) { r } else { l };
+        if better(keys[c], ids[c], key, id) {
+            break;
+        }
+        keys[i] = keys[c];
+        ids[i] = ids[c];
+        i = c;
+    }
+    keys[i] = key;
+    ids[i] = id;
+}
+
+/// Sorts each `k`-row best first; empty slots become (+inf, −1).
+pub(crate) fn finish_rows(k: usize, keys: &mut [f32], ids: &mut [i64]) {
+    let mut pairs: Vec<(f32, i64)> = Vec::with_capacity(k);
+    for (kr, ir) in keys.chunks_mut(k).zip(ids.chunks_mut(k)) {
+        pairs.clear();
+        pairs.extend(kr.iter().copied().zip(ir.iter().copied()));
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (j, (key, id)) in pairs.iter().enumerate() {
+            kr[j] = *key;
+            ir[j] = if *id == EMPTY_ID { -1 } else { *id };
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Finished top-k lists: per row, k `(key, index)` pairs best first.
+
+use crate::metric::FlatMetric;
+use crate::neighbours::Neighbours;
+
+/// `n × k` lists sorted best first by `(key, index)`, where the key is smaller-is-better.
+/// Unfilled slots hold key +inf and index −1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopKLists {
+    k: usize,
+    /// Keys, `n × k`.
+    pub keys: Vec<f32>,
+    /// Indices, `n × k`.
+    pub ids: Vec<i64>,
+}
+
+impl TopKLists {
+    /// Wraps buffers that already are sorted best first per row.
+    pub fn from_raw(k: usize, keys: Vec<f32>, ids: Vec<i64>) -> Self {
+        debug_assert_eq!(keys.len(), ids.len());
+        debug_assert!(k > 0 && keys.len() % k == 0);
+        TopKLists { k, keys, ids }
+    }
+
+    /// `n` rows of empty lists.
+    pub fn empty(n: usize, k: usize) -> Self {
+        TopKLists { k, keys: vec![f32::INFINITY; n * k], ids: vec![-1; n * k] }
+    }
+
+    /// Rows.
+    pub fn n(&self) -> usize {
+        self.keys.len() / self.k
+    }
+
+    /// Length of each list.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Row `i` as `(keys, ids)`.
+    pub fn row(&self, i: usize) -> (&[f32], &[i64]) {
+        (&self.keys[i * self.k..(i + 1) * self.k], &self.ids[i * self.k..(i + 1) * self.k])
+    }
+
+    /// Appends the rows of `other` (same k) after these.
+    pub fn extend(&mut self, other: TopKLists) {
+        assert_eq!(self.k, other.k);
+        self.keys.extend(other.keys);
+        self.ids.extend(other.ids);
+    }
+
+    /// Turns keys into the metric's scores: L2 distances as they are, inner products negated
+    /// back; an empty slot becomes +inf (L2) or −inf (IP), as faiss reports them.
+    pub fn into_neighbours(self, metric: FlatMetric) -> Neighbours {
+        let n = self.n();
+        let scores = self.keys.into_iter().map(|key| metric.score_from_key(key)).collect();
+        Neighbours { n, k: self.k, indices: self.ids, scores }
+    }
+}
