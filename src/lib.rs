@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;

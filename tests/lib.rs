@@ -1,1 +1,18 @@
+//! The one integration-test binary. GPU tests are `#[ignore = "needs a CUDA GPU"]`; run them with
+//! `cargo test --features cuda --test lib -- --ignored` on a machine with one.
 
+mod common;
+
+mod flat_cpu;
+mod index;
+mod shard;
+mod step;
+mod topk;
+
+#[cfg(feature = "faiss")]
+mod parity_faiss;
+
+mod cli;
+
+#[cfg(feature = "cuda")]
+mod gpu;

@@ -46,6 +46,11 @@ impl TopKHeaps {
         sift_down_replace(keys, ids, key, id);
     }
 
+    /// All rows as one mutable window.
+    pub fn all_rows_mut(&mut self) -> HeapRowsMut<'_> {
+        HeapRowsMut { k: self.k, keys: &mut self.keys, ids: &mut self.ids }
+    }
+
     /// Mutable access to rows `start..end` as an independent set of heaps (for giving disjoint
     /// row ranges to threads).
     pub fn split_rows_mut(&mut self, chunk_rows: usize) -> Vec<HeapRowsMut<'_>> {
@@ -74,6 +79,14 @@ pub struct HeapRowsMut<'a> {
 }
 
 impl HeapRowsMut<'_> {
+    /// Sorts the window's rows best first into finished lists (empty slots → −1 / +inf).
+    pub fn to_lists(&self) -> TopKLists {
+        let mut keys = self.keys.to_vec();
+        let mut ids = self.ids.to_vec();
+        finish_rows(self.k, &mut keys, &mut ids);
+        TopKLists::from_raw(self.k, keys, ids)
+    }
+
     /// See [`TopKHeaps::threshold`]; `row` is relative to the window.
     #[inline(always)]
     pub fn threshold(&self, row: usize) -> f32 {

@@ -10,7 +10,7 @@ mod heaps;
 mod lists;
 mod merge;
 
-pub use heaps::TopKHeaps;
+pub use heaps::{HeapRowsMut, TopKHeaps};
 pub use lists::TopKLists;
 pub use merge::merge_lists;
 

@@ -1,0 +1,115 @@
+//! faiss as the backend for every factory string and metric our own kernels do not serve
+//! ("IVF256,Flat", "HNSW32", "PQ16", L1, …), and as the reference our kernels are tested against.
+//!
+//! The step's semantics hold here too: the index is trained (on every row, or a deterministic
+//! sample when n is large), every row is added, queries run in batches of `search_batch_size`,
+//! a row is removed from its own list by index, and ties are ordered by the lower index.
+
+mod native;
+
+use crate::data::Vectors;
+use crate::error::{Error, Result};
+use crate::metric::Metric;
+use crate::neighbours::Neighbours;
+use crate::progress::Progress;
+use faiss::index::{Index, IndexImpl};
+pub use native::index_factory;
+
+/// What to build and how to search it.
+#[derive(Debug, Clone)]
+pub struct FaissSpec<'a> {
+    /// faiss index factory string.
+    pub factory: &'a str,
+    /// Metric.
+    pub metric: Metric,
+    /// Neighbours per row.
+    pub k: usize,
+    /// Leave each row out of its own list.
+    pub exclude_self: bool,
+    /// Query rows per `search` call.
+    pub batch: usize,
+    /// At most this many rows train the index; more are sampled down to it.
+    pub train_sample: usize,
+}
+
+/// Builds, trains and fills a faiss index on `data`, then searches every row against it.
+pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress) -> Result<Neighbours> {
+    let (n, d) = (data.n(), data.d());
+    let mut index = index_factory(d, spec.factory, spec.metric)?;
+    let fail = |context: String| move |e: faiss::error::Error| Error::Faiss { context, message: e.to_string() };
+    if !index.is_trained() {
+        let sample = training_sample(data, spec.train_sample);
+        let rows = sample.len() / d;
+        index
+            .train(&sample)
+            .map_err(fail(format!("training index {:?} on {rows} rows (dimension {d})", spec.factory)))?;
+    }
+    index.add(data.as_slice()).map_err(fail(format!("adding {n} rows to index {:?}", spec.factory)))?;
+
+    // One extra hit to make room for the row itself, which is then removed by index.
+    let k_search = if spec.exclude_self { spec.k + 1 } else { spec.k }.min(n);
+    let mut indices = Vec::with_capacity(n * spec.k);
+    let mut scores = Vec::with_capacity(n * spec.k);
+    let batch = spec.batch.max(1);
+    progress.start(n as u64);
+    for q0 in (0..n).step_by(batch) {
+        let q1 = (q0 + batch).min(n);
+        let res = index
+            .search(data.rows(q0, q1).as_slice(), k_search)
+            .map_err(fail(format!("searching rows {q0}..{q1} in index {:?}", spec.factory)))?;
+        for (r, i) in (q0..q1).enumerate() {
+            let labels = &res.labels[r * k_search..(r + 1) * k_search];
+            let dists = &res.distances[r * k_search..(r + 1) * k_search];
+            let own = if spec.exclude_self { Some(i as i64) } else { None };
+            let row = finish_row(labels, dists, own, spec.k, spec.metric.is_similarity());
+            for (id, s) in row {
+                indices.push(id);
+                scores.push(s);
+            }
+        }
+        progress.advance((q1 - q0) as u64);
+    }
+    Ok(Neighbours { n, k: spec.k, indices, scores })
+}
+
+/// One row of faiss's answer in the step's conventions: the row itself removed by index (or the
+/// last hit dropped if it was not found), best first with ties by lower index, unfilled slots as
+/// (−1, ±inf), exactly `k` entries.
+fn finish_row(labels: &[faiss::Idx], dists: &[f32], own: Option<i64>, k: usize, similarity: bool) -> Vec<(i64, f32)> {
+    let mut row: Vec<(i64, f32)> = labels
+        .iter()
+        .zip(dists)
+        .filter_map(|(l, s)| l.get().map(|l| (l as i64, *s)))
+        .filter(|(l, _)| Some(*l) != own)
+        .collect();
+    row.sort_by(|a, b| {
+        let by_score = if similarity { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) };
+        by_score.then(a.0.cmp(&b.0))
+    });
+    row.truncate(k);
+    let empty = if similarity { f32::NEG_INFINITY } else { f32::INFINITY };
+    row.resize(k, (-1, empty));
+    row
+}
+
+/// All rows, or `cap` rows spread evenly over the data (deterministic, so runs repeat).
+fn training_sample(data: Vectors<'_>, cap: usize) -> Vec<f32> {
+    let n = data.n();
+    if n <= cap.max(1) {
+        return data.as_slice().to_vec();
+    }
+    let mut out = Vec::with_capacity(cap * data.d());
+    for s in 0..cap {
+        out.extend_from_slice(data.row(s * n / cap));
+    }
+    out
+}
+
+/// Runs a query set against an already filled faiss index (used by the parity tests).
+pub fn search(index: &mut IndexImpl, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<i64>)> {
+    let res = index
+        .search(queries, k)
+        .map_err(|e| Error::Faiss { context: format!("searching {k} neighbours"), message: e.to_string() })?;
+    let labels = res.labels.iter().map(|l| l.get().map_or(-1, |v| v as i64)).collect();
+    Ok((res.distances, labels))
+}
