@@ -1,0 +1,197 @@
+//! The `faiss-nn` command: read a file, search, write the file back with the neighbour columns
+//! (or, with no arguments, show the neighbours of a few rows of the bundled demo set).
+//!
+//! Failures print `error: <message>` (and any causes not already in it) to stderr and exit
+//! with status 1; flag errors exit with status 2 (clap's convention); a bug ends with an
+//! `error: internal error …` line and status 101, never a backtrace.
+
+mod args;
+mod bar;
+mod demo;
+
+pub use args::Args;
+
+use crate::error::{Error, Result};
+use crate::io::{self, Dataset, Format, Output};
+use crate::neighbours::Neighbours;
+use crate::step::FaissNearestNeighbour;
+use bar::Bar;
+use clap::Parser;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Rows the demo prints.
+const DEMO_ROWS: usize = 5;
+
+/// Parses the process's arguments, runs, and turns the outcome into an exit status.
+pub fn main() -> ExitCode {
+    // The default hook prints a backtrace when RUST_BACKTRACE is set; users get one line.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (a bug in faiss-nn, please report it): {info}");
+    }));
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error and those of its causes that its message does not already include.
+fn report(e: &Error) {
+    eprintln!("error: {e}");
+    let mut shown = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        shown = text;
+        source = s.source();
+    }
+}
+
+/// Runs the command for parsed arguments.
+pub fn run(args: &Args) -> Result<()> {
+    let input = match &args.input {
+        Some(p) => p.clone(),
+        None => demo_path()?,
+    };
+    let output_path = match (&args.output, &args.input) {
+        (Some(o), _) => Some(o.clone()),
+        (None, Some(i)) => Some(default_output(i)?),
+        (None, None) => None,
+    };
+    // Created before anything else so that an unwritable destination fails fast.
+    let output = output_path.as_deref().map(Output::create).transpose()?;
+
+    let t = Instant::now();
+    let data = io::read_embeddings(&input, &args.column)?;
+    let read_time = t.elapsed();
+
+    let k = args.k();
+    let step = FaissNearestNeighbour::new()
+        .device(args.device.clone())
+        .string_factory(args.string_factory.as_deref())
+        .metric_type(i64::from(args.metric.faiss_code()))
+        .k(k)
+        .search_batch_size(args.search_batch_size)
+        .precision(args.precision);
+    let bar = Bar::new(data.n, args.quiet);
+    let t = Instant::now();
+    let result = step.run_with_progress(&data.embeddings, data.d, &bar);
+    bar.finish();
+    let nn = result?;
+    let search_time = t.elapsed();
+
+    let t = Instant::now();
+    if let Some(out) = output {
+        out.write(&data, &nn)?;
+    }
+    let write_time = t.elapsed();
+
+    let times = Times { read: read_time, search: search_time, write: write_time };
+    match output_path {
+        None => show_demo(args, &data, &nn, &times),
+        Some(out) if !args.quiet => {
+            eprintln!("{}", describe(args, &data, k));
+            eprintln!(
+                "read {}, searched {}, wrote {} in {}",
+                secs(times.read),
+                secs(times.search),
+                out.display(),
+                secs(times.write)
+            );
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Wall-clock time of each phase.
+struct Times {
+    read: Duration,
+    search: Duration,
+    write: Duration,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// One line saying what was searched, and how.
+fn describe(args: &Args, data: &Dataset, k: usize) -> String {
+    let order = if args.metric.is_similarity() { "larger is closer" } else { "smaller is closer" };
+    let column = if data.format == Format::Npy { String::new() } else { format!(", column {:?}", data.column) };
+    format!(
+        "{}: {} rows × {} dims{column}; k = {k}, metric {:?} ({order}), device {}, index {}",
+        data.path.display(),
+        data.n,
+        data.d,
+        args.metric,
+        args.device,
+        args.string_factory.as_deref().unwrap_or("Flat (exact)"),
+    )
+}
+
+/// The no-argument run: what was done, then a few rows with their neighbours, on stdout.
+fn show_demo(args: &Args, data: &Dataset, nn: &Neighbours, times: &Times) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut print = || -> std::io::Result<()> {
+        writeln!(out, "faiss-nn demo: the k nearest neighbours of every row of the bundled data set")?;
+        writeln!(out, "{}", describe(args, data, nn.k))?;
+        writeln!(out, "read in {}, searched in {}; nothing written\n", secs(times.read), secs(times.search))?;
+        demo::print_neighbours(&mut out, data, nn, &demo::sample_rows(data.n, DEMO_ROWS))?;
+        writeln!(out, "To search your own data: faiss-nn --input FILE [--output FILE] [--k N] (see --help)")
+    };
+    match print() {
+        Ok(()) => Ok(()),
+        // A closed pipe (`faiss-nn | head`) is not a failure of the search.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(source) => Err(Error::Io { action: "cannot write".into(), path: "<stdout>".into(), source }),
+    }
+}
+
+/// The demo set: next to the sources this binary was built from, else `./data/demo.parquet`.
+fn demo_path() -> Result<PathBuf> {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("demo.parquet");
+    let local = Path::new("data").join("demo.parquet");
+    [built.clone(), local.clone()].into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::invalid(
+            "input",
+            format!(
+                "no --input given and the demo data set is at neither {} nor {}; pass --input FILE",
+                built.display(),
+                local.display()
+            ),
+        )
+    })
+}
+
+/// `<dir>/<stem>.nn.<ext>`: the input's extension, or `parquet` for `.npy` input.
+pub fn default_output(input: &Path) -> Result<PathBuf> {
+    let ext = match Format::from_path(input)? {
+        Format::Npy => "parquet".to_owned(),
+        _ => input.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(input.with_file_name(format!("{stem}.nn.{ext}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_output_names() {
+        assert_eq!(default_output(Path::new("d/x.parquet")).unwrap(), Path::new("d/x.nn.parquet"));
+        assert_eq!(default_output(Path::new("x.v1.JSONL")).unwrap(), Path::new("x.v1.nn.JSONL"));
+        assert_eq!(default_output(Path::new("/a/m.npy")).unwrap(), Path::new("/a/m.nn.parquet"));
+        assert!(default_output(Path::new("m.csv")).is_err());
+    }
+}

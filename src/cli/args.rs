@@ -1,0 +1,119 @@
+//! The command-line flags. Values are parsed by the library's own parsers (`Metric::parse`,
+//! `Device`, `Precision`), so a bad value gets the same message as from the API, via clap.
+
+use crate::device::Device;
+use crate::metric::Metric;
+use crate::precision::Precision;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Shown after the flags in `--help`.
+const AFTER_HELP: &str = "\
+Without --input, the bundled demo set is searched (3,000 PyPI package descriptions, MiniLM
+embeddings). With no --input and no --output, some rows and their neighbours are printed and
+nothing is written.
+
+Output: every input row and column, plus nn_indices (list<int64>, row numbers counted from 0)
+and nn_scores (list<float32>), best first; a row is never in its own list. Scores are squared L2
+distances (ascending) or inner products (descending); an unfilled slot (an approximate index
+that found fewer than k rows) has index -1 and score +/-inf, written as null in JSON. The file is
+written atomically: a failed run leaves no output.
+
+Examples:
+  faiss-nn
+  faiss-nn --input docs.parquet --k 10
+  faiss-nn --input vectors.npy --output nn.jsonl --metric ip --k 5
+  faiss-nn --input docs.jsonl --column vec --string-factory IVF256,Flat --device 0,1";
+
+/// For every row of an embedding dataset, its k nearest neighbours among the same rows.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "faiss-nn", version, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Input file: .parquet, .jsonl/.ndjson/.json (one object per line) or .npy (2-D float32,
+    /// float64 or float16 array) [default: the bundled demo set]
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+
+    /// Output file, .parquet or .jsonl/.ndjson/.json [default: <input stem>.nn.<input
+    /// extension> next to the input, .nn.parquet for .npy input; replaced if it exists]
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Column (or JSON field) holding the embeddings: a list of numbers per row. Ignored for .npy
+    #[arg(long, value_name = "NAME", default_value = "embedding")]
+    pub column: String,
+
+    /// Neighbours per row [default: 1, or 3 in the demo]
+    #[arg(long, value_name = "N")]
+    pub k: Option<usize>,
+
+    /// Distance: l2 (squared Euclidean), ip (inner product), l1, linf, or a faiss METRIC_*
+    /// integer (0 inner product, 1 L2, 2 L1, 3 Linf, 20 Canberra, 21 BrayCurtis, 22
+    /// JensenShannon)
+    #[arg(long, value_name = "l2|ip|INT", default_value = "l2", value_parser = Metric::parse)]
+    pub metric: Metric,
+
+    /// Where to search: cpu, a CUDA device id, a list of ids (the data is sharded over them), or
+    /// -1 for every GPU
+    #[arg(long, value_name = "cpu|ID|ID,ID,..|-1", default_value = "cpu", allow_hyphen_values = true,
+          value_parser = parse_device)]
+    pub device: Device,
+
+    /// faiss index factory string, e.g. "IVF256,Flat" or "HNSW32" [default: none, exact search
+    /// on this crate's own flat kernels]
+    #[arg(long, value_name = "S")]
+    pub string_factory: Option<String>,
+
+    /// Query rows per search batch
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub search_batch_size: usize,
+
+    /// GPU arithmetic for the products: f32 (exact), tf32, f16 or bf16. The CPU always uses f32
+    #[arg(long, value_name = "f32|tf32|f16|bf16", default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
+
+    /// No progress bar and no summary on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_device(s: &str) -> crate::Result<Device> {
+    s.parse()
+}
+
+fn parse_precision(s: &str) -> crate::Result<Precision> {
+    s.parse()
+}
+
+impl Args {
+    /// True when the run is the bundled demo that prints instead of writing: neither `--input`
+    /// nor `--output` given.
+    pub fn is_demo_display(&self) -> bool {
+        self.input.is_none() && self.output.is_none()
+    }
+
+    /// The `k` to use: as given, else 3 for the printed demo and 1 otherwise.
+    pub fn k(&self) -> usize {
+        self.k.unwrap_or(if self.is_demo_display() { 3 } else { 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_values() {
+        let a = Args::try_parse_from(["faiss-nn"]).unwrap();
+        assert!(a.is_demo_display());
+        assert_eq!((a.k(), a.metric, &a.device, a.search_batch_size, &a.column), (3, Metric::L2, &Device::Cpu, 50, &"embedding".to_owned()));
+        let a = Args::try_parse_from(["faiss-nn", "--input", "x.npy", "--metric", "0", "--device", "-1", "--k", "4"]).unwrap();
+        assert_eq!((a.k(), a.metric, a.device), (4, Metric::InnerProduct, Device::AllCuda));
+        let a = Args::try_parse_from(["faiss-nn", "--output", "o.parquet", "--device", "0,1"]).unwrap();
+        assert_eq!((a.k(), a.device), (1, Device::Cuda(vec![0, 1])));
+        let e = Args::try_parse_from(["faiss-nn", "--metric", "99"]).unwrap_err().to_string();
+        assert!(e.contains("99") && e.contains("unknown metric"), "{e}");
+        let e = Args::try_parse_from(["faiss-nn", "--device", "abc"]).unwrap_err().to_string();
+        assert!(e.contains("invalid device"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Round trips through the readers and writers, without a search (neighbours made up here).
+
+use super::*;
+use crate::neighbours::Neighbours;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_schema::DataType;
+use std::fs;
+
+fn nn(n: usize, k: usize, score: impl Fn(usize) -> f32) -> Neighbours {
+    Neighbours {
+        n,
+        k,
+        indices: (0..n * k).map(|i| ((i / k + 1 + i % k) % n) as i64).collect(),
+        scores: (0..n * k).map(score).collect(),
+    }
+}
+
+#[test]
+fn jsonl_keeps_columns_in_file_order_and_writes_inf_as_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    fs::write(
+        &input,
+        "{\"zid\": 1, \"embedding\": [1, 2.5], \"name\": \"a\"}\n\
+         {\"zid\": 2, \"embedding\": [3, 4], \"name\": \"b\", \"extra\": true}\n\
+         \n{\"zid\": 3, \"embedding\": [5, 6], \"name\": null}\n\n",
+    )
+    .unwrap();
+    let data = read_embeddings(&input, "embedding").unwrap();
+    assert_eq!((data.n, data.d), (3, 2));
+    assert_eq!(data.embeddings, [1.0, 2.5, 3.0, 4.0, 5.0, 6.0]);
+    let names: Vec<&str> = data.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["zid", "embedding", "name", "extra"]);
+
+    // Unfilled slots hold +inf (distances) or -inf (similarities): both must become null.
+    let out = dir.path().join("out.jsonl");
+    let scores = |i: usize| [0.5, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+    write_with_neighbours(&data, &nn(3, 3, scores), &out).unwrap();
+    let text = fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("{\"zid\":1,\"embedding\":"), "{}", lines[0]);
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every line is valid JSON");
+        assert_eq!(v["nn_scores"], serde_json::json!([0.5, null, null]), "{line}");
+        assert_eq!(v["nn_indices"].as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn jsonl_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let err = |text: &str| {
+        fs::write(&input, text).unwrap();
+        read_embeddings(&input, "embedding").unwrap_err().to_string()
+    };
+    let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": [1, 2]}\n{\"embedding\": [1]}\n");
+    assert!(e.contains("line 3") && e.contains("ragged") && e.contains("line 1"), "{e}");
+    let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": [1, \"x\"]}\n");
+    assert!(e.contains("line 2") && e.contains("component 1 is a string"), "{e}");
+    let e = err("{\"embedding\": [1, 2]}\n{\"vec\": [1, 2], \"id\": 3}\n");
+    assert!(e.contains("line 2") && e.contains("\"vec\"") && e.contains("\"id\""), "{e}");
+    let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": null}\n");
+    assert!(e.contains("line 2") && e.contains("null"), "{e}");
+    let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": [1, 2e39]}\n");
+    assert!(e.contains("line 2") && e.contains("finite"), "{e}");
+    let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": [1, 2]\n");
+    assert!(e.contains("line 2") && e.contains("invalid JSON"), "{e}");
+    let e = err("[{\"embedding\": [1, 2]}]\n");
+    assert!(e.contains("line 1") && e.contains("not a JSON array"), "{e}");
+    let e = err("[1, 2]\n");
+    assert!(e.contains("line 1") && e.contains("expected a JSON object"), "{e}");
+    assert!(err("\n\n").contains("empty"));
+    assert!(err("").contains("empty"));
+    assert!(err("{\"embedding\": []}").contains("empty array"));
+}
+
+#[test]
+fn npy_to_parquet_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.npy");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }".to_owned();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    let values = [0.0f32, 0.0, 1.0, 0.0, 0.0, 3.0, 4.0, 4.0];
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    fs::write(&input, bytes).unwrap();
+
+    let data = read_embeddings(&input, "ignored").unwrap();
+    assert_eq!((data.n, data.d, data.embeddings.as_slice()), (4, 2, &values[..]));
+    let out = dir.path().join("m.nn.parquet");
+    write_with_neighbours(&data, &nn(4, 2, |i| i as f32), &out).unwrap();
+
+    let back = read_embeddings(&out, "embedding").unwrap();
+    assert_eq!(back.embeddings, values);
+    let names: Vec<&str> = back.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["embedding", NN_INDICES, NN_SCORES]);
+    let b = &back.batches[0];
+    let idx = b.column(1).as_list::<i32>();
+    assert_eq!(idx.value_type(), DataType::Int64);
+    assert_eq!(idx.value(0).as_primitive::<Int64Type>().values(), &[1, 2]);
+    let sc = b.column(2).as_list::<i32>();
+    assert_eq!(sc.value(3).as_primitive::<Float32Type>().values(), &[6.0, 7.0]);
+
+    // Writing the output again replaces the neighbour columns instead of duplicating them.
+    let again = dir.path().join("again.parquet");
+    write_with_neighbours(&back, &nn(4, 1, |_| 1.0), &again).unwrap();
+    assert_eq!(read_embeddings(&again, "embedding").unwrap().schema.fields().len(), 3);
+}
+
+#[test]
+fn output_is_atomic_and_checked_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/out.parquet");
+    let e = Output::create(&missing).unwrap_err();
+    assert!(matches!(e, crate::Error::Io { .. }) && e.to_string().contains("no/such/dir/out.parquet"), "{e}");
+    assert!(Output::create(&dir.path().join("out.csv")).unwrap_err().to_string().contains(".csv"));
+
+    // A dropped output leaves nothing behind; a failed write neither.
+    let out = dir.path().join("out.parquet");
+    drop(Output::create(&out).unwrap());
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, "{\"embedding\": [1, 2]}\n{\"embedding\": [3, 4]}\n").unwrap();
+    let data = read_embeddings(&input, "embedding").unwrap();
+    let wrong = nn(5, 1, |_| 0.0);
+    assert!(write_with_neighbours(&data, &wrong, &out).is_err());
+    let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["in.jsonl"]);
+}
