@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing faiss-nn needs on a fresh Debian machine, and nothing twice:
+#   - cmake, OpenBLAS and LAPACK: the faiss crate's `static` feature builds faiss from source;
+#   - nvcc 13.0 from PyPI into ./.cuda: build.rs compiles kernels/*.cu with it (the `cuda` feature).
+# The nvcc wheels are pinned to 13.0 as a set: an unpinned nvidia-nvvm pulls a newer cicc whose PTX
+# the 13.0 ptxas and the GPU machines' driver reject (shared/notes/cuda-toolchain.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
+dpkg -s liblapack-dev >/dev/null 2>&1 || need+=(liblapack-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .cuda/nvidia/cu13/bin/nvcc ]; then
+  echo "setup: installing nvcc 13.0 wheels into .cuda"
+  python3 -m pip install -q --disable-pip-version-check --target .cuda \
+    "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-crt==13.0.*" \
+    "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
+fi
+.cuda/nvidia/cu13/bin/nvcc --version | tail -n 2 | head -n 1
