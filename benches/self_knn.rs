@@ -35,13 +35,7 @@ fn normal(n: usize, d: usize, seed: u64) -> Vec<f32> {
 }
 
 fn faiss_flat(metric: FlatMetric, d: usize, x: &[f32]) -> FaissFlat {
-    let mut idx = match metric {
-        FlatMetric::L2 => FaissFlat::new_l2(d as u32),
-        FlatMetric::InnerProduct => FaissFlat::new_ip(d as u32),
-    }
-    .unwrap();
-    idx.add(x).unwrap();
-    idx
+    faiss_nn::faiss_backend::reference_flat(metric, d, x).unwrap()
 }
 
 fn code(m: FlatMetric) -> i64 {

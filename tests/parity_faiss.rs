@@ -9,13 +9,7 @@ use faiss_nn::{FaissNearestNeighbour, FlatIndex, FlatMetric};
 use proptest::prelude::*;
 
 fn faiss_index(metric: FlatMetric, d: usize, x: &[f32]) -> FaissFlat {
-    let mut idx = match metric {
-        FlatMetric::L2 => FaissFlat::new_l2(d as u32),
-        FlatMetric::InnerProduct => FaissFlat::new_ip(d as u32),
-    }
-    .unwrap();
-    idx.add(x).unwrap();
-    idx
+    faiss_nn::faiss_backend::reference_flat(metric, d, x).unwrap()
 }
 
 /// faiss's self-kNN with the row removed by index: search k + 1, drop the row if present,

@@ -105,7 +105,21 @@ fn training_sample(data: Vectors<'_>, cap: usize) -> Vec<f32> {
     out
 }
 
-/// Runs a query set against an already filled faiss index (used by the parity tests).
+/// faiss's own `IndexFlatL2` / `IndexFlatIP` holding `x`: the reference of the parity tests and
+/// the benchmarks.
+pub fn reference_flat(metric: crate::metric::FlatMetric, d: usize, x: &[f32]) -> Result<faiss::FlatIndex> {
+    use crate::metric::FlatMetric;
+    let fail = |e: faiss::error::Error| Error::Faiss { context: format!("building IndexFlat of {} rows", x.len() / d.max(1)), message: e.to_string() };
+    let mut idx = match metric {
+        FlatMetric::L2 => faiss::FlatIndex::new_l2(d as u32),
+        FlatMetric::InnerProduct => faiss::FlatIndex::new_ip(d as u32),
+    }
+    .map_err(fail)?;
+    idx.add(x).map_err(fail)?;
+    Ok(idx)
+}
+
+/// Runs a query set against an already filled faiss index.
 pub fn search(index: &mut IndexImpl, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<i64>)> {
     let res = index
         .search(queries, k)

@@ -37,13 +37,7 @@ impl TopKHeaps {
     /// Offers `(key, id)` to row `row`; kept if it ranks before the row's current worst.
     #[inline]
     pub fn offer(&mut self, row: usize, key: f32, id: i64) {
-        let base = row * self.k;
-        if !better(key, id, self.keys[base], self.ids[base]) {
-            return;
-        }
-        let keys = &mut self.keys[base..base + self.k];
-        let ids = &mut self.ids[base..base + self.k];
-        sift_down_replace(keys, ids, key, id);
+        self.all_rows_mut().offer(row, key, id);
     }
 
     /// All rows as one mutable window.
