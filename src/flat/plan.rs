@@ -71,3 +71,32 @@ pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
 pub fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m) * m
 }
+
+/// Re-sizes a tile of `tile` rows over `n` rows so that the number of tiles is a multiple of
+/// `workers` (no worker idles through the last round) while staying a multiple of `align` and
+/// no larger than before. E.g. 2,000 queries in 288-row tiles make 7 tiles for 2 workers; in
+/// 252-row tiles they make 8.
+pub fn balance(n: usize, tile: usize, workers: usize, align: usize) -> usize {
+    let workers = workers.max(1);
+    let tiles = round_up(n.div_ceil(tile.max(1)), workers);
+    round_up(n.div_ceil(tiles), align).clamp(align, tile.max(align))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_makes_whole_rounds() {
+        assert_eq!(balance(2000, 288, 2, 6), 252);
+        assert_eq!(2000usize.div_ceil(252) % 2, 0);
+        assert_eq!(balance(100, 288, 2, 6), 54); // 2 tiles
+        assert_eq!(balance(10, 288, 4, 6), 6);
+        for n in [1usize, 7, 500, 999, 10_000] {
+            for w in [1usize, 2, 3, 8] {
+                let t = balance(n, 288, w, 6);
+                assert!(t % 6 == 0 && t <= 288 && t >= 6, "n {n} w {w}: {t}");
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@
 
 use super::epilogue::{fill_keys, offer_row};
 use super::microkernel::{Kernel, MR, NR};
-use super::pack::pack_panels;
+use super::pack::{pack_panels, pack_panels_parallel};
 use super::tile::product;
 use crate::flat::plan::TilePlan;
 use crate::flat::FlatJob;
@@ -31,7 +31,7 @@ pub fn search(kernel: Kernel, job: &FlatJob<'_>, qn: &[f32], xn: &[f32], plan: T
     let mut s0 = 0;
     while s0 < x.n() {
         let s_rows = db_block.min(x.n() - s0);
-        pack_panels(x.as_slice(), d, s0, s_rows, 0, d, NR, &mut packed_db);
+        pack_panels_parallel(x.as_slice(), d, s0, s_rows, NR, &mut packed_db, workers);
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for _ in 0..workers.min(n_panels) {

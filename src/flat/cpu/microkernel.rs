@@ -158,3 +158,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Micro-kernel throughput with both panels hot in L1 (a measurement, not a check):
+    /// `cargo test --lib --release -- --ignored kernel_speed --nocapture`.
+    #[test]
+    #[ignore = "a measurement"]
+    fn kernel_speed() {
+        for kc in [64usize, 128, 256, 384] {
+            let a = vec![1.0f32; kc * MR];
+            let b = vec![0.5f32; kc * NR];
+            let mut c = vec![0f32; MR * NR];
+            let kernel = Kernel::detect();
+            let reps = 2_000_000_000 / (kc * MR * NR * 2);
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                kernel.run(kc, std::hint::black_box(&a), &b, &mut c, NR, false);
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!("{kernel:?} kc {kc}: {:.1} GFLOP/s on one core", (reps * kc * MR * NR * 2) as f64 / s / 1e9);
+        }
+    }
+}

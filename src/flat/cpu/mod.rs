@@ -11,7 +11,7 @@ mod symmetric;
 mod tile;
 
 use crate::error::Result;
-use crate::flat::plan::{plan_cpu, PlanInput, DEFAULT_CPU_BUDGET};
+use crate::flat::plan::{balance, plan_cpu, PlanInput, DEFAULT_CPU_BUDGET};
 use crate::flat::{FlatJob, FlatSearcher};
 use crate::metric::FlatMetric;
 use crate::topk::TopKLists;
@@ -76,7 +76,7 @@ impl CpuSearcher {
 
     /// The tile plan this searcher would use for `job`.
     pub fn plan(&self, job: &FlatJob<'_>) -> crate::flat::plan::TilePlan {
-        plan_cpu(
+        let mut plan = plan_cpu(
             &PlanInput {
                 nq: job.queries.n(),
                 ndb: job.database.n(),
@@ -87,7 +87,13 @@ impl CpuSearcher {
                 symmetric: self.symmetric && job.is_symmetric(),
             },
             ALIGN,
-        )
+        );
+        if !plan.symmetric {
+            // Query panels of the blocked path need only MR alignment: balance them over the
+            // workers. (The symmetric path balances itself: many panels, taken largest first.)
+            plan.q_tile = balance(job.queries.n(), plan.q_tile, self.threads, MR);
+        }
+        plan
     }
 }
 

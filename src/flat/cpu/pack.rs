@@ -8,20 +8,40 @@
 /// Packs rows `row0..row0 + rows` (rounded up to panels of `r`) of the row-major matrix `data`
 /// (dimension `d`) over depths `k0..k0 + kc` into `out`: panel after panel, each `kc × r`.
 pub fn pack_panels(data: &[f32], d: usize, row0: usize, rows: usize, k0: usize, kc: usize, r: usize, out: &mut Vec<f32>) {
-    let n_total = data.len() / d;
+    out.clear();
+    out.resize(rows.div_ceil(r) * kc * r, 0.0);
+    pack_into(data, d, row0, rows, k0, kc, r, out);
+}
+
+/// [`pack_panels`] over full depth, with the panels shared out among `workers` threads: packing
+/// a whole database is a transposing copy that one thread would do while the others wait.
+pub fn pack_panels_parallel(data: &[f32], d: usize, row0: usize, rows: usize, r: usize, out: &mut Vec<f32>, workers: usize) {
     let panels = rows.div_ceil(r);
     out.clear();
-    out.resize(panels * kc * r, 0.0);
-    for panel in 0..panels {
-        let dst = &mut out[panel * kc * r..(panel + 1) * kc * r];
+    out.resize(panels * d * r, 0.0);
+    let per = panels.div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|scope| {
+        for (c, dst) in out.chunks_mut(per * d * r).enumerate() {
+            let first = c * per * r; // first row of this chunk, relative to row0
+            let n_rows = (per * r).min(rows - first);
+            scope.spawn(move || pack_into(data, d, row0 + first, n_rows, 0, d, r, dst));
+        }
+    });
+}
+
+/// Writes the panels of rows `row0..row0 + rows` into `dst` (already zeroed, sized for them).
+#[allow(clippy::too_many_arguments)]
+fn pack_into(data: &[f32], d: usize, row0: usize, rows: usize, k0: usize, kc: usize, r: usize, dst: &mut [f32]) {
+    for (panel, pdst) in dst.chunks_mut(kc * r).enumerate() {
         for lane in 0..r {
-            let row = row0 + panel * r + lane;
-            if row >= row0 + rows || row >= n_total {
-                continue; // stays zero
+            let i = panel * r + lane;
+            if i >= rows {
+                break; // the rest of the panel stays zero
             }
+            let row = row0 + i;
             let src = &data[row * d + k0..row * d + k0 + kc];
             for (p, v) in src.iter().enumerate() {
-                dst[p * r + lane] = *v;
+                pdst[p * r + lane] = *v;
             }
         }
     }
@@ -38,5 +58,18 @@ mod tests {
         let mut out = Vec::new();
         pack_panels(&data, 4, 1, 2, 1, 2, 4, &mut out); // rows 1..3, depths 1..3, panel of 4
         assert_eq!(out, vec![11.0, 21.0, 0.0, 0.0, 12.0, 22.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn parallel_packing_equals_serial() {
+        let (n, d, r) = (101, 7, 16);
+        let data: Vec<f32> = (0..n * d).map(|v| v as f32).collect();
+        let mut serial = Vec::new();
+        pack_panels(&data, d, 3, n - 3, 0, d, r, &mut serial);
+        for workers in [1, 2, 3, 8, 64] {
+            let mut par = Vec::new();
+            pack_panels_parallel(&data, d, 3, n - 3, r, &mut par, workers);
+            assert_eq!(par, serial, "{workers} workers");
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::epilogue::{fill_keys, offer_columns, offer_row};
 use super::microkernel::{Kernel, MR, NR};
-use super::pack::pack_panels;
+use super::pack::{pack_panels, pack_panels_parallel};
 use super::tile::product;
 use crate::flat::FlatJob;
 use crate::topk::{merge_lists, TopKHeaps, TopKLists};
@@ -26,7 +26,7 @@ pub fn self_join(kernel: Kernel, job: &FlatJob<'_>, norms: &[f32], tile: usize, 
 
     // The whole dataset in B layout, shared by all workers.
     let mut packed = Vec::new();
-    pack_panels(v.as_slice(), d, 0, n, 0, d, NR, &mut packed);
+    pack_panels_parallel(v.as_slice(), d, 0, n, NR, &mut packed, workers);
     let packed = &packed;
     let next = AtomicUsize::new(0);
     let id0 = job.db_offset;
