@@ -13,6 +13,7 @@ use crate::flat::{FlatJob, FlatSearcher};
 use crate::gpu::GpuOptions;
 use crate::metric::{FlatMetric, Metric};
 use crate::shard;
+use crate::topk::TopKLists;
 use crate::neighbours::Neighbours;
 use crate::precision::Precision;
 use crate::progress::Progress;
@@ -150,7 +151,13 @@ impl FaissNearestNeighbour {
                 let opts = GpuOptions { precision: self.precision, ..GpuOptions::default() };
                 let searchers = crate::gpu::open_searchers(gpu_device, &opts)?;
                 let refs: Vec<&dyn FlatSearcher> = searchers.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
-                shard::search(&refs, &job, self.shard_mode, &shard::host_merge)?
+                // Shard lists are merged by our merge kernel on the first listed device.
+                let merge_device = match gpu_device {
+                    Device::Cuda(ids) => ids.first().copied().unwrap_or(0),
+                    _ => 0,
+                };
+                let merge = move |parts: &[TopKLists], k: usize| crate::gpu::merge_on_device(merge_device, parts, k);
+                shard::search(&refs, &job, self.shard_mode, &merge)?
             }
         };
         Ok(lists.into_neighbours(metric))

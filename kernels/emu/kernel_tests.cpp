@@ -1,0 +1,265 @@
+// Runs the select and merge kernels' own source on the CPU through emu/simt.h and compares every
+// output entry with a plain sort. Built and run by tests/gpu.rs (`kernels_match_reference_on_cpu_emulation`):
+//   g++ -std=c++20 -O2 -pthread -I kernels kernels/emu/kernel_tests.cpp && ./a.out [quick]
+// Exit status 0 and a final "N passed, 0 failed" line on success.
+#include <algorithm>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "../merge.cu"
+#include "../select.cu"
+
+// The Rust mirrors (src/gpu/cuda/launch.rs) assert the same layout.
+static_assert(sizeof(fnn::SelectArgs) == 112 && offsetof(fnn::SelectArgs, col_base) == 80 &&
+              offsetof(fnn::SelectArgs, rows) == 96 && offsetof(fnn::SelectArgs, has_self) == 108);
+static_assert(sizeof(fnn::MergeArgs) == 72 && offsetof(fnn::MergeArgs, out_ld) == 48 && offsetof(fnn::MergeArgs, p) == 68);
+
+namespace {
+
+using SelectFn = void (*)(const fnn::SelectArgs);
+
+struct Bucket {
+  int k_max;
+  SelectFn l2, ip;
+  bool block;  // block_select: 256 threads per row; else 4 warps (rows) per 128-thread block
+};
+
+const Bucket BUCKETS[] = {
+    {32, topk_select_k32_l2, topk_select_k32_ip, false},
+    {128, topk_select_k128_l2, topk_select_k128_ip, false},
+    {512, topk_select_k512_l2, topk_select_k512_ip, false},
+    {2048, topk_select_k2048_l2, topk_select_k2048_ip, true},
+    {4096, topk_select_k4096_l2, topk_select_k4096_ip, true},
+};
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++passed;
+  } else {
+    ++failed;
+    std::printf("FAIL: %s\n", what.c_str());
+  }
+}
+
+struct Entry {
+  float key;
+  long long id;
+};
+bool ranks_before(const Entry& a, const Entry& b) {
+  auto ra = a.id < 0 ? fnn::SENTINEL_I64 : a.id, rb = b.id < 0 ? fnn::SENTINEL_I64 : b.id;
+  return a.key < b.key || (a.key == b.key && ra < rb);
+}
+
+struct Case {
+  int rows, cols, k, metric, has_self, with_thr, misalign;
+  long long col_base, qid_base;
+  bool ties;
+};
+
+std::string describe(const Case& c, int bucket) {
+  char b[256];
+  std::snprintf(b, sizeof b, "bucket %d rows %d cols %d k %d metric %s self %d thr %d misalign %d ties %d", bucket, c.rows, c.cols,
+                c.k, c.metric == 0 ? "l2" : "ip", c.has_self, c.with_thr, c.misalign, int(c.ties));
+  return b;
+}
+
+void run_select(const Bucket& bk, const Case& c, std::mt19937_64& rng) {
+  const long long ld = ((c.cols + 3) / 4) * 4 + 4;
+  std::vector<float> prods_buf(size_t(c.rows) * ld + 8, 0.0f), xn_buf(size_t(c.cols) + 8), qn(c.rows);
+  // Misaligned views force the scalar load path.
+  float* prods = prods_buf.data() + (c.misalign ? 1 : 0);
+  float* xn = xn_buf.data() + (c.misalign ? 1 : 0);
+  std::uniform_real_distribution<float> u(-4.0f, 4.0f);
+  std::uniform_int_distribution<int> small(-2, 2);
+  for (int r = 0; r < c.rows; ++r) {
+    qn[r] = c.ties ? float(small(rng) + 3) : std::abs(u(rng)) * 4;
+    for (int j = 0; j < c.cols; ++j) prods[size_t(r) * ld + j] = c.ties ? float(small(rng)) : u(rng);
+  }
+  for (int j = 0; j < c.cols; ++j) xn[j] = c.ties ? float(small(rng) + 3) : std::abs(u(rng)) * 4;
+
+  // A running list per row: entries from columns outside this tile, sorted, some empty.
+  const int k = c.k;
+  std::vector<float> thr_k(size_t(c.rows) * k);
+  std::vector<long long> thr_i(size_t(c.rows) * k);
+  for (int r = 0; r < c.rows; ++r) {
+    std::vector<Entry> e;
+    const int filled = std::uniform_int_distribution<int>(0, k)(rng);
+    for (int t = 0; t < filled; ++t) {
+      const long long id = (rng() & 1) ? c.col_base - 1 - t : c.col_base + c.cols + t;
+      const float key = c.ties ? float(small(rng) * 2) : u(rng) * 3;
+      e.push_back({c.metric == 0 ? std::abs(key) : key, id});
+    }
+    std::sort(e.begin(), e.end(), ranks_before);
+    for (int t = 0; t < k; ++t) {
+      thr_k[size_t(r) * k + t] = t < filled ? e[t].key : INFINITY;
+      thr_i[size_t(r) * k + t] = t < filled ? e[t].id : -1;
+    }
+  }
+
+  const long long out_ld = k + 3;
+  std::vector<float> ok(size_t(c.rows) * out_ld, -12345.0f);  // poisoned: unwritten entries fail
+  std::vector<long long> oi(size_t(c.rows) * out_ld, -777);
+
+  fnn::SelectArgs a{};
+  a.prods = prods;
+  a.ld = ld;
+  a.qnorms = qn.data();
+  a.xnorms = xn;
+  a.thr_keys = c.with_thr ? thr_k.data() : nullptr;
+  a.thr_ids = c.with_thr ? thr_i.data() : nullptr;
+  a.thr_ld = k;
+  a.out_keys = ok.data();
+  a.out_ids = oi.data();
+  a.out_ld = out_ld;
+  a.col_base = c.col_base;
+  a.qid_base = c.qid_base;
+  a.rows = c.rows;
+  a.cols = c.cols;
+  a.k = k;
+  a.has_self = c.has_self;
+  const SelectFn f = c.metric == 0 ? bk.l2 : bk.ip;
+  if (bk.block) {
+    const size_t smem = size_t(2) * bk.k_max * 8;
+    fnn_emu::launch(unsigned(c.rows), 256, smem, [&] { f(a); });
+  } else {
+    fnn_emu::launch(unsigned((c.rows + 3) / 4), 128, 0, [&] { f(a); });
+  }
+
+  bool all = true;
+  std::string first;
+  for (int r = 0; r < c.rows && all; ++r) {
+    std::vector<Entry> e;
+    for (int j = 0; j < c.cols; ++j) {
+      const long long g = c.col_base + j;
+      if (c.has_self && g == c.qid_base + r) continue;
+      const float key = c.metric == 0 ? fnn::key_of<fnn::METRIC_L2>(prods[size_t(r) * ld + j], qn[r], xn[j])
+                                      : fnn::key_of<fnn::METRIC_IP>(prods[size_t(r) * ld + j], 0, 0);
+      e.push_back({key, g});
+    }
+    std::sort(e.begin(), e.end(), ranks_before);
+    // Candidates that do not beat the running k-th are not admitted: they cannot reach the final
+    // top-k, and the kernel may drop them. Compare the tile's list cut at that threshold.
+    Entry thr{INFINITY, -1};
+    if (c.with_thr) thr = {thr_k[size_t(r) * k + k - 1], thr_i[size_t(r) * k + k - 1]};
+    for (int t = 0; t < k; ++t) {
+      Entry want{INFINITY, -1};
+      if (t < int(e.size()) && ranks_before(e[t], thr)) want = e[t];
+      const Entry got{ok[size_t(r) * out_ld + t], oi[size_t(r) * out_ld + t]};
+      if (got.id != want.id || !(got.key == want.key)) {
+        all = false;
+        char b[200];
+        std::snprintf(b, sizeof b, " row %d pos %d: got (%g, %lld) want (%g, %lld)", r, t, got.key, got.id, want.key, want.id);
+        first = b;
+        break;
+      }
+    }
+    for (int t = k; t < out_ld && all; ++t) {
+      if (ok[size_t(r) * out_ld + t] != -12345.0f || oi[size_t(r) * out_ld + t] != -777) {
+        all = false;
+        first = " wrote past k";
+      }
+    }
+  }
+  check(all, describe(c, bk.k_max) + first);
+}
+
+void run_merge(int rows, int m, int k, bool in_place, std::mt19937_64& rng) {
+  int p = 1;
+  while (p < k) p <<= 1;
+  const long long list_stride = k, in_ld = (long long)m * k;
+  std::vector<float> keys(size_t(rows) * in_ld);
+  std::vector<long long> ids(size_t(rows) * in_ld);
+  std::vector<std::vector<Entry>> want(rows);
+  std::uniform_int_distribution<int> small(0, 6);
+  long long next_id = 0;
+  for (int r = 0; r < rows; ++r) {
+    std::vector<Entry> all;
+    for (int s = 0; s < m; ++s) {
+      std::vector<Entry> l;
+      const int filled = std::uniform_int_distribution<int>(0, k)(rng);
+      for (int t = 0; t < filled; ++t) l.push_back({float(small(rng)), next_id++ % 1000003});
+      std::sort(l.begin(), l.end(), ranks_before);
+      for (int t = 0; t < k; ++t) {
+        keys[size_t(r) * in_ld + s * list_stride + t] = t < filled ? l[t].key : INFINITY;
+        ids[size_t(r) * in_ld + s * list_stride + t] = t < filled ? l[t].id : -1;
+      }
+      all.insert(all.end(), l.begin(), l.end());
+    }
+    std::sort(all.begin(), all.end(), ranks_before);
+    all.resize(k, Entry{INFINITY, -1});
+    want[r] = all;
+  }
+  std::vector<float> ok(size_t(rows) * k, -5.0f);
+  std::vector<long long> oi(size_t(rows) * k, -9);
+  fnn::MergeArgs a{};
+  a.in_keys = keys.data();
+  a.in_ids = ids.data();
+  a.in_ld = in_ld;
+  a.list_stride = list_stride;
+  a.out_keys = in_place ? keys.data() : ok.data();
+  a.out_ids = in_place ? ids.data() : oi.data();
+  a.out_ld = in_place ? in_ld : k;
+  a.rows = rows;
+  a.m = m;
+  a.k = k;
+  a.p = p;
+  const unsigned nt = unsigned(std::min(512, std::max(32, p / 2)));
+  fnn_emu::launch(unsigned(rows), nt, size_t(p) * 12, [&] { topk_merge(a); });
+  bool good = true;
+  for (int r = 0; r < rows && good; ++r) {
+    for (int t = 0; t < k; ++t) {
+      const size_t at = in_place ? size_t(r) * in_ld + t : size_t(r) * k + t;
+      const float gk = in_place ? keys[at] : ok[at];
+      const long long gi = in_place ? ids[at] : oi[at];
+      if (gi != want[r][t].id || !(gk == want[r][t].key)) {
+        good = false;
+        break;
+      }
+    }
+  }
+  char b[128];
+  std::snprintf(b, sizeof b, "merge rows %d m %d k %d in_place %d", rows, m, k, int(in_place));
+  check(good, b);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "quick";
+  std::mt19937_64 rng(20240611);
+  const int col_choices[] = {0, 1, 3, 31, 127, 128, 129, 515, 1000, 2100, 4500};
+  for (const Bucket& bk : BUCKETS) {
+    const int lower = bk.k_max == 32 ? 1 : (&bk)[-1].k_max + 1;
+    const int per_bucket = quick ? 6 : 16;
+    for (int it = 0; it < per_bucket; ++it) {
+      Case c{};
+      c.rows = std::uniform_int_distribution<int>(1, bk.block ? 3 : 6)(rng);
+      c.cols = col_choices[std::uniform_int_distribution<int>(0, 10)(rng)];
+      // k at the bucket's edges and in between; k = 1 and k = bucket max always appear.
+      const int ks[] = {lower, bk.k_max, std::uniform_int_distribution<int>(lower, bk.k_max)(rng), 1};
+      c.k = ks[it % 4];
+      c.metric = it & 1;
+      c.has_self = (it >> 1) & 1;
+      c.with_thr = (it % 3) == 0;
+      c.misalign = (it % 5) == 4;
+      c.ties = (it % 4) >= 2;
+      c.col_base = std::uniform_int_distribution<long long>(0, 5000)(rng);
+      c.qid_base = c.col_base + std::uniform_int_distribution<int>(-2, c.cols > 0 ? c.cols - 1 : 0)(rng);
+      run_select(bk, c, rng);
+    }
+  }
+  for (int it = 0; it < (quick ? 6 : 14); ++it) {
+    const int ks[] = {1, 5, 32, 100, 512, 1000, 4096};
+    const int k = ks[it % 7];
+    run_merge(std::uniform_int_distribution<int>(1, 3)(rng), std::uniform_int_distribution<int>(1, 5)(rng), k, it & 1, rng);
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,1 +1,0 @@
-//! faiss (stub)

@@ -1,0 +1,118 @@
+//! The CUDA backend of exact flat search: our own kernels (row norms, the L2/IP epilogue fused
+//! with k-selection, list merges) around cuBLAS product tiles, loaded through cudarc at run time.
+//!
+//! This module always compiles. With the `cuda` feature it holds the real backend; without it,
+//! [`open_searchers`] and [`merge_on_device`] return [`Error::Unavailable`]. The kernels are
+//! compiled by `build.rs` when the feature is on and nvcc is found ([`kernels::BUILT`], and
+//! `cfg(faiss_nn_kernels)`); a build without them compiles but reports the GPU unavailable.
+//!
+//! A search per device ([`crate::flat::FlatSearcher`]):
+//! 1. rows are uploaded in chunks through pinned staging on a copy stream, packed on the device
+//!    (row stride a multiple of 8, the precision's element type) and their squared norms taken;
+//!    the database stays resident when it fits half the budget, otherwise it streams in tiles;
+//! 2. per query batch and database tile, cuBLAS computes the products (exact f32, TF32, or
+//!    f16/bf16 inputs with f32 accumulation, see [`Precision`]);
+//! 3. the select kernel turns products into keys (‖q‖² + ‖x‖² − 2q·x clamped at 0, or −q·x),
+//!    skips the query itself, and keeps the tile's best k that beat the batch's running k-th;
+//! 4. the merge kernel folds the tile's list into the running lists; a finished batch returns to
+//!    the host on the copy stream while the next batch computes.
+//!
+//! Rankings use the crate-wide strict order on (key, index), so results do not depend on tiling.
+
+pub mod kernels;
+pub mod plan;
+pub mod ptxas;
+
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(not(feature = "cuda"))]
+mod stub;
+
+#[cfg(feature = "cuda")]
+use cuda as backend;
+#[cfg(not(feature = "cuda"))]
+use stub as backend;
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::flat::FlatSearcher;
+use crate::precision::Precision;
+use crate::topk::TopKLists;
+
+/// How GPU searchers work.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuOptions {
+    /// Arithmetic of the products.
+    pub precision: Precision,
+    /// Share of the device's free memory (at search time) a search may use, in (0, 1]; logical
+    /// shards on one GPU split it. Default 0.5.
+    pub memory_fraction: f32,
+    /// Query rows per batch; `None` sizes batches from the memory budget.
+    pub batch_rows: Option<usize>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { precision: Precision::F32, memory_fraction: 0.5, batch_rows: None }
+    }
+}
+
+impl GpuOptions {
+    /// Checks the values a user may have set.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.memory_fraction > 0.0 && self.memory_fraction <= 1.0) {
+            return Err(Error::invalid("memory_fraction", format!("{}: must be in (0, 1]", self.memory_fraction)));
+        }
+        if self.batch_rows == Some(0) {
+            return Err(Error::invalid("batch_rows", "0: a batch needs at least one query row"));
+        }
+        Ok(())
+    }
+}
+
+/// One searcher per device of `device`: per listed id in order (a repeated id is one more
+/// logical shard on that GPU, with its own streams and cuBLAS handle in the device's primary
+/// context, and a share of its memory budget), or every visible device for
+/// [`Device::AllCuda`].
+///
+/// Errors: [`Error::Unavailable`] without the `cuda` feature, without compiled kernels, without
+/// a CUDA driver or cuBLAS, or with no visible device; [`Error::BadDevice`] for an id at or above
+/// the device count; [`Error::Cuda`] when a context, stream or module cannot be created.
+pub fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<Box<dyn FlatSearcher + Send>>> {
+    opts.validate()?;
+    backend::open_searchers(device, opts)
+}
+
+/// Merges per-shard lists of the same rows into the best `k` per row on CUDA device `device`,
+/// with the same (key, index) order and padding (+inf, −1) as [`crate::topk::merge_lists`]; a
+/// drop-in for the shard layer's host merge (`|parts, k| merge_on_device(0, parts, k)`).
+///
+/// The parts are host lists (what every searcher returns), so they are copied host → device in
+/// row chunks of bounded size; lists shorter than `k` are padded, longer ones cut. Candidates of
+/// different parts must be distinct, as they are for disjoint database shards. `1 ≤ k ≤ 4096`.
+pub fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> Result<TopKLists> {
+    backend::merge_on_device(device, parts, k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_options_are_valid_and_bad_ones_are_refused() {
+        assert!(GpuOptions::default().validate().is_ok());
+        assert!(GpuOptions { memory_fraction: 0.0, ..Default::default() }.validate().is_err());
+        assert!(GpuOptions { memory_fraction: 1.5, ..Default::default() }.validate().is_err());
+        assert!(GpuOptions { memory_fraction: f32::NAN, ..Default::default() }.validate().is_err());
+        assert!(GpuOptions { batch_rows: Some(0), ..Default::default() }.validate().is_err());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn without_the_feature_the_gpu_is_unavailable() {
+        match open_searchers(&Device::Cuda(vec![0]), &GpuOptions::default()) {
+            Err(Error::Unavailable { reason, .. }) => assert!(reason.contains("--features cuda")),
+            other => panic!("expected Unavailable, got {:?}", other.map(|v| v.len())),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The GPU entry points of a build without the `cuda` feature: each says so and how to fix it.
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::flat::FlatSearcher;
+use crate::gpu::GpuOptions;
+use crate::topk::TopKLists;
+
+const REASON: &str = "this build has no `cuda` feature; rebuild with --features cuda";
+
+pub(crate) fn open_searchers(device: &Device, _: &GpuOptions) -> Result<Vec<Box<dyn FlatSearcher + Send>>> {
+    Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: REASON.into() })
+}
+
+pub(crate) fn merge_on_device(device: usize, _: &[TopKLists], _: usize) -> Result<TopKLists> {
+    Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: REASON.into() })
+}

@@ -1,0 +1,319 @@
+//! The CUDA backend (feature `cuda`).
+//!
+//! Run everywhere (CI has no GPU):
+//! * the embedded kernels carry SASS for sm_80 and sm_90, and ptxas reports no spills in the
+//!   select and merge kernels (needs the kernels compiled: nvcc present at build time; set
+//!   `FAISS_NN_REQUIRE_KERNELS=1`, as .ci/run does, to fail rather than skip without them);
+//! * the select and merge kernels' own source, run on the CPU through kernels/emu/simt.h against
+//!   a plain sort (needs g++);
+//! * opening a GPU without a driver fails with a typed error instead of panicking.
+//!
+//! `#[ignore = "needs a CUDA GPU"]`: parity with the f64 reference and the CPU backend over
+//! shapes, metrics and precisions; run with `cargo test --features cuda --test lib -- --ignored gpu`.
+
+use crate::common::data::{demo_path, normal, tied, Rng};
+use crate::common::parity::{compare_row, max_norm2, tolerance, Row};
+use crate::common::reference::{knn, score};
+use faiss_nn::flat::cpu::CpuSearcher;
+use faiss_nn::flat::{FlatJob, FlatSearcher};
+use faiss_nn::gpu::{self, kernels, ptxas, GpuOptions};
+use faiss_nn::topk::{merge_lists, TopKLists};
+use faiss_nn::{Device, Error, FlatMetric, NoProgress, Precision, Vectors};
+use std::path::PathBuf;
+use std::process::Command;
+
+// ------------------------------------------------------------------ no GPU needed
+
+/// True when the kernels are built in; otherwise says why the caller skips (or fails under
+/// `FAISS_NN_REQUIRE_KERNELS`).
+fn kernels_built(test: &str) -> bool {
+    if kernels::BUILT {
+        return true;
+    }
+    let msg = format!("{test}: SKIPPED, the CUDA kernels were not compiled: {}", kernels::MISSING_REASON);
+    assert!(std::env::var_os("FAISS_NN_REQUIRE_KERNELS").is_none(), "{msg} (FAISS_NN_REQUIRE_KERNELS is set)");
+    eprintln!("{msg}");
+    false
+}
+
+#[test]
+fn kernels_carry_sass_for_sm80_and_sm90() {
+    if !kernels_built("kernels_carry_sass_for_sm80_and_sm90") {
+        return;
+    }
+    assert_eq!(kernels::SASS_ARCHS, &["sm_80", "sm_90"]);
+    for (name, fatbin, ptx, src, report) in kernels::MODULES {
+        // A fatbin begins with its magic number 0xBA55ED50 (little-endian).
+        assert_eq!(fatbin.get(..4), Some(&[0x50, 0xED, 0x55, 0xBA][..]), "{name}: not a fatbin");
+        assert!(ptx.contains(".target sm_80"), "{name}: PTX is not compute_80");
+        assert!(src.contains("extern \"C\"") && !src.contains("#include \"topk.cuh\""), "{name}: NVRTC source not inlined");
+        let entries = ptxas::parse(report);
+        assert!(!entries.is_empty(), "{name}: empty ptxas report");
+        for e in &entries {
+            for arch in ["sm_80", "sm_90"] {
+                assert!(entries.iter().any(|o| o.name == e.name && o.arch == arch), "{name}: {} has no {arch} SASS", e.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn select_and_merge_kernels_do_not_spill() {
+    if !kernels_built("select_and_merge_kernels_do_not_spill") {
+        return;
+    }
+    let mut seen = 0;
+    for (name, _, _, _, report) in kernels::MODULES {
+        for e in ptxas::parse(report) {
+            eprintln!("{name}.cu {:<24} {}: {:>3} registers, {} B spill stores, {} B spill loads, {} B stack", e.name, e.arch, e.registers, e.spill_stores, e.spill_loads, e.stack_frame);
+            if e.name.starts_with("topk_") {
+                seen += 1;
+                assert!(e.spill_stores == 0 && e.spill_loads == 0, "{} on {} spills: {e:?}", e.name, e.arch);
+                assert_eq!(e.stack_frame, 0, "{} on {} uses local memory: {e:?}", e.name, e.arch);
+            }
+        }
+    }
+    // 10 select entries + merge, on two architectures.
+    assert_eq!(seen, 22, "missing select/merge kernels in the ptxas reports");
+}
+
+#[test]
+fn kernels_match_reference_on_cpu_emulation() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let Ok(out) = tempfile::tempdir() else { panic!("no temporary directory") };
+    let exe = out.path().join("kernel_tests");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    let build = Command::new(&cxx)
+        .args(["-std=c++20", "-O2", "-pthread", "-I"])
+        .arg(root.join("kernels"))
+        .arg(root.join("kernels/emu/kernel_tests.cpp"))
+        .arg("-o")
+        .arg(&exe)
+        .output();
+    let build = match build {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("kernels_match_reference_on_cpu_emulation: SKIPPED, cannot run {cxx}: {e}");
+            return;
+        }
+    };
+    assert!(build.status.success(), "compiling the kernel emulation failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let run = Command::new(&exe).output().expect("run the kernel emulation");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "kernel emulation failed:\n{text}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn opening_a_gpu_never_panics() {
+    // Whatever this machine has (no driver, no kernels, a GPU), the answer is typed.
+    match gpu::open_searchers(&Device::Cuda(vec![0]), &GpuOptions::default()) {
+        Ok(s) => assert_eq!(s.len(), 1),
+        Err(Error::Unavailable { reason, .. }) => assert!(!reason.is_empty()),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    assert!(matches!(gpu::open_searchers(&Device::Cpu, &GpuOptions::default()), Err(Error::InvalidArgument { .. } | Error::Unavailable { .. })));
+    assert!(matches!(
+        gpu::open_searchers(&Device::Cuda(vec![0]), &GpuOptions { memory_fraction: 2.0, ..Default::default() }),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+// ------------------------------------------------------------------ on a GPU
+
+fn searcher(opts: GpuOptions) -> Box<dyn FlatSearcher + Send> {
+    let mut v = gpu::open_searchers(&Device::Cuda(vec![0]), &opts).expect("a CUDA device 0");
+    v.remove(0)
+}
+
+/// Every entry written (the searcher poisons its output with NaN / i64::MIN).
+fn assert_written(l: &TopKLists) {
+    assert!(l.ids.iter().all(|i| *i >= -1), "an output index was never written");
+    assert!(l.keys.iter().all(|k| !k.is_nan()), "an output key was never written");
+}
+
+/// GPU result of a self-join (or foreign queries) against the f64 reference, tie-aware, with
+/// each returned index's true score; `tol_scale` widens the f32 tolerance for TF32.
+#[allow(clippy::too_many_arguments)]
+fn check(s: &dyn FlatSearcher, metric: FlatMetric, q: &[f32], x: &[f32], d: usize, k: usize, self_join: bool, tol_scale: f64) -> Result<(), String> {
+    let xv = Vectors::new(x, d, "x").unwrap();
+    let qv = if self_join { xv } else { Vectors::new(q, d, "q").unwrap() };
+    let job = if self_join { FlatJob::self_join(xv, metric, k, &NoProgress) } else { FlatJob::search(qv, xv, metric, k, &NoProgress) };
+    let lists = s.search(&job).map_err(|e| e.to_string())?;
+    assert_written(&lists);
+    let got = lists.into_neighbours(metric);
+    let want = knn(metric, qv.as_slice(), x, d, k, self_join);
+    let tol = tol_scale * tolerance(max_norm2(x, d).max(max_norm2(qv.as_slice(), d)));
+    for (i, want) in want.iter().enumerate() {
+        let mut w_ids: Vec<i64> = want.iter().map(|p| p.0).collect();
+        let mut w_sc: Vec<f32> = want.iter().map(|p| p.1 as f32).collect();
+        w_ids.resize(k, -1);
+        w_sc.resize(k, if metric == FlatMetric::L2 { f32::INFINITY } else { f32::NEG_INFINITY });
+        let exact = |id: i64| score(metric, qv.row(i), xv.row(id as usize));
+        compare_row(metric, Row { ids: got.indices_of(i), scores: got.scores_of(i) }, Row { ids: &w_ids, scores: &w_sc }, tol, Some(&exact))
+            .map_err(|e| format!("n {} d {d} k {k} {metric:?} row {i}: {e}", xv.n()))?;
+        if self_join && got.indices_of(i).contains(&(i as i64)) {
+            return Err(format!("row {i} is in its own list"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_matches_reference_on_random_shapes() {
+    let s = searcher(GpuOptions::default());
+    let small_batches = searcher(GpuOptions { batch_rows: Some(37), ..Default::default() });
+    let mut rng = Rng::new(7);
+    for case in 0..40 {
+        let n = 2 + rng.below(700);
+        let d = [1, 3, 17, 64, 385, 1023][case % 6];
+        let k = 1 + rng.below((n - 1).min(600));
+        let metric = if case % 2 == 0 { FlatMetric::L2 } else { FlatMetric::InnerProduct };
+        let x = if case % 3 == 0 { tied(n, d, case as u64) } else { normal(n, d, case as u64) };
+        let which: &dyn FlatSearcher = if case % 4 == 1 { small_batches.as_ref() } else { s.as_ref() };
+        check(which, metric, &[], &x, d, k, true, 1.0).unwrap();
+        // Foreign queries, k possibly above the database size.
+        let q = normal(1 + rng.below(50), d, 1000 + case as u64);
+        check(which, metric, &q, &x, d, (k + 5).min(4096), false, 1.0).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_k_extremes_and_every_bucket() {
+    let s = searcher(GpuOptions::default());
+    let (n, d) = (5000, 24);
+    for (i, k) in [1, 32, 33, 128, 129, 512, 513, 2048, 2049, 4096].into_iter().enumerate() {
+        let x = if i % 2 == 0 { normal(n, d, i as u64) } else { tied(n, d, i as u64) };
+        for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+            check(s.as_ref(), metric, &[], &x, d, k, true, 1.0).unwrap();
+        }
+    }
+}
+
+/// Several database tiles (16,384 columns each) and batches: compare with the CPU backend.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_matches_cpu_backend_across_tiles() {
+    let (n, d, k) = (40_001, 8, 20);
+    let x = tied(n, d, 3);
+    let xv = Vectors::new(&x, d, "x").unwrap();
+    let cpu = CpuSearcher::new();
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        let job = FlatJob::self_join(xv, metric, k, &NoProgress);
+        let want = cpu.search(&job).unwrap();
+        for opts in [GpuOptions::default(), GpuOptions { batch_rows: Some(1000), ..Default::default() }] {
+            let got = searcher(opts).search(&job).unwrap();
+            assert_written(&got);
+            // Small integers: every score is exact in f32 on both sides, so lists are identical.
+            assert_eq!(got.ids, want.ids, "{metric:?} {opts:?}");
+            assert_eq!(got.keys, want.keys, "{metric:?} {opts:?}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_tf32_is_close() {
+    let s = searcher(GpuOptions { precision: Precision::Tf32, ..Default::default() });
+    let x = normal(800, 64, 11);
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        // TF32 keeps 10 mantissa bits: a 1e-3 relative error instead of f32's ~1e-7.
+        check(s.as_ref(), metric, &[], &x, 64, 10, true, 30.0).unwrap();
+    }
+}
+
+/// The real MiniLM demo rows (or normal data if absent): f16 and bf16 products reach a recall
+/// of at least 0.999 at k = 10 against the f64 reference.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_half_precisions_keep_recall_on_minilm() {
+    let (x, d) = if demo_path().exists() { crate::common::data::demo_embeddings() } else { (normal(3000, 384, 5), 384) };
+    let xv = Vectors::new(&x, d, "x").unwrap();
+    let k = 10;
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        let want = knn(metric, &x, &x, d, k, true);
+        for prec in [Precision::F16, Precision::Bf16, Precision::Tf32, Precision::F32] {
+            let got = searcher(GpuOptions { precision: prec, ..Default::default() }).search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap();
+            assert_written(&got);
+            let mut hits = 0usize;
+            for (i, w) in want.iter().enumerate() {
+                let (_, ids) = got.row(i);
+                hits += w.iter().filter(|(id, _)| ids.contains(id)).count();
+            }
+            let recall = hits as f64 / (want.len() * k) as f64;
+            eprintln!("{metric:?} {prec:?}: recall@{k} = {recall:.5}");
+            assert!(recall >= 0.999, "{metric:?} {prec:?}: recall {recall}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_duplicates_and_self_exclusion() {
+    // Every row three times: each row's nearest others are its two copies at distance 0.
+    let base = normal(300, 7, 9);
+    let x: Vec<f32> = base.iter().chain(&base).chain(&base).copied().collect();
+    let got = searcher(GpuOptions::default()).search(&FlatJob::self_join(Vectors::new(&x, 7, "x").unwrap(), FlatMetric::L2, 2, &NoProgress)).unwrap();
+    for i in 0..900 {
+        let (keys, ids) = got.row(i);
+        let mut want: Vec<i64> = [0, 300, 600].iter().map(|o| ((i % 300) + o) as i64).filter(|j| *j != i as i64).collect();
+        want.sort();
+        assert_eq!(ids, &want[..], "row {i}");
+        assert_eq!(keys, &[0.0, 0.0], "row {i}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_errors_are_typed() {
+    assert!(matches!(gpu::open_searchers(&Device::Cuda(vec![999]), &GpuOptions::default()), Err(Error::BadDevice { id: 999, .. })));
+    let x = normal(10, 4, 1);
+    let xv = Vectors::new(&x, 4, "x").unwrap();
+    let s = searcher(GpuOptions::default());
+    assert!(matches!(s.search(&FlatJob::self_join(xv, FlatMetric::L2, 4097, &NoProgress)), Err(Error::InvalidK { .. })));
+    let big = vec![1.0e5f32; 16];
+    let bv = Vectors::new(&big, 4, "x").unwrap();
+    let half = searcher(GpuOptions { precision: Precision::F16, ..Default::default() });
+    assert!(matches!(half.search(&FlatJob::self_join(bv, FlatMetric::L2, 1, &NoProgress)), Err(Error::InvalidArgument { .. })));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_shards_on_one_device_and_device_merge() {
+    let (n, d, k) = (3001, 16, 50);
+    let x = tied(n, d, 21);
+    let xv = Vectors::new(&x, d, "x").unwrap();
+    let job = FlatJob::self_join(xv, FlatMetric::L2, k, &NoProgress);
+    let one = searcher(GpuOptions::default()).search(&job).unwrap();
+    let shards = gpu::open_searchers(&Device::Cuda(vec![0, 0, 0]), &GpuOptions::default()).unwrap();
+    let refs: Vec<&dyn FlatSearcher> = shards.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
+    for mode in [faiss_nn::ShardMode::Sharded, faiss_nn::ShardMode::Replicated] {
+        let host = faiss_nn::shard::search(&refs, &job, mode, &faiss_nn::shard::host_merge).unwrap();
+        assert_eq!(host, one, "{mode:?}");
+        let dev = faiss_nn::shard::search(&refs, &job, mode, &|p: &[TopKLists], k| gpu::merge_on_device(0, p, k)).unwrap();
+        assert_eq!(dev, one, "{mode:?} with the device merge");
+    }
+    // The device merge against the host merge on lists with ties, padding and k above 512.
+    let mut rng = Rng::new(4);
+    for k in [1, 7, 600, 4096] {
+        let parts: Vec<TopKLists> = (0..3)
+            .map(|p| {
+                let rows = 5;
+                let mut keys = Vec::new();
+                let mut ids = Vec::new();
+                for _ in 0..rows {
+                    let filled = rng.below(k + 1);
+                    let mut row: Vec<(f32, i64)> = (0..filled).map(|j| (rng.below(4) as f32, (p * 10_000 + j) as i64)).collect();
+                    row.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    row.resize(k, (f32::INFINITY, -1));
+                    keys.extend(row.iter().map(|e| e.0));
+                    ids.extend(row.iter().map(|e| e.1));
+                }
+                TopKLists::from_raw(k, keys, ids)
+            })
+            .collect();
+        assert_eq!(gpu::merge_on_device(0, &parts, k).unwrap(), merge_lists(&parts, k), "k = {k}");
+    }
+}
