@@ -27,18 +27,14 @@ pub fn fill_keys(metric: FlatMetric, products: &[f32], qn: f32, xn: &[f32], keys
 #[inline]
 pub fn offer_row(sink: &mut HeapRowsMut<'_>, row: usize, keys: &[f32], id0: i64) {
     let mut thr = sink.threshold(row);
-    for (chunk_i, chunk) in keys.chunks(8).enumerate() {
-        // Branch-free test of 8 keys first: most tiles offer nothing past their first rows.
-        let mut hit = false;
-        for key in chunk {
-            hit |= *key <= thr;
-        }
-        if !hit {
+    for (chunk_i, chunk) in keys.chunks(LANES).enumerate() {
+        // Most chunks offer nothing once the heap has filled: test all lanes at once first.
+        if !any_le(chunk, |_| thr) {
             continue;
         }
         for (t, key) in chunk.iter().enumerate() {
             if *key <= thr {
-                sink.offer(row, *key, id0 + (chunk_i * 8 + t) as i64);
+                sink.offer(row, *key, id0 + (chunk_i * LANES + t) as i64);
                 thr = sink.threshold(row);
             }
         }
@@ -50,20 +46,35 @@ pub fn offer_row(sink: &mut HeapRowsMut<'_>, row: usize, keys: &[f32], id0: i64)
 /// a tile.
 #[inline]
 pub fn offer_columns(sink: &mut HeapRowsMut<'_>, col0: usize, keys: &[f32], thr: &mut [f32], id: i64) {
-    for (chunk_i, (kc, tc)) in keys.chunks(8).zip(thr.chunks_mut(8)).enumerate() {
-        let mut hit = false;
-        for (key, t) in kc.iter().zip(tc.iter()) {
-            hit |= *key <= *t;
-        }
-        if !hit {
+    for (chunk_i, (kc, tc)) in keys.chunks(LANES).zip(thr.chunks_mut(LANES)).enumerate() {
+        if !any_le(kc, |t| tc[t]) {
             continue;
         }
         for (t, (key, th)) in kc.iter().zip(tc.iter_mut()).enumerate() {
             if *key <= *th {
-                let col = col0 + chunk_i * 8 + t;
+                let col = col0 + chunk_i * LANES + t;
                 sink.offer(col, *key, id);
                 *th = sink.threshold(col);
             }
         }
+    }
+}
+
+/// Keys tested together before any is offered: one AVX register of f32.
+const LANES: usize = 8;
+
+/// Whether some `chunk[t] <= thr(t)`. A full chunk is tested as a fixed-size array, branch-free,
+/// so that the compiler turns it into one vector compare; a short tail is tested element-wise.
+#[inline(always)]
+fn any_le(chunk: &[f32], thr: impl Fn(usize) -> f32) -> bool {
+    match <&[f32; LANES]>::try_from(chunk) {
+        Ok(full) => {
+            let mut hit = false;
+            for t in 0..LANES {
+                hit |= full[t] <= thr(t);
+            }
+            hit
+        }
+        Err(_) => chunk.iter().enumerate().any(|(t, k)| *k <= thr(t)),
     }
 }

@@ -11,13 +11,15 @@ pub fn squared_norms(v: &Vectors<'_>, what: &str) -> Result<Vec<f32>> {
         let row = v.row(i);
         let mut acc = [0f32; 8];
         let mut chunks = row.chunks_exact(8);
+        // Plain multiply-add, not `mul_add`: without FMA enabled at compile time that is a libm
+        // call per element, and this loop must vectorise.
         for c in &mut chunks {
             for t in 0..8 {
-                acc[t] = c[t].mul_add(c[t], acc[t]);
+                acc[t] += c[t] * c[t];
             }
         }
         for (t, x) in chunks.remainder().iter().enumerate() {
-            acc[t] = x.mul_add(*x, acc[t]);
+            acc[t] += x * x;
         }
         let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
         if !s.is_finite() {
