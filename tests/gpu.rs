@@ -11,7 +11,7 @@
 //! `#[ignore = "needs a CUDA GPU"]`: parity with the f64 reference and the CPU backend over
 //! shapes, metrics and precisions; run with `cargo test --features cuda --test lib -- --ignored gpu`.
 
-use crate::common::data::{demo_path, normal, tied, Rng};
+use crate::common::data::{demo_embeddings, normal, repo_root, tied, Rng};
 use crate::common::parity::{compare_row, max_norm2, tolerance, Row};
 use crate::common::reference::{knn, score};
 use faiss_nn::flat::cpu::CpuSearcher;
@@ -19,7 +19,6 @@ use faiss_nn::flat::{FlatJob, FlatSearcher};
 use faiss_nn::gpu::{self, kernels, ptxas, GpuOptions};
 use faiss_nn::topk::{merge_lists, TopKLists};
 use faiss_nn::{Device, Error, FlatMetric, NoProgress, Precision, Vectors};
-use std::path::PathBuf;
 use std::process::Command;
 
 // ------------------------------------------------------------------ no GPU needed
@@ -79,7 +78,7 @@ fn select_and_merge_kernels_do_not_spill() {
 
 #[test]
 fn kernels_match_reference_on_cpu_emulation() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let Ok(out) = tempfile::tempdir() else { panic!("no temporary directory") };
     let exe = out.path().join("kernel_tests");
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
@@ -224,12 +223,12 @@ fn gpu_tf32_is_close() {
     }
 }
 
-/// The real MiniLM demo rows (or normal data if absent): f16 and bf16 products reach a recall
-/// of at least 0.999 at k = 10 against the f64 reference.
+/// The real MiniLM demo rows: f16 and bf16 products reach a recall of at least 0.999 at k = 10
+/// against the f64 reference.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_half_precisions_keep_recall_on_minilm() {
-    let (x, d) = if demo_path().exists() { crate::common::data::demo_embeddings() } else { (normal(3000, 384, 5), 384) };
+    let (x, d) = demo_embeddings();
     let xv = Vectors::new(&x, d, "x").unwrap();
     let k = 10;
     for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {

@@ -33,6 +33,7 @@ use cuda as backend;
 #[cfg(not(feature = "cuda"))]
 use stub as backend;
 
+use crate::data::Vectors;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::flat::FlatSearcher;
@@ -92,6 +93,22 @@ pub fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<Box<dyn 
 /// different parts must be distinct, as they are for disjoint database shards. `1 ≤ k ≤ 4096`.
 pub fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> Result<TopKLists> {
     backend::merge_on_device(device, parts, k)
+}
+
+/// [`merge_on_device`], also returning the milliseconds the merge kernel itself took (CUDA
+/// events around its launches; the host ↔ device copies of the lists are not included). For
+/// benchmarks of the merge against the bytes it moves.
+pub fn merge_on_device_timed(device: usize, parts: &[TopKLists], k: usize) -> Result<(TopKLists, f32)> {
+    backend::merge_on_device_timed(device, parts, k)
+}
+
+/// The floor of the GPU flat search, for benchmarks: milliseconds of the bare cuBLAS products of
+/// a self-join of `data` (batches and tiles as our search would plan them for `k` and `opts`,
+/// the data resident on `device`), one entry per repetition after a warm-up, CUDA-event timed.
+/// No norms, selection, merges or copies home are included.
+pub fn gemm_floor(device: usize, data: Vectors<'_>, k: usize, opts: &GpuOptions, reps: usize) -> Result<Vec<f32>> {
+    opts.validate()?;
+    backend::gemm_floor(device, data, k, opts, reps)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The GPU entry points of a build without the `cuda` feature: each says so and how to fix it.
 
+use crate::data::Vectors;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::flat::FlatSearcher;
@@ -13,5 +14,13 @@ pub(crate) fn open_searchers(device: &Device, _: &GpuOptions) -> Result<Vec<Box<
 }
 
 pub(crate) fn merge_on_device(device: usize, _: &[TopKLists], _: usize) -> Result<TopKLists> {
+    Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: REASON.into() })
+}
+
+pub(crate) fn merge_on_device_timed(device: usize, _: &[TopKLists], _: usize) -> Result<(TopKLists, f32)> {
+    Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: REASON.into() })
+}
+
+pub(crate) fn gemm_floor(device: usize, _: Vectors<'_>, _: usize, _: &GpuOptions, _: usize) -> Result<Vec<f32>> {
     Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: REASON.into() })
 }

@@ -69,7 +69,7 @@ pub fn entries(dir: &Path) -> Vec<String> {
 
 /// The 200-row MiniLM fixture (columns package, text, embedding).
 pub fn small_parquet() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small.parquet")
+    crate::common::data::repo_root().join("tests/data/small.parquet")
 }
 
 /// A `.npy` file (format 1.0) with the given dtype descriptor and raw little-endian data.

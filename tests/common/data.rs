@@ -56,9 +56,15 @@ pub fn tied(n: usize, d: usize, seed: u64) -> Vec<f32> {
     out
 }
 
+/// The checkout the tests read their data from: `FAISS_NN_ROOT` when set (a test binary built
+/// here and run from another copy of the repository, as on the GPU machine), else this crate.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("FAISS_NN_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The demo set shipped in the repo (3,000 rows of the real PyPI MiniLM data, d = 384).
 pub fn demo_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/demo.parquet")
+    repo_root().join("data/demo.parquet")
 }
 
 /// The demo set's embeddings, `(data, d)`.
@@ -69,6 +75,6 @@ pub fn demo_embeddings() -> (Vec<f32>, usize) {
 
 /// The full 10,000-row set, if the shared data folder is beside the checkout.
 pub fn full_minilm_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pypi-minilm-10k.parquet");
+    let p = repo_root().join("../shared/data/pypi-minilm-10k.parquet");
     p.exists().then_some(p)
 }

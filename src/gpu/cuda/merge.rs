@@ -8,12 +8,19 @@ use super::modules::Kernels;
 use super::CudaResultExt;
 use crate::error::{Error, Result};
 use crate::topk::TopKLists;
+use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 /// Device bytes one merge chunk may take.
 const CHUNK_BYTES: usize = 256 << 20;
 
 pub(crate) fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> Result<TopKLists> {
+    merge_on_device_timed(device, parts, k).map(|(lists, _)| lists)
+}
+
+/// [`merge_on_device`], also returning the milliseconds the merge kernel itself took (CUDA
+/// events around each launch, summed over the row chunks; copies not included).
+pub(crate) fn merge_on_device_timed(device: usize, parts: &[TopKLists], k: usize) -> Result<(TopKLists, f32)> {
     check_runtime(&format!("CUDA device {device}"))?;
     if parts.is_empty() {
         return Err(Error::invalid("merge", "no lists to merge"));
@@ -32,6 +39,7 @@ pub(crate) fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> R
     let per_row = m * k * 12 + k * 12;
     let chunk = (CHUNK_BYTES / per_row).clamp(1, n.max(1));
     let mut out = TopKLists::empty(n, k);
+    let mut kernel_ms = 0f32;
     let (mut keys, mut ids) = (vec![f32::INFINITY; chunk * m * k], vec![-1i64; chunk * m * k]);
     for r0 in (0..n).step_by(chunk) {
         let rows = chunk.min(n - r0);
@@ -71,8 +79,11 @@ pub(crate) fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> R
                 k: k as i32,
                 p: launch::merge_width(k) as i32,
             };
+            let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).ctx(device, "recording an event")?;
             // SAFETY: `rows` rows of m lists of k entries, dense; outputs rows × k.
             unsafe { launch::merge(&kernels, &stream, &a)? };
+            let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).ctx(device, "recording an event")?;
+            kernel_ms += start.elapsed_ms(&end).ctx(device, "timing the merge")?;
         }
         let hk = stream.clone_dtoh(&ok).ctx(device, "copying merged lists to the host")?;
         let hi = stream.clone_dtoh(&oi).ctx(device, "copying merged lists to the host")?;
@@ -81,5 +92,5 @@ pub(crate) fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> R
         out.ids[r0 * k..(r0 + rows) * k].copy_from_slice(&hi);
     }
     ctx.check_err().ctx(device, "merging lists")?;
-    Ok(out)
+    Ok((out, kernel_ms))
 }

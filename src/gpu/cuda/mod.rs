@@ -3,6 +3,7 @@
 //! [`Error`]; nothing here panics on bad input or a missing driver.
 
 mod device;
+mod floor;
 mod gemm;
 mod launch;
 mod merge;
@@ -11,7 +12,8 @@ mod search;
 mod upload;
 
 pub(crate) use device::open_searchers;
-pub(crate) use merge::merge_on_device;
+pub(crate) use floor::gemm_floor;
+pub(crate) use merge::{merge_on_device, merge_on_device_timed};
 
 use crate::error::Error;
 use cudarc::driver::{sys::CUresult, DriverError};

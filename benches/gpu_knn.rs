@@ -1,0 +1,173 @@
+//! The GPU benchmarks: self-kNN (k = 10) on random-normal rows, our CUDA searcher against the
+//! bare cuBLAS products of the same self-join (the floor of this design, `gpu::gemm_floor`), and
+//! logical shards on one GPU against one searcher. Run on a machine with a CUDA GPU:
+//!
+//!     cargo bench --no-default-features --features cuda --bench gpu_knn -- \
+//!         cases=200000x384,1000000x1024 precisions=f32,bf16 reps=3 shards=1,2,4
+//!
+//! (scripts/gpu-check.sh runs it on the device machine, beside benches/torch_knn.py.)
+//! Times: ours is host wall-clock around a search, which returns only once its results are on
+//! the host (so it includes uploads and downloads), after a warm-up search; the floor is CUDA
+//! events around the products alone, after a warm-up pass. Medians of `reps` runs.
+
+use faiss_nn::flat::{FlatJob, FlatSearcher};
+use faiss_nn::gpu::{self, GpuOptions};
+use faiss_nn::shard::{self, ShardMode};
+use faiss_nn::topk::TopKLists;
+use faiss_nn::{Device, FlatMetric, NoProgress, Precision, Vectors};
+use std::time::Instant;
+
+const K: usize = 10;
+
+struct Config {
+    cases: Vec<(usize, usize)>,
+    precisions: Vec<Precision>,
+    reps: usize,
+    shards: Vec<usize>,
+}
+
+fn config() -> Config {
+    let mut c = Config { cases: vec![(200_000, 384), (1_000_000, 1024)], precisions: vec![Precision::F32, Precision::Bf16], reps: 3, shards: vec![1, 2, 4] };
+    for arg in std::env::args().skip(1).filter(|a| !a.starts_with("--")) {
+        let (key, value) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+        match key {
+            "cases" => {
+                c.cases = value
+                    .split(',')
+                    .map(|v| {
+                        let (n, d) = v.split_once('x').expect("cases=NxD,NxD");
+                        (n.parse().expect("rows"), d.parse().expect("dimension"))
+                    })
+                    .collect()
+            }
+            "precisions" => c.precisions = value.split(',').map(|p| p.parse().expect("f32|tf32|f16|bf16")).collect(),
+            "reps" => c.reps = value.parse().expect("reps=N"),
+            "shards" => c.shards = if value.is_empty() { vec![] } else { value.split(',').map(|s| s.parse().expect("shards=1,2,4")).collect() },
+            other => panic!("unknown argument {other:?}: cases=, precisions=, reps=, shards="),
+        }
+    }
+    c
+}
+
+/// Seeded standard-normal rows, generated on every core (1M × 1024 is a billion values).
+fn normal(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut out = vec![0f32; n * d];
+    let threads = std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1);
+    let per = (n * d).div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (c, chunk) in out.chunks_mut(per).enumerate() {
+            s.spawn(move || {
+                let mut st = (seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+                let mut u = move || {
+                    st ^= st >> 12;
+                    st ^= st << 25;
+                    st ^= st >> 27;
+                    ((st.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+                };
+                for v in chunk.iter_mut() {
+                    *v = ((-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()) as f32;
+                }
+            });
+        }
+    });
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn searcher(ids: Vec<usize>, precision: Precision) -> Vec<Box<dyn FlatSearcher + Send>> {
+    gpu::open_searchers(&Device::Cuda(ids), &GpuOptions { precision, ..Default::default() }).expect("a CUDA device")
+}
+
+/// Median seconds of `reps` searches of `job` (after one warm-up search on its first rows).
+fn time_search(run: &dyn Fn(&FlatJob<'_>) -> TopKLists, job: &FlatJob<'_>, reps: usize) -> (f64, TopKLists) {
+    let warm = job.database.rows(0, job.database.n().min(20_000));
+    run(&FlatJob::self_join(warm, job.metric, K, &NoProgress));
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        last = Some(run(job));
+        times.push(t.elapsed().as_secs_f64());
+    }
+    (median(times), last.expect("reps ≥ 1"))
+}
+
+fn recall(got: &TopKLists, want: &TopKLists) -> f64 {
+    let hits: usize = (0..want.n()).map(|i| got.row(i).1.iter().filter(|id| want.row(i).1.contains(id)).count()).sum();
+    hits as f64 / (want.n() * want.k()) as f64
+}
+
+fn main() {
+    let c = config();
+    println!("| case | precision | ours (median) | bare GEMM floor (median) | ours / floor | floor TFLOP/s | recall@10 vs f32 |");
+    println!("|---|---|---|---|---|---|---|");
+    for &(n, d) in &c.cases {
+        let x = normal(n, d, 42);
+        let v = Vectors::new(&x, d, "rows").expect("finite rows");
+        let job = FlatJob::self_join(v, FlatMetric::L2, K, &NoProgress);
+        let flops = 2.0 * (n as f64) * (n as f64) * d as f64;
+        let mut exact: Option<TopKLists> = None;
+        for &prec in &c.precisions {
+            let s = searcher(vec![0], prec).remove(0);
+            let (ours, lists) = time_search(&|j| s.search(j).expect("GPU search"), &job, c.reps);
+            drop(s);
+            let floor = median(gpu::gemm_floor(0, v, K, &GpuOptions { precision: prec, ..Default::default() }, c.reps).expect("GEMM floor").into_iter().map(|ms| ms as f64 / 1e3).collect());
+            let r = match (&exact, prec) {
+                (None, Precision::F32) => {
+                    exact = Some(lists);
+                    "1 (reference)".to_string()
+                }
+                (Some(e), _) => format!("{:.5}", recall(&lists, e)),
+                (None, _) => "n/a (no f32 run)".to_string(),
+            };
+            println!(
+                "| {n}×{d} | {prec:?} | {:.1} ms | {:.1} ms | {:.2}× | {:.0} | {r} |",
+                ours * 1e3,
+                floor * 1e3,
+                ours / floor,
+                flops / floor / 1e12
+            );
+        }
+    }
+
+    if c.shards.is_empty() {
+        return;
+    }
+    // Logical shards on GPU 0: the database split, per-shard top-k merged by our merge kernel.
+    let (n, d) = (200_000, 384);
+    let x = normal(n, d, 7);
+    let v = Vectors::new(&x, d, "rows").expect("finite rows");
+    let job = FlatJob::self_join(v, FlatMetric::L2, K, &NoProgress);
+    println!();
+    println!("| shards on GPU 0 | {n}×{d} f32, k = {K} (median) | vs 1 shard | merge kernel | merged bytes | merge GB/s |");
+    println!("|---|---|---|---|---|---|");
+    let mut one = None;
+    for &m in &c.shards {
+        let shards = searcher(vec![0; m], Precision::F32);
+        let refs: Vec<&dyn FlatSearcher> = shards.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
+        let merge = |p: &[TopKLists], k: usize| gpu::merge_on_device(0, p, k);
+        let run = |j: &FlatJob<'_>| shard::search(&refs, j, ShardMode::Sharded, &merge).expect("sharded search");
+        let (t, lists) = time_search(&run, &job, c.reps);
+        let base = *one.get_or_insert(t);
+        // The merge alone, on the per-shard lists of this split (m = 1 has nothing to merge).
+        let merge_cols = if m > 1 {
+            let parts: Vec<TopKLists> = shard::split_rows(n, m)
+                .into_iter()
+                .zip(&shards)
+                .map(|(r, s)| s.search(&FlatJob { database: v.rows(r.start, r.end), db_offset: r.start as i64, ..job }).expect("shard search"))
+                .collect();
+            let (merged, ms) = gpu::merge_on_device_timed(0, &parts, K).expect("device merge");
+            assert_eq!(merged, lists, "the timed merge must give the sharded search's result");
+            // It reads m lists of k entries (key f32 + index i64) per row and writes one.
+            let bytes = ((m + 1) * n * K * 12) as f64;
+            format!("{ms:.3} ms | {:.1} MB | {:.0}", bytes / 1e6, bytes / (ms as f64 / 1e3) / 1e9)
+        } else {
+            "— | — | —".to_string()
+        };
+        println!("| {m} | {:.1} ms | {:+.1}% | {merge_cols} |", t * 1e3, (t / base - 1.0) * 100.0);
+    }
+}
