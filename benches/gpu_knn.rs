@@ -1,9 +1,10 @@
-//! The GPU benchmarks: self-kNN (k = 10) on random-normal rows, our CUDA searcher against the
-//! bare cuBLAS products of the same self-join (the floor of this design, `gpu::gemm_floor`), and
-//! logical shards on one GPU against one searcher. Run on a machine with a CUDA GPU:
+//! The GPU benchmarks: self-kNN (k = 10) on random-normal rows, our two CUDA paths (cuBLAS tiles +
+//! select kernels; the fused symmetric kernel) against the bare cuBLAS products of the full
+//! self-join (the floor of the cuBLAS design, `gpu::gemm_floor`), and logical shards on one GPU
+//! against one searcher. Run on a machine with a CUDA GPU:
 //!
 //!     cargo bench --no-default-features --features cuda --bench gpu_knn -- \
-//!         cases=200000x384,1000000x1024 precisions=f32,bf16 reps=3 shards=1,2,4
+//!         cases=200000x384,1000000x1024 precisions=f32,tf32,bf16 reps=3 shards=1,2,4
 //!
 //! (scripts/gpu-check.sh runs it on the device machine, beside benches/torch_knn.py.)
 //! Times: ours is host wall-clock around a search, which returns only once its results are on
@@ -14,7 +15,7 @@ use faiss_nn::flat::{FlatJob, FlatSearcher};
 use faiss_nn::gpu::{self, GpuOptions};
 use faiss_nn::shard::{self, ShardMode};
 use faiss_nn::topk::TopKLists;
-use faiss_nn::{Device, FlatMetric, NoProgress, Precision, Vectors};
+use faiss_nn::{Device, FlatMetric, GpuKernel, NoProgress, Precision, Vectors};
 use std::time::Instant;
 
 const K: usize = 10;
@@ -27,7 +28,7 @@ struct Config {
 }
 
 fn config() -> Config {
-    let mut c = Config { cases: vec![(200_000, 384), (1_000_000, 1024)], precisions: vec![Precision::F32, Precision::Bf16], reps: 3, shards: vec![1, 2, 4] };
+    let mut c = Config { cases: vec![(200_000, 384), (1_000_000, 1024)], precisions: vec![Precision::F32, Precision::Tf32, Precision::Bf16], reps: 3, shards: vec![1, 2, 4] };
     for arg in std::env::args().skip(1).filter(|a| !a.starts_with("--")) {
         let (key, value) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
         match key {
@@ -78,8 +79,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn searcher(ids: Vec<usize>, precision: Precision) -> Vec<Box<dyn FlatSearcher + Send>> {
-    gpu::open_searchers(&Device::Cuda(ids), &GpuOptions { precision, ..Default::default() }).expect("a CUDA device")
+fn searcher(ids: Vec<usize>, precision: Precision, kernel: GpuKernel) -> Vec<Box<dyn FlatSearcher + Send>> {
+    gpu::open_searchers(&Device::Cuda(ids), &GpuOptions { precision, kernel, ..Default::default() }).expect("a CUDA device")
 }
 
 /// Median seconds of `reps` searches of `job` (after one warm-up search on its first rows).
@@ -103,8 +104,8 @@ fn recall(got: &TopKLists, want: &TopKLists) -> f64 {
 
 fn main() {
     let c = config();
-    println!("| case | precision | ours (median) | bare GEMM floor (median) | ours / floor | floor TFLOP/s | recall@10 vs f32 |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| case | precision | cuBLAS path | fused | bare GEMM floor | cuBLAS / floor | fused / floor | floor TFLOP/s | fused TFLOP/s (n²d, each pair once) | recall@10 vs f32 (cuBLAS, fused) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &(n, d) in &c.cases {
         let x = normal(n, d, 42);
         let v = Vectors::new(&x, d, "rows").expect("finite rows");
@@ -112,24 +113,31 @@ fn main() {
         let flops = 2.0 * (n as f64) * (n as f64) * d as f64;
         let mut exact: Option<TopKLists> = None;
         for &prec in &c.precisions {
-            let s = searcher(vec![0], prec).remove(0);
-            let (ours, lists) = time_search(&|j| s.search(j).expect("GPU search"), &job, c.reps);
+            let s = searcher(vec![0], prec, GpuKernel::Cublas).remove(0);
+            let (cublas, lists) = time_search(&|j| s.search(j).expect("GPU search"), &job, c.reps);
+            drop(s);
+            let s = searcher(vec![0], prec, GpuKernel::Fused).remove(0);
+            let (fused, fused_lists) = time_search(&|j| s.search(j).expect("fused GPU search"), &job, c.reps);
             drop(s);
             let floor = median(gpu::gemm_floor(0, v, K, &GpuOptions { precision: prec, ..Default::default() }, c.reps).expect("GEMM floor").into_iter().map(|ms| ms as f64 / 1e3).collect());
             let r = match (&exact, prec) {
                 (None, Precision::F32) => {
+                    let r = format!("1 (reference), {:.5}", recall(&fused_lists, &lists));
                     exact = Some(lists);
-                    "1 (reference)".to_string()
+                    r
                 }
-                (Some(e), _) => format!("{:.5}", recall(&lists, e)),
+                (Some(e), _) => format!("{:.5}, {:.5}", recall(&lists, e), recall(&fused_lists, e)),
                 (None, _) => "n/a (no f32 run)".to_string(),
             };
             println!(
-                "| {n}×{d} | {prec:?} | {:.1} ms | {:.1} ms | {:.2}× | {:.0} | {r} |",
-                ours * 1e3,
+                "| {n}×{d} | {prec:?} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× | {:.2}× | {:.0} | {:.0} | {r} |",
+                cublas * 1e3,
+                fused * 1e3,
                 floor * 1e3,
-                ours / floor,
-                flops / floor / 1e12
+                cublas / floor,
+                fused / floor,
+                flops / floor / 1e12,
+                flops / 2.0 / fused / 1e12
             );
         }
     }
@@ -147,7 +155,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut one = None;
     for &m in &c.shards {
-        let shards = searcher(vec![0; m], Precision::F32);
+        let shards = searcher(vec![0; m], Precision::F32, GpuKernel::Auto);
         let refs: Vec<&dyn FlatSearcher> = shards.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
         let merge = |p: &[TopKLists], k: usize| gpu::merge_on_device(0, p, k);
         let run = |j: &FlatJob<'_>| shard::search(&refs, j, ShardMode::Sharded, &merge).expect("sharded search");

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The torch baseline of the GPU benchmarks: self-kNN by matmul + topk in row chunks.
 
-For each case (n × d random-normal rows, k = 10, f32 or bf16) every chunk of query rows is
+For each case (n × d random-normal rows, k = 10, f32, tf32, bf16 or f16) every chunk of query rows is
 multiplied by the whole dataset on the GPU, the L2 keys (‖q‖² + ‖x‖² − 2·q·x) formed, the row
 itself masked out by index, and torch.topk keeps the best k. Times are CUDA-event medians after
 a warm-up, the same method as benches/gpu_knn.rs, so the two tables can be read side by side:
@@ -52,7 +52,7 @@ def knn_time(x, xn, chunk, reps, exact_f32):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="200000x384,1000000x1024")
-    ap.add_argument("--precisions", default="f32,bf16")
+    ap.add_argument("--precisions", default="f32,tf32,bf16")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -60,7 +60,7 @@ def main():
     for case in args.cases.split(","):
         n, d = (int(v) for v in case.split("x"))
         for prec in args.precisions.split(","):
-            dtype = torch.float32 if prec == "f32" else torch.bfloat16
+            dtype = {"f32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[prec]
             x32 = torch.randn((n, d), device="cuda", dtype=torch.float32)
             x = x32.to(dtype)
             xn = (x.float() ** 2).sum(dim=1)

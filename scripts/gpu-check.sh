@@ -39,10 +39,10 @@ if has bench || has shards; then
   echo "== GPU benchmarks"
   shards=""; has shards && shards="1,2,4"
   cases="${CASES:-200000x384,1000000x1024}"; has bench || cases="1000x8"
-  .bin/gpu_knn cases="$cases" precisions="${PRECISIONS:-f32,bf16}" reps="${REPS:-3}" shards="$shards" 2>&1 | tee "$out/bench.md" || status=1
+  .bin/gpu_knn cases="$cases" precisions="${PRECISIONS:-f32,tf32,bf16}" reps="${REPS:-3}" shards="$shards" 2>&1 | tee "$out/bench.md" || status=1
 fi
 if has torch; then
   echo "== torch matmul + topk"
-  python3 benches/torch_knn.py --cases "${CASES:-200000x384,1000000x1024}" --precisions "${PRECISIONS:-f32,bf16}" 2>&1 | tee "$out/torch.txt" || status=1
+  python3 benches/torch_knn.py --cases "${CASES:-200000x384,1000000x1024}" --precisions "${PRECISIONS:-f32,tf32,bf16}" 2>&1 | tee "$out/torch.txt" || status=1
 fi
 exit $status

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing faiss-nn needs on a fresh Debian machine, and nothing twice:
 #   - cmake, OpenBLAS and LAPACK: the faiss crate's `static` feature builds faiss from source;
-#   - nvcc 13.0 from PyPI into ./.cuda: build.rs compiles kernels/*.cu with it (the `cuda` feature).
+#   - nvcc 13.0 from PyPI into ./.cuda: build.rs compiles kernels/*.cu with it (the `cuda` feature);
+#   - cuobjdump and nvdisasm into ./.cuda/tools, for the test that reads the kernels' SASS.
 # The nvcc wheels are pinned to 13.0 as a set: an unpinned nvidia-nvvm pulls a newer cicc whose PTX
 # the 13.0 ptxas and the GPU machines' driver reject (shared/notes/cuda-toolchain.md).
 set -euo pipefail
@@ -23,5 +24,12 @@ if [ ! -x .cuda/nvidia/cu13/bin/nvcc ]; then
   python3 -m pip install -q --disable-pip-version-check --target .cuda \
     "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-crt==13.0.*" \
     "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
+fi
+# cuobjdump + nvdisasm (the SASS of the fused kernels is checked for the matrix instructions we
+# meant). They only read cubins; 13.2 is the oldest CUDA 13 release of them on PyPI.
+if [ ! -x .cuda/tools/nvidia/cu13/bin/cuobjdump ]; then
+  echo "setup: installing cuobjdump and nvdisasm into .cuda/tools"
+  python3 -m pip install -q --disable-pip-version-check --target .cuda/tools \
+    "nvidia-cuda-cuobjdump==13.2.*" "nvidia-cuda-nvdisasm==13.2.*"
 fi
 .cuda/nvidia/cu13/bin/nvcc --version | tail -n 2 | head -n 1

@@ -38,6 +38,7 @@ pub mod faiss_backend;
 pub use data::{Element, Vectors};
 pub use device::Device;
 pub use error::{Error, Result};
+pub use gpu::GpuKernel;
 pub use index::FlatIndex;
 pub use metric::{FlatMetric, Metric};
 pub use neighbours::Neighbours;

@@ -10,7 +10,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::flat::cpu::CpuSearcher;
 use crate::flat::{FlatJob, FlatSearcher};
-use crate::gpu::GpuOptions;
+use crate::gpu::{GpuKernel, GpuOptions};
 use crate::metric::{FlatMetric, Metric};
 use crate::shard;
 use crate::topk::TopKLists;
@@ -31,6 +31,7 @@ pub struct FaissNearestNeighbour {
     memory_budget: Option<usize>,
     threads: Option<usize>,
     precision: Precision,
+    gpu_kernel: GpuKernel,
     shard_mode: ShardMode,
     train_sample: usize,
 }
@@ -54,6 +55,7 @@ impl FaissNearestNeighbour {
             memory_budget: None,
             threads: None,
             precision: Precision::F32,
+            gpu_kernel: GpuKernel::Auto,
             shard_mode: ShardMode::Sharded,
             train_sample: 1 << 17,
         }
@@ -72,6 +74,8 @@ impl FaissNearestNeighbour {
     pub fn exclude_self(mut self, yes: bool) -> Self { self.exclude_self = yes; self }
     /// GPU precision.
     pub fn precision(mut self, p: Precision) -> Self { self.precision = p; self }
+    /// Which GPU kernels compute a flat search (the fused kernel, or cuBLAS tiles + select).
+    pub fn gpu_kernel(mut self, k: GpuKernel) -> Self { self.gpu_kernel = k; self }
     /// Multi-device mode.
     pub fn shard_mode(mut self, m: ShardMode) -> Self { self.shard_mode = m; self }
 
@@ -148,7 +152,7 @@ impl FaissNearestNeighbour {
                 cpu.search(&job)?
             }
             gpu_device => {
-                let opts = GpuOptions { precision: self.precision, ..GpuOptions::default() };
+                let opts = GpuOptions { precision: self.precision, kernel: self.gpu_kernel, ..GpuOptions::default() };
                 let searchers = crate::gpu::open_searchers(gpu_device, &opts)?;
                 let refs: Vec<&dyn FlatSearcher> = searchers.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
                 // Shard lists are merged by our merge kernel on the first listed device.

@@ -18,7 +18,7 @@ use faiss_nn::flat::cpu::CpuSearcher;
 use faiss_nn::flat::{FlatJob, FlatSearcher};
 use faiss_nn::gpu::{self, kernels, ptxas, GpuOptions};
 use faiss_nn::topk::{merge_lists, TopKLists};
-use faiss_nn::{Device, Error, FlatMetric, NoProgress, Precision, Vectors};
+use faiss_nn::{Device, Error, FlatMetric, GpuKernel, NoProgress, Precision, Vectors};
 use std::process::Command;
 
 // ------------------------------------------------------------------ no GPU needed
@@ -57,50 +57,129 @@ fn kernels_carry_sass_for_sm80_and_sm90() {
 }
 
 #[test]
-fn select_and_merge_kernels_do_not_spill() {
-    if !kernels_built("select_and_merge_kernels_do_not_spill") {
+fn select_merge_and_fused_kernels_do_not_spill() {
+    if !kernels_built("select_merge_and_fused_kernels_do_not_spill") {
         return;
     }
     let mut seen = 0;
     for (name, _, _, _, report) in kernels::MODULES {
         for e in ptxas::parse(report) {
             eprintln!("{name}.cu {:<24} {}: {:>3} registers, {} B spill stores, {} B spill loads, {} B stack", e.name, e.arch, e.registers, e.spill_stores, e.spill_loads, e.stack_frame);
-            if e.name.starts_with("topk_") {
+            if e.name.starts_with("topk_") || e.name.starts_with("fused_knn_") {
                 seen += 1;
                 assert!(e.spill_stores == 0 && e.spill_loads == 0, "{} on {} spills: {e:?}", e.name, e.arch);
                 assert_eq!(e.stack_frame, 0, "{} on {} uses local memory: {e:?}", e.name, e.arch);
             }
         }
     }
-    // 10 select entries + merge, on two architectures.
-    assert_eq!(seen, 22, "missing select/merge kernels in the ptxas reports");
+    // 10 select entries + merge + 16 fused entries, on two architectures.
+    assert_eq!(seen, 54, "missing select/merge/fused kernels in the ptxas reports");
 }
 
+/// The fused kernels' SASS (cuobjdump, as installed by scripts/setup.sh) holds the instructions
+/// we meant: tensor-core HMMA of the right type for bf16 / f16 / tf32, FFMA and no HMMA for exact
+/// f32, and no local-memory traffic (LDL/STL) in any of them, on both architectures.
 #[test]
-fn kernels_match_reference_on_cpu_emulation() {
+fn fused_kernels_use_the_matrix_instructions_meant() {
+    if !kernels_built("fused_kernels_use_the_matrix_instructions_meant") {
+        return;
+    }
+    let tools = repo_root().join(".cuda/tools/nvidia/cu13/bin");
+    let cuobjdump = std::env::var_os("CUOBJDUMP").map(std::path::PathBuf::from).unwrap_or_else(|| tools.join("cuobjdump"));
+    if !cuobjdump.is_file() {
+        let msg = format!("SKIPPED, no cuobjdump at {} (bash scripts/setup.sh installs it)", cuobjdump.display());
+        assert!(std::env::var_os("FAISS_NN_REQUIRE_KERNELS").is_none(), "{msg} (FAISS_NN_REQUIRE_KERNELS is set)");
+        eprintln!("fused_kernels_use_the_matrix_instructions_meant: {msg}");
+        return;
+    }
+    let (_, fatbin, _, _, _) = kernels::MODULES.iter().find(|m| m.0 == "fused").expect("kernels/fused.cu is embedded");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("fused.fatbin");
+    std::fs::write(&path, fatbin).expect("write the fatbin");
+    let out = Command::new(&cuobjdump).arg("-sass").arg(&path).env("NVDISASM_PATH", tools.join("nvdisasm")).env("PATH", &tools).output().expect("run cuobjdump");
+    assert!(out.status.success(), "cuobjdump failed: {}", String::from_utf8_lossy(&out.stderr));
+    let sass = String::from_utf8_lossy(&out.stdout);
+
+    // Instruction counts per (function, architecture).
+    let mut counts: std::collections::BTreeMap<(String, String), std::collections::BTreeMap<&str, usize>> = Default::default();
+    let (mut arch, mut func) = (String::new(), None::<(String, String)>);
+    const OPS: [&str; 7] = ["HMMA.16816.F32.BF16 ", "HMMA.16816.F32 ", "HMMA.1688.F32.TF32 ", "FFMA ", "LDL", "STL", "HMMA"];
+    for line in sass.lines() {
+        if let Some(a) = line.trim().strip_prefix("arch = ") {
+            arch = a.to_string();
+        } else if let Some(f) = line.split("Function : ").nth(1) {
+            func = Some((f.trim().to_string(), arch.clone()));
+            counts.entry(func.clone().unwrap()).or_default();
+        } else if let Some(f) = &func {
+            let c = counts.get_mut(f).expect("entry made above");
+            for op in OPS {
+                if line.contains(op) {
+                    *c.entry(op).or_default() += 1;
+                }
+            }
+        }
+    }
+    let fused: Vec<_> = counts.iter().filter(|((f, _), _)| f.starts_with("fused_knn_")).collect();
+    assert_eq!(fused.len(), 32, "16 fused entries on sm_80 and sm_90: {:?}", counts.keys().collect::<Vec<_>>());
+    for ((f, a), c) in fused {
+        let n = |op: &str| c.get(op).copied().unwrap_or(0);
+        eprintln!("{f} {a}: {c:?}");
+        assert_eq!(n("LDL") + n("STL"), 0, "{f} on {a} touches local memory");
+        let meant = if f.contains("_bf16_") {
+            "HMMA.16816.F32.BF16 "
+        } else if f.contains("_f16_") {
+            "HMMA.16816.F32 "
+        } else if f.contains("_tf32_") {
+            "HMMA.1688.F32.TF32 "
+        } else {
+            assert_eq!(n("HMMA"), 0, "{f} on {a}: the exact-f32 kernel must not use tensor cores");
+            "FFMA "
+        };
+        // Per 16-word depth slice: 2 × 8 mma per warp, or 16 × 32 FMAs per thread.
+        let least = if meant == "FFMA " { 128 } else { 16 };
+        assert!(n(meant) >= least, "{f} on {a}: {} × {meant}, expected at least {least}", n(meant));
+    }
+}
+
+/// Builds `kernels/emu/<name>.cpp` (the kernels' own source on the CPU emulation of emu/simt.h)
+/// with g++ and runs it; it prints "N passed, 0 failed" when every case matches its reference.
+fn run_emulation(name: &str) {
     let root = repo_root();
     let Ok(out) = tempfile::tempdir() else { panic!("no temporary directory") };
-    let exe = out.path().join("kernel_tests");
+    let exe = out.path().join(name);
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let build = Command::new(&cxx)
         .args(["-std=c++20", "-O2", "-pthread", "-I"])
         .arg(root.join("kernels"))
-        .arg(root.join("kernels/emu/kernel_tests.cpp"))
+        .arg(root.join(format!("kernels/emu/{name}.cpp")))
         .arg("-o")
         .arg(&exe)
         .output();
     let build = match build {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("kernels_match_reference_on_cpu_emulation: SKIPPED, cannot run {cxx}: {e}");
+            eprintln!("{name}: SKIPPED, cannot run {cxx}: {e}");
             return;
         }
     };
-    assert!(build.status.success(), "compiling the kernel emulation failed:\n{}", String::from_utf8_lossy(&build.stderr));
-    let run = Command::new(&exe).output().expect("run the kernel emulation");
+    assert!(build.status.success(), "compiling {name}.cpp failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let run = Command::new(&exe).output().unwrap_or_else(|e| panic!("run {name}: {e}"));
     let text = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "kernel emulation failed:\n{text}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{name} failed:\n{text}{}", String::from_utf8_lossy(&run.stderr));
     assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+/// The select and merge kernels against a plain sort.
+#[test]
+fn kernels_match_reference_on_cpu_emulation() {
+    run_emulation("kernel_tests");
+}
+
+/// The fused self-join kernels (tensor-core fragments, epilogue, locked list merges, symmetric
+/// column side) against a float64 reference on the same rounded inputs.
+#[test]
+fn fused_kernels_match_reference_on_cpu_emulation() {
+    run_emulation("fused_tests");
 }
 
 #[test]
@@ -315,4 +394,79 @@ fn gpu_shards_on_one_device_and_device_merge() {
             .collect();
         assert_eq!(gpu::merge_on_device(0, &parts, k).unwrap(), merge_lists(&parts, k), "k = {k}");
     }
+}
+
+// ------------------------------------------------------------------ the fused kernel, on a GPU
+
+fn fused(precision: Precision) -> Box<dyn FlatSearcher + Send> {
+    searcher(GpuOptions { precision, kernel: GpuKernel::Fused, ..Default::default() })
+}
+
+/// Random shapes (blocks of 64 rows cut anywhere, odd dimensions), both metrics, self-joins
+/// (symmetric) and foreign queries, exact f32 and TF32, against the f64 reference.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_fused_matches_reference_on_random_shapes() {
+    let mut rng = Rng::new(17);
+    for (prec, tol_scale) in [(Precision::F32, 1.0), (Precision::Tf32, 30.0)] {
+        let s = fused(prec);
+        for case in 0..24 {
+            let n = 2 + rng.below(600);
+            let d = [1, 3, 17, 64, 385, 1023][case % 6];
+            let k = 1 + rng.below((n - 1).min(128));
+            let metric = if case % 2 == 0 { FlatMetric::L2 } else { FlatMetric::InnerProduct };
+            let x = if case % 3 == 0 { tied(n, d, case as u64) } else { normal(n, d, case as u64) };
+            check(s.as_ref(), metric, &[], &x, d, k, true, tol_scale).unwrap_or_else(|e| panic!("{prec:?}: {e}"));
+            let q = normal(1 + rng.below(100), d, 500 + case as u64);
+            check(s.as_ref(), metric, &q, &x, d, (k + 3).min(128), false, tol_scale).unwrap_or_else(|e| panic!("{prec:?}: {e}"));
+        }
+    }
+}
+
+/// On small integers every precision is exact, so the fused kernel and the cuBLAS path must give
+/// identical lists (ties broken by the lower index in both), for every precision and k bucket.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_fused_equals_the_cublas_path_on_exact_data() {
+    let (n, d) = (3001, 24);
+    let x = tied(n, d, 5);
+    let xv = Vectors::new(&x, d, "x").unwrap();
+    for prec in [Precision::F32, Precision::Tf32, Precision::F16, Precision::Bf16] {
+        let (a, b) = (fused(prec), searcher(GpuOptions { precision: prec, kernel: GpuKernel::Cublas, ..Default::default() }));
+        for k in [1, 10, 32, 33, 128] {
+            for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+                let job = FlatJob::self_join(xv, metric, k, &NoProgress);
+                let (got, want) = (a.search(&job).unwrap(), b.search(&job).unwrap());
+                assert_written(&got);
+                assert_eq!(got, want, "{prec:?} k {k} {metric:?}");
+            }
+        }
+    }
+}
+
+/// The real MiniLM demo rows: the fused kernel's bf16 and f16 products keep recall@10 ≥ 0.999.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_fused_half_precisions_keep_recall_on_minilm() {
+    let (x, d) = demo_embeddings();
+    let xv = Vectors::new(&x, d, "x").unwrap();
+    let k = 10;
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        let want = knn(metric, &x, &x, d, k, true);
+        for prec in [Precision::Bf16, Precision::F16] {
+            let got = fused(prec).search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap();
+            let hits: usize = want.iter().enumerate().map(|(i, w)| w.iter().filter(|(id, _)| got.row(i).1.contains(id)).count()).sum();
+            let recall = hits as f64 / (want.len() * k) as f64;
+            eprintln!("fused {metric:?} {prec:?}: recall@{k} = {recall:.5}");
+            assert!(recall >= 0.999, "fused {metric:?} {prec:?}: recall {recall}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_fused_refuses_k_above_its_buckets() {
+    let x = normal(300, 8, 3);
+    let job = FlatJob::self_join(Vectors::new(&x, 8, "x").unwrap(), FlatMetric::L2, 129, &NoProgress);
+    assert!(matches!(fused(Precision::F32).search(&job), Err(Error::InvalidK { k: 129, .. })));
 }

@@ -152,6 +152,14 @@ inline bool __all_sync(unsigned, bool p) { return fnn_emu::ballot(p) == FNN_FULL
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(unsigned v) { return __builtin_ffs(int(v)); }
 inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
+inline int atomicOr(int* p, int v) { return std::atomic_ref<int>(*p).fetch_or(v); }
+inline int atomicExch(int* p, int v) { return std::atomic_ref<int>(*p).exchange(v); }
+inline int atomicCAS(int* p, int expected, int desired) {
+  std::atomic_ref<int>(*p).compare_exchange_strong(expected, desired);
+  return expected;  // the old value, as CUDA returns it
+}
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline float __int_as_float(int v) { return fnn_emu::from_bits<float>(uint64_t(uint32_t(v))); }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 template <class T>
 T __ldg(const T* p) {

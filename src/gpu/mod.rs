@@ -40,6 +40,34 @@ use crate::flat::FlatSearcher;
 use crate::precision::Precision;
 use crate::topk::TopKLists;
 
+/// Which kernels compute a GPU search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuKernel {
+    /// The crate's choice. Today that is [`GpuKernel::Cublas`]: the fused kernel becomes the
+    /// default where it is measured faster, and it has not yet run on a GPU.
+    #[default]
+    Auto,
+    /// cuBLAS product tiles, then our select and merge kernels: any k ≤ 4096, any size (the
+    /// database streams in tiles when it does not fit).
+    Cublas,
+    /// Our fused kernel: products on tensor cores (bf16, f16, tf32) or exact f32 FMAs, the
+    /// epilogue and the running top-k in one kernel, each pair computed once in a self-join.
+    /// Serves k ≤ 128 with every row resident on the device.
+    Fused,
+}
+
+impl std::str::FromStr for GpuKernel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(GpuKernel::Auto),
+            "cublas" => Ok(GpuKernel::Cublas),
+            "fused" => Ok(GpuKernel::Fused),
+            _ => Err(Error::invalid("gpu kernel", format!("{s:?}: expected auto, cublas or fused"))),
+        }
+    }
+}
+
 /// How GPU searchers work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GpuOptions {
@@ -50,11 +78,13 @@ pub struct GpuOptions {
     pub memory_fraction: f32,
     /// Query rows per batch; `None` sizes batches from the memory budget.
     pub batch_rows: Option<usize>,
+    /// Which kernels compute the search.
+    pub kernel: GpuKernel,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { precision: Precision::F32, memory_fraction: 0.5, batch_rows: None }
+        GpuOptions { precision: Precision::F32, memory_fraction: 0.5, batch_rows: None, kernel: GpuKernel::Auto }
     }
 }
 

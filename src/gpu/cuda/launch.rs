@@ -53,6 +53,29 @@ pub(crate) struct MergeArgs {
 // SAFETY: as above.
 unsafe impl DeviceRepr for MergeArgs {}
 
+/// Mirrors `fnn::FusedArgs` in kernels/fused.cuh field for field (C layout, 96 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FusedArgs {
+    pub q: u64,
+    pub qnorms: u64,
+    pub x: u64,
+    pub xnorms: u64,
+    pub keys: u64,
+    pub ids: u64,
+    pub locks: u64,
+    pub ld: i64,
+    pub self_offset: i64,
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub symmetric: i32,
+    pub has_self: i32,
+    pub pad: i32,
+}
+// SAFETY: as above.
+unsafe impl DeviceRepr for FusedArgs {}
+
 /// Index of a precision's stored element type in the kernels' `[f32, f16, bf16]` arrays.
 pub(crate) fn elem_index(p: Precision) -> usize {
     match p {
@@ -148,6 +171,51 @@ pub(crate) unsafe fn merge(k: &Kernels, stream: &CudaStream, a: &MergeArgs) -> R
     stream.launch_builder(&k.merge).arg(a).launch(cfg).map(|_| ()).ctx(stream.context().ordinal(), "launching topk_merge")
 }
 
+/// Rows of the fused kernel's blocks (`fnn::FB`): one block of 128 threads per 64 query rows.
+pub(crate) const FUSED_ROWS: usize = 64;
+
+/// Empties `count` list entries: keys +inf, ids the sentinel.
+///
+/// # Safety
+/// `keys` and `ids` must address `count` f32 and u32 in `stream`'s context.
+pub(crate) unsafe fn fused_clear(k: &Kernels, stream: &CudaStream, keys: u64, ids: u64, count: usize) -> Result<()> {
+    let cfg = LaunchConfig { grid_dim: (grid_for(count, 256).min(4096), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let count = count as i64;
+    stream
+        .launch_builder(&k.fused_clear)
+        .arg(&keys)
+        .arg(&ids)
+        .arg(&count)
+        .launch(cfg)
+        .map(|_| ())
+        .ctx(stream.context().ordinal(), "launching fused_clear_lists")
+}
+
+/// The fused self-join or search (see `fnn::FusedArgs`): one block per 64 query rows.
+///
+/// # Safety
+/// Every pointer in `a` must address the extents documented on `fnn::FusedArgs` in `stream`'s
+/// context: `m` query and `n` database rows at stride `ld` (a multiple of 8) of the precision's
+/// element type with their norms, `m × k` list entries emptied by [`fused_clear`], and one zeroed
+/// lock per 64 list rows; `1 ≤ k ≤ 128`.
+pub(crate) unsafe fn fused(k: &Kernels, stream: &CudaStream, prec: Precision, metric: FlatMetric, a: &FusedArgs) -> Result<()> {
+    let bucket = usize::from(a.k > 32);
+    let f = &k.fused[fused_index(prec)][usize::from(metric != FlatMetric::L2)][bucket];
+    let blocks = (a.m.max(1) as usize).div_ceil(FUSED_ROWS) as u32;
+    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+    stream.launch_builder(f).arg(a).launch(cfg).map(|_| ()).ctx(stream.context().ordinal(), "launching the fused kernel")
+}
+
+/// Index of a precision in the fused kernels' `[bf16, f16, tf32, f32]` order (`fnn::FusedPrec`).
+pub(crate) fn fused_index(p: Precision) -> usize {
+    match p {
+        Precision::Bf16 => 0,
+        Precision::F16 => 1,
+        Precision::Tf32 => 2,
+        Precision::F32 => 3,
+    }
+}
+
 /// Next power of two ≥ k: the merge kernel's shared list length.
 pub(crate) fn merge_width(k: usize) -> usize {
     k.next_power_of_two()
@@ -168,5 +236,9 @@ mod tests {
         assert_eq!(size_of::<MergeArgs>(), 72);
         assert_eq!(offset_of!(MergeArgs, out_ld), 48);
         assert_eq!(offset_of!(MergeArgs, p), 68);
+        assert_eq!(size_of::<FusedArgs>(), 96);
+        assert_eq!(offset_of!(FusedArgs, ld), 56);
+        assert_eq!(offset_of!(FusedArgs, m), 72);
+        assert_eq!(offset_of!(FusedArgs, has_self), 88);
     }
 }

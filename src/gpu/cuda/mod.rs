@@ -4,6 +4,7 @@
 
 mod device;
 mod floor;
+mod fused;
 mod gemm;
 mod launch;
 mod merge;

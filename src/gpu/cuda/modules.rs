@@ -21,6 +21,10 @@ pub(crate) struct Kernels {
     pub select: Vec<[CudaFunction; 2]>,
     /// `topk_merge`.
     pub merge: CudaFunction,
+    /// `fused_knn_{bf16,f16,tf32,f32}_{l2,ip}_k{32,128}`, as `[precision][metric][bucket]`.
+    pub fused: Vec<[[CudaFunction; 2]; 2]>,
+    /// `fused_clear_lists`.
+    pub fused_clear: CudaFunction,
 }
 
 /// Dynamic shared memory of the block-select kernels (k > 512): 2·K·8 bytes.
@@ -47,6 +51,7 @@ impl Kernels {
         let norms = module("norms")?;
         let select = module("select")?;
         let merge = module("merge")?;
+        let fused = module("fused")?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).ctx(dev, format!("finding kernel {name}"));
         let mut sel = Vec::new();
         for b in BUCKETS {
@@ -66,6 +71,16 @@ impl Kernels {
             norms: [f(&norms, "row_norms_f32")?, f(&norms, "row_norms_f16")?, f(&norms, "row_norms_bf16")?],
             select: sel,
             merge: f(&merge, "topk_merge")?,
+            fused: ["bf16", "f16", "tf32", "f32"]
+                .iter()
+                .map(|p| {
+                    let by_bucket = |m: &str| -> Result<[CudaFunction; 2]> {
+                        Ok([f(&fused, &format!("fused_knn_{p}_{m}_k32"))?, f(&fused, &format!("fused_knn_{p}_{m}_k128"))?])
+                    };
+                    Ok([by_bucket("l2")?, by_bucket("ip")?])
+                })
+                .collect::<Result<_>>()?,
+            fused_clear: f(&fused, "fused_clear_lists")?,
         })
     }
 }

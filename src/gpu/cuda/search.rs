@@ -29,21 +29,21 @@ const F16_MAX: f32 = 65504.0;
 
 /// A searcher on one device (one logical shard).
 pub(crate) struct CudaSearcher {
-    device: usize,
+    pub(super) device: usize,
     slot: usize,
     sharing: usize,
-    opts: GpuOptions,
+    pub(super) opts: GpuOptions,
     state: Mutex<State>,
 }
 
 /// The CUDA objects of a searcher; behind a mutex because a cuBLAS handle and our two streams
 /// serve one search at a time.
-struct State {
-    ctx: Arc<CudaContext>,
-    compute: Arc<CudaStream>,
-    copy: Arc<CudaStream>,
+pub(super) struct State {
+    pub(super) ctx: Arc<CudaContext>,
+    pub(super) compute: Arc<CudaStream>,
+    pub(super) copy: Arc<CudaStream>,
     gemm: Gemm,
-    kernels: Kernels,
+    pub(super) kernels: Kernels,
 }
 
 impl CudaSearcher {
@@ -72,6 +72,14 @@ impl FlatSearcher for CudaSearcher {
         let st = self.state.lock().map_err(|_| Error::invalid("gpu searcher", "a previous search panicked while holding this device"))?;
         st.ctx.bind_to_thread().ctx(self.device, "binding the CUDA context")?;
         let _ = st.ctx.check_err(); // forget errors recorded before this search
+        if self.fused_chosen(&st, job)? {
+            let r = self.fused(&st, job);
+            let drained = st.compute.synchronize().and(st.copy.synchronize());
+            let lists = r?;
+            drained.ctx(self.device, "finishing the fused search")?;
+            st.ctx.check_err().ctx(self.device, "finishing the fused search")?;
+            return Ok(lists);
+        }
         let mut shrink = 0;
         loop {
             let r = self.run(&st, job, shrink);
@@ -119,7 +127,7 @@ fn validate(job: &FlatJob<'_>, prec: Precision) -> Result<()> {
 }
 
 /// Where the queries are: rows `[first, first + n)` of the database slice, when they are.
-fn queries_in_database(q: Vectors<'_>, x: Vectors<'_>) -> Option<usize> {
+pub(super) fn queries_in_database(q: Vectors<'_>, x: Vectors<'_>) -> Option<usize> {
     let (qs, xs) = (q.as_slice().as_ptr_range(), x.as_slice().as_ptr_range());
     if qs.start < xs.start || qs.end > xs.end {
         return None;
@@ -163,7 +171,7 @@ enum QuerySrc {
 }
 
 impl CudaSearcher {
-    fn budget(&self, st: &State) -> Result<usize> {
+    pub(super) fn budget(&self, st: &State) -> Result<usize> {
         let (free, _total) = st.ctx.mem_get_info().ctx(self.device, "querying free memory")?;
         Ok((free as f64 * self.opts.memory_fraction as f64 / self.sharing as f64) as usize)
     }
