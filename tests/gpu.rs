@@ -470,3 +470,26 @@ fn gpu_fused_refuses_k_above_its_buckets() {
     let job = FlatJob::self_join(Vectors::new(&x, 8, "x").unwrap(), FlatMetric::L2, 129, &NoProgress);
     assert!(matches!(fused(Precision::F32).search(&job), Err(Error::InvalidK { k: 129, .. })));
 }
+
+/// A small fused run for compute-sanitizer (memcheck and racecheck, scripts/gpu-check.sh): a
+/// partial last block, both k buckets, both metrics, self-join and foreign queries.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_fused_small_for_sanitizers() {
+    let (n, d) = (200, 33);
+    let x = normal(n, d, 8);
+    let q = normal(70, d, 9);
+    for prec in [Precision::F32, Precision::Bf16] {
+        let s = fused(prec);
+        for (k, metric) in [(10, FlatMetric::L2), (100, FlatMetric::InnerProduct)] {
+            // bf16 keys carry ~3 significant digits: only the exact f32 run is held to the reference.
+            if prec == Precision::F32 {
+                check(s.as_ref(), metric, &[], &x, d, k, true, 1.0).unwrap();
+                check(s.as_ref(), metric, &q, &x, d, k, false, 1.0).unwrap();
+            } else {
+                let xv = Vectors::new(&x, d, "x").unwrap();
+                assert_written(&s.search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap());
+            }
+        }
+    }
+}
