@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
+
 #include "../fused.cu"
 
 static_assert(sizeof(fnn::FusedArgs) == 96 && offsetof(fnn::FusedArgs, ld) == 56 && offsetof(fnn::FusedArgs, m) == 72 &&
@@ -20,16 +22,7 @@ namespace {
 
 using Kernel = void (*)(const fnn::FusedArgs);
 
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passed;
-  } else {
-    ++failed;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
+using emu_check::check;
 
 // Kernels by [precision][metric][bucket 32 / 128].
 const Kernel KERNELS[4][2][2] = {
@@ -214,6 +207,5 @@ int main() {
     }
   }
   run({0, 0, 1, 100, 100, 8, 128, false, false, true}, rng);  // k = bucket, above n: padding
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return emu_check::finish();
 }

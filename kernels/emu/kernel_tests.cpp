@@ -11,6 +11,8 @@
 #include <tuple>
 #include <vector>
 
+#include "check.h"
+
 #include "../merge.cu"
 #include "../select.cu"
 
@@ -37,16 +39,7 @@ const Bucket BUCKETS[] = {
     {4096, topk_select_k4096_l2, topk_select_k4096_ip, true},
 };
 
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passed;
-  } else {
-    ++failed;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
+using emu_check::check;
 
 struct Entry {
   float key;
@@ -260,6 +253,5 @@ int main(int argc, char** argv) {
     const int k = ks[it % 7];
     run_merge(std::uniform_int_distribution<int>(1, 3)(rng), std::uniform_int_distribution<int>(1, 5)(rng), k, it & 1, rng);
   }
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return emu_check::finish();
 }
