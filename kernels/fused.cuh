@@ -80,6 +80,18 @@ FNN_DEVICE void load_slice(const unsigned* src, long long ld_words, int r0, int 
   }
 }
 
+// Word `i` of an operand slice as an mma register. The fragment layouts put the same word in the
+// same register for both shapes: a word is two 16-bit elements (m16n8k16) or one f32, which tf32
+// rounds first (m16n8k8).
+template <int PREC>
+FNN_DEVICE unsigned frag_word(const unsigned* slice, int i) {
+  if constexpr (PREC == FUSED_TF32) {
+    return to_tf32(reinterpret_cast<const float*>(slice)[i]);
+  } else {
+    return slice[i];
+  }
+}
+
 // Tile products P[i][j] = q_{i0+i} · x_{j0+j} into `tile` (row stride TILE_LD).
 template <int PREC>
 FNN_DEVICE void tile_products(const FusedArgs& a, int i0, int j0, float* tile, unsigned* as, unsigned* bs) {
@@ -144,30 +156,16 @@ FNN_DEVICE void tile_products(const FusedArgs& a, int i0, int j0, float* tile, u
 #pragma unroll
         for (int mi = 0; mi < 2; ++mi) {
           const int r = wm * 32 + mi * 16 + g;
-          if constexpr (PREC == FUSED_TF32) {
-            const float* s = reinterpret_cast<const float*>(as);
-            af[mi][0] = to_tf32(s[r * 20 + kw + t]);
-            af[mi][1] = to_tf32(s[(r + 8) * 20 + kw + t]);
-            af[mi][2] = to_tf32(s[r * 20 + kw + t + 4]);
-            af[mi][3] = to_tf32(s[(r + 8) * 20 + kw + t + 4]);
-          } else {
-            af[mi][0] = as[r * 20 + kw + t];
-            af[mi][1] = as[(r + 8) * 20 + kw + t];
-            af[mi][2] = as[r * 20 + kw + t + 4];
-            af[mi][3] = as[(r + 8) * 20 + kw + t + 4];
-          }
+          af[mi][0] = frag_word<PREC>(as, r * 20 + kw + t);
+          af[mi][1] = frag_word<PREC>(as, (r + 8) * 20 + kw + t);
+          af[mi][2] = frag_word<PREC>(as, r * 20 + kw + t + 4);
+          af[mi][3] = frag_word<PREC>(as, (r + 8) * 20 + kw + t + 4);
         }
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) {
           const int c = wn * 32 + ni * 8 + g;
-          if constexpr (PREC == FUSED_TF32) {
-            const float* s = reinterpret_cast<const float*>(bs);
-            bf[ni][0] = to_tf32(s[c * 20 + kw + t]);
-            bf[ni][1] = to_tf32(s[c * 20 + kw + t + 4]);
-          } else {
-            bf[ni][0] = bs[c * 20 + kw + t];
-            bf[ni][1] = bs[c * 20 + kw + t + 4];
-          }
+          bf[ni][0] = frag_word<PREC>(bs, c * 20 + kw + t);
+          bf[ni][1] = frag_word<PREC>(bs, c * 20 + kw + t + 4);
         }
 #pragma unroll
         for (int mi = 0; mi < 2; ++mi)

@@ -302,6 +302,12 @@ fn gpu_tf32_is_close() {
     }
 }
 
+/// Share of the reference's `k` neighbours per row (`want`, from [`knn`]) that `got` found.
+fn recall(got: &TopKLists, want: &[Vec<(i64, f64)>], k: usize) -> f64 {
+    let hits: usize = want.iter().enumerate().map(|(i, w)| w.iter().filter(|(id, _)| got.row(i).1.contains(id)).count()).sum();
+    hits as f64 / (want.len() * k) as f64
+}
+
 /// The real MiniLM demo rows: f16 and bf16 products reach a recall of at least 0.999 at k = 10
 /// against the f64 reference.
 #[test]
@@ -315,12 +321,7 @@ fn gpu_half_precisions_keep_recall_on_minilm() {
         for prec in [Precision::F16, Precision::Bf16, Precision::Tf32, Precision::F32] {
             let got = searcher(GpuOptions { precision: prec, ..Default::default() }).search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap();
             assert_written(&got);
-            let mut hits = 0usize;
-            for (i, w) in want.iter().enumerate() {
-                let (_, ids) = got.row(i);
-                hits += w.iter().filter(|(id, _)| ids.contains(id)).count();
-            }
-            let recall = hits as f64 / (want.len() * k) as f64;
+            let recall = recall(&got, &want, k);
             eprintln!("{metric:?} {prec:?}: recall@{k} = {recall:.5}");
             assert!(recall >= 0.999, "{metric:?} {prec:?}: recall {recall}");
         }
@@ -455,8 +456,7 @@ fn gpu_fused_half_precisions_keep_recall_on_minilm() {
         let want = knn(metric, &x, &x, d, k, true);
         for prec in [Precision::Bf16, Precision::F16] {
             let got = fused(prec).search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap();
-            let hits: usize = want.iter().enumerate().map(|(i, w)| w.iter().filter(|(id, _)| got.row(i).1.contains(id)).count()).sum();
-            let recall = hits as f64 / (want.len() * k) as f64;
+            let recall = recall(&got, &want, k);
             eprintln!("fused {metric:?} {prec:?}: recall@{k} = {recall:.5}");
             assert!(recall >= 0.999, "fused {metric:?} {prec:?}: recall {recall}");
         }

@@ -31,6 +31,16 @@ const CHUNK_BYTES: usize = 32 << 20;
 /// Bytes of one top-k entry (f32 key + i64 index).
 const ENTRY: usize = 12;
 
+/// Row stride of stored rows, in elements: `d` rounded up to [`ROW_ALIGN`].
+pub fn stored_ld(d: usize) -> usize {
+    round_up(d.max(1), ROW_ALIGN)
+}
+
+/// Rows of `d` raw f32 per upload chunk (at most `rows`), halved `shrink` times.
+pub fn upload_chunk(d: usize, rows: usize, shrink: u32) -> usize {
+    ((CHUNK_BYTES >> shrink) / (d.max(1) * 4)).clamp(1, rows.max(1))
+}
+
 /// The smallest select bucket that holds `k` (None above [`MAX_K`]).
 pub fn bucket(k: usize) -> Option<usize> {
     BUCKETS.iter().copied().find(|b| *b >= k)
@@ -89,12 +99,12 @@ impl GpuPlan {
 /// query row per batch and one tile column; whether it really fits is for the allocator to say
 /// (an out-of-memory error then re-plans with `shrink + 1`).
 pub fn plan(p: &GpuPlanInput) -> GpuPlan {
-    let ld = round_up(p.d.max(1), ROW_ALIGN);
+    let ld = stored_ld(p.d);
     let row = ld * p.elem_bytes + 4;
     let shrink = p.shrink.min(GpuPlan::MAX_SHRINK);
     let budget = p.budget.saturating_sub(RESERVE);
 
-    let chunk = ((CHUNK_BYTES >> shrink) / (p.d.max(1) * 4)).clamp(1, p.ndb.max(p.nq).max(1));
+    let chunk = upload_chunk(p.d, p.ndb.max(p.nq), shrink);
     let staging = 2 * chunk * p.d * 4;
     let tile = round_up((TILE_COLS >> shrink).max(256).min(p.ndb.max(1)), 4).min(round_up(p.ndb.max(1), 4));
     let tile_ld = round_up(tile, 4);

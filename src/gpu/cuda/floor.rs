@@ -3,10 +3,9 @@
 //! no selection, no merge, no copies home: whatever our search adds on top shows as its ratio
 //! to this time.
 
-use super::device::{check_runtime, context, device_count};
-use super::gemm::Gemm;
+use super::device::check_runtime;
 use super::launch;
-use super::modules::Kernels;
+use super::search::State;
 use super::upload::{Rows, Uploader};
 use super::CudaResultExt;
 use crate::data::Vectors;
@@ -18,11 +17,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 pub(crate) fn gemm_floor(device: usize, data: Vectors<'_>, k: usize, opts: &GpuOptions, reps: usize) -> Result<Vec<f32>> {
     check_runtime(&format!("CUDA device {device}"))?;
-    let ctx = context(device, device_count()?)?;
-    let compute = ctx.new_stream().ctx(device, "creating the compute stream")?;
-    let copy = ctx.new_stream().ctx(device, "creating the copy stream")?;
-    let gemm = Gemm::new(compute.clone())?;
-    let kernels = Kernels::load(&ctx)?;
+    let State { ctx, compute, copy, gemm, kernels } = State::open(device)?;
     let (n, d, prec) = (data.n(), data.d(), opts.precision);
     let (free, _) = ctx.mem_get_info().ctx(device, "querying free memory")?;
     let p = plan(&GpuPlanInput {

@@ -8,9 +8,8 @@ use super::search::{queries_in_database, CudaSearcher, State};
 use super::upload::{Rows, Uploader};
 use super::CudaResultExt;
 use crate::error::{Error, Result};
-use crate::flat::plan::round_up;
 use crate::flat::FlatJob;
-use crate::gpu::plan::{RESERVE, ROW_ALIGN};
+use crate::gpu::plan::{stored_ld, upload_chunk, RESERVE};
 use crate::gpu::GpuKernel;
 use crate::metric::FlatMetric;
 use crate::topk::TopKLists;
@@ -18,16 +17,19 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 /// Largest k the fused kernels serve (their larger bucket).
 pub(crate) const FUSED_MAX_K: usize = 128;
-/// Upload staging, bytes of raw f32 rows per chunk.
-const CHUNK_BYTES: usize = 32 << 20;
+/// Rows of raw f32 per upload chunk of a fused search.
+fn chunk_rows(job: &FlatJob<'_>) -> usize {
+    upload_chunk(job.database.d(), job.database.n().max(job.queries.n()), 0)
+}
 
 /// Device bytes of a fused search: stored rows with norms (queries too when they are not rows of
 /// the database), the lists, the locks, upload staging.
 fn fused_bytes(job: &FlatJob<'_>, elem: usize) -> usize {
     let (q, x, d) = (job.queries, job.database, job.database.d());
-    let row = round_up(d.max(1), ROW_ALIGN) * elem + 4;
+    let row = stored_ld(d) * elem + 4;
     let query_rows = if queries_in_database(q, x).is_some() { 0 } else { q.n() };
-    (x.n() + query_rows) * row + q.n() * job.k * 8 + x.n().div_ceil(FUSED_ROWS) * 4 + 2 * CHUNK_BYTES + RESERVE
+    let staging = 2 * chunk_rows(job) * d * 4;
+    (x.n() + query_rows) * row + q.n() * job.k * 8 + x.n().div_ceil(FUSED_ROWS) * 4 + staging + RESERVE
 }
 
 impl CudaSearcher {
@@ -59,12 +61,11 @@ impl CudaSearcher {
         let (dev, prec) = (self.device, self.opts.precision);
         let (q, x, k, d) = (job.queries, job.database, job.k, job.database.d());
         let (compute, copy) = (&st.compute, &st.copy);
-        let (ld, elem, l2) = (round_up(d.max(1), ROW_ALIGN), launch::elem_bytes(prec), job.metric == FlatMetric::L2);
+        let (ld, elem, l2) = (stored_ld(d), launch::elem_bytes(prec), job.metric == FlatMetric::L2);
         let symmetric = job.is_symmetric();
         let in_db = queries_in_database(q, x);
 
-        let chunk = (CHUNK_BYTES / (d.max(1) * 4)).clamp(1, x.n().max(q.n()).max(1));
-        let mut up = Uploader::new(copy, chunk, d)?;
+        let mut up = Uploader::new(copy, chunk_rows(job), d)?;
         let mut xr = Rows::alloc(compute, x.n(), ld, elem)?;
         up.upload(&st.kernels, copy, compute, prec, x.as_slice(), &mut xr, 0, ld, l2)?;
         let qr = match in_db {

@@ -42,18 +42,26 @@ pub(super) struct State {
     pub(super) ctx: Arc<CudaContext>,
     pub(super) compute: Arc<CudaStream>,
     pub(super) copy: Arc<CudaStream>,
-    gemm: Gemm,
+    pub(super) gemm: Gemm,
     pub(super) kernels: Kernels,
 }
 
-impl CudaSearcher {
-    pub(crate) fn open(device: usize, slot: usize, sharing: usize, opts: GpuOptions) -> Result<CudaSearcher> {
+impl State {
+    /// The primary context of `device`, a compute and a copy stream, a cuBLAS handle on the
+    /// compute stream, and our kernels loaded into the context.
+    pub(super) fn open(device: usize) -> Result<State> {
         let ctx = context(device, device_count()?)?;
         let compute = ctx.new_stream().ctx(device, "creating the compute stream")?;
         let copy = ctx.new_stream().ctx(device, "creating the copy stream")?;
         let gemm = Gemm::new(compute.clone())?;
         let kernels = Kernels::load(&ctx)?;
-        Ok(CudaSearcher { device, slot, sharing: sharing.max(1), opts, state: Mutex::new(State { ctx, compute, copy, gemm, kernels }) })
+        Ok(State { ctx, compute, copy, gemm, kernels })
+    }
+}
+
+impl CudaSearcher {
+    pub(crate) fn open(device: usize, slot: usize, sharing: usize, opts: GpuOptions) -> Result<CudaSearcher> {
+        Ok(CudaSearcher { device, slot, sharing: sharing.max(1), opts, state: Mutex::new(State::open(device)?) })
     }
 }
 
@@ -73,29 +81,18 @@ impl FlatSearcher for CudaSearcher {
         st.ctx.bind_to_thread().ctx(self.device, "binding the CUDA context")?;
         let _ = st.ctx.check_err(); // forget errors recorded before this search
         if self.fused_chosen(&st, job)? {
-            let r = self.fused(&st, job);
-            let drained = st.compute.synchronize().and(st.copy.synchronize());
-            let lists = r?;
-            drained.ctx(self.device, "finishing the fused search")?;
-            st.ctx.check_err().ctx(self.device, "finishing the fused search")?;
-            return Ok(lists);
+            return self.finish(&st, self.fused(&st, job));
         }
         let mut shrink = 0;
         loop {
-            let r = self.run(&st, job, shrink);
-            // Drain both streams whatever happened, so the next attempt starts clean.
-            let drained = st.compute.synchronize().and(st.copy.synchronize());
-            match r {
+            match self.run(&st, job, shrink) {
                 Err(Error::OutOfMemory { .. }) if shrink < GpuPlan::MAX_SHRINK => {
+                    // Drain both streams and forget the error, so the next attempt starts clean.
+                    let _ = st.compute.synchronize().and(st.copy.synchronize());
                     let _ = st.ctx.check_err();
                     shrink += 1;
                 }
-                Ok(lists) => {
-                    drained.ctx(self.device, "finishing the search")?;
-                    st.ctx.check_err().ctx(self.device, "finishing the search")?;
-                    return Ok(lists);
-                }
-                Err(e) => return Err(e),
+                r => return self.finish(&st, r),
             }
         }
     }
@@ -171,6 +168,16 @@ enum QuerySrc {
 }
 
 impl CudaSearcher {
+    /// Drains both streams whatever `r` is (so the next search starts clean), then returns `r`'s
+    /// error, or an error the device reported while finishing, or the lists.
+    fn finish(&self, st: &State, r: Result<TopKLists>) -> Result<TopKLists> {
+        let drained = st.compute.synchronize().and(st.copy.synchronize());
+        let lists = r?;
+        drained.ctx(self.device, "finishing the search")?;
+        st.ctx.check_err().ctx(self.device, "finishing the search")?;
+        Ok(lists)
+    }
+
     pub(super) fn budget(&self, st: &State) -> Result<usize> {
         let (free, _total) = st.ctx.mem_get_info().ctx(self.device, "querying free memory")?;
         Ok((free as f64 * self.opts.memory_fraction as f64 / self.sharing as f64) as usize)
