@@ -9,12 +9,12 @@ mod args;
 mod bar;
 mod demo;
 
-pub use args::Args;
+use args::Args;
 
-use crate::error::{Error, Result};
-use crate::io::{self, Dataset, Format, Output};
-use crate::neighbours::Neighbours;
-use crate::step::FaissNearestNeighbour;
+use faiss_nn::error::{Error, Result};
+use faiss_nn::io::{self, Dataset, Format, Output};
+use faiss_nn::neighbours::Neighbours;
+use faiss_nn::step::FaissNearestNeighbour;
 use bar::Bar;
 use clap::Parser;
 use std::io::Write;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 const DEMO_ROWS: usize = 5;
 
 /// Parses the process's arguments, runs, and turns the outcome into an exit status.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     // The default hook prints a backtrace when RUST_BACKTRACE is set; users get one line.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error (a bug in faiss-nn, please report it): {info}");
@@ -41,9 +41,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Prints an error and those of its causes that its message does not already include.
+/// Prints an error and those of its causes that its message does not already include, with a
+/// hint where a flag fixes it.
 fn report(e: &Error) {
     eprintln!("error: {e}");
+    if let Error::MissingColumn { .. } = e {
+        eprintln!("  hint: choose the embedding column with --column NAME");
+    }
     let mut shown = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -57,7 +61,7 @@ fn report(e: &Error) {
 }
 
 /// Runs the command for parsed arguments.
-pub fn run(args: &Args) -> Result<()> {
+fn run(args: &Args) -> Result<()> {
     let input = match &args.input {
         Some(p) => p.clone(),
         None => demo_path()?,
@@ -174,7 +178,7 @@ fn demo_path() -> Result<PathBuf> {
 }
 
 /// `<dir>/<stem>.nn.<ext>`: the input's extension, or `parquet` for `.npy` input.
-pub fn default_output(input: &Path) -> Result<PathBuf> {
+fn default_output(input: &Path) -> Result<PathBuf> {
     let ext = match Format::from_path(input)? {
         Format::Npy => "parquet".to_owned(),
         _ => input.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -86,6 +86,11 @@ impl<'a> Vectors<'a> {
         Ok(Vectors { data, n: data.len() / d, d })
     }
 
+    /// A view of data already validated (by [`Vectors::new`]) with this dimension.
+    pub(crate) fn shaped_unchecked(data: &'a [f32], d: usize) -> Self {
+        Vectors { data, n: data.len() / d.max(1), d }
+    }
+
     /// Number of rows.
     #[inline]
     pub fn n(&self) -> usize {

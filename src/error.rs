@@ -1,10 +1,36 @@
 //! The crate's one error type. Every variant names what was wrong and where, so that a user can
-//! find the offending row, column, flag or file without a debugger.
+//! find the offending row, column, option or file without a debugger; [`Error::kind`] sorts the
+//! variants into the few classes a caller acts on (fix the input, pick another device, retry with
+//! less memory, …) without matching on messages.
 
 use std::path::PathBuf;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A lower-level error kept as the cause of an [`Error`] (the CUDA driver's, cuBLAS's).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What class of failure an [`Error`] is; the Python package maps each to an exception type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller's data, arguments or files are wrong (Python: `ValueError`).
+    BadInput,
+    /// Valid, but this build, machine or backend cannot serve it (no CUDA, an index without the
+    /// capability asked for).
+    Unsupported,
+    /// A GPU failed (driver, cuBLAS, kernel launch).
+    Device,
+    /// Memory ran out, on a device or for a plan that cannot fit.
+    OutOfMemory,
+    /// faiss failed on input this crate had accepted.
+    Backend,
+    /// The operating system refused a file operation.
+    Io,
+    /// A bug in this crate (a worker thread panicked); please report it.
+    Internal,
+}
 
 /// Everything that can go wrong, with the context needed to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +94,25 @@ pub enum Error {
         /// Why it is rejected.
         reason: String,
     },
-    /// Any other invalid argument (flag, option, builder value).
+    /// Any other invalid argument (option, builder value, factory string).
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
         /// The argument's name as the user knows it.
         name: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A table or file has no column (field) of the name asked for.
+    #[error("{}: {location}: no column {column:?}; the columns are: {}", path.display(), list_or_none(available))]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// Where in it ("schema", "line 3").
+        location: String,
+        /// The column asked for.
+        column: String,
+        /// The columns that exist there.
+        available: Vec<String>,
     },
     /// faiss refused or failed; `context` says what we asked of it.
     #[error("faiss failed while {context}: {message}")]
@@ -107,10 +145,13 @@ pub enum Error {
         device: usize,
         /// What we were doing.
         context: String,
-        /// The driver's message.
+        /// The driver's (or cuBLAS's) message.
         message: String,
+        /// The driver's or cuBLAS's own error value, where there is one.
+        #[source]
+        source: Option<Cause>,
     },
-    /// A device ran out of memory even after retrying with the smallest tiles.
+    /// Memory ran out even after retrying with the smallest tiles, or a plan cannot fit.
     #[error("out of memory on {device} while {context}: needed {needed_bytes} bytes")]
     OutOfMemory {
         /// Where ("cuda:0", "cpu").
@@ -152,6 +193,22 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A bug: a worker thread panicked. The message says where; please report it.
+    #[error("internal error in {what} (a bug in faiss-nn, please report it): {message}")]
+    Internal {
+        /// The component that failed.
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl Error {
@@ -163,5 +220,66 @@ impl Error {
     /// Shorthand for [`Error::Format`].
     pub fn format(path: impl Into<PathBuf>, location: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Format { path: path.into(), location: location.into(), message: message.into() }
+    }
+
+    /// An [`Error::Internal`] from a caught panic's payload.
+    pub fn from_panic(what: impl Into<String>, payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a worker thread panicked".into());
+        Error::Internal { what: what.into(), message }
+    }
+
+    /// The class of this failure (a shard's error has its cause's class).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Empty { .. }
+            | Error::Ragged { .. }
+            | Error::Shape { .. }
+            | Error::NonFinite { .. }
+            | Error::InvalidK { .. }
+            | Error::Metric { .. }
+            | Error::InvalidArgument { .. }
+            | Error::MissingColumn { .. }
+            | Error::Format { .. }
+            | Error::BadDevice { .. } => ErrorKind::BadInput,
+            Error::Unavailable { .. } => ErrorKind::Unsupported,
+            Error::Faiss { .. } => ErrorKind::Backend,
+            Error::Cuda { .. } => ErrorKind::Device,
+            Error::OutOfMemory { .. } => ErrorKind::OutOfMemory,
+            Error::Shard { source, .. } => source.kind(),
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_cause() {
+        assert_eq!(Error::invalid("k", "0").kind(), ErrorKind::BadInput);
+        assert_eq!(Error::BadDevice { id: 3, count: 1 }.kind(), ErrorKind::BadInput);
+        let oom = Error::OutOfMemory { device: "cuda:0".into(), context: "x".into(), needed_bytes: 1 };
+        let shard = Error::Shard { shard: 1, device: "cuda:0".into(), source: Box::new(oom) };
+        assert_eq!(shard.kind(), ErrorKind::OutOfMemory);
+        let e = Error::from_panic("cpu worker", &"boom");
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert!(e.to_string().contains("boom"), "{e}");
+    }
+
+    #[test]
+    fn missing_column_lists_what_exists() {
+        let e = Error::MissingColumn {
+            path: "t.parquet".into(),
+            location: "schema".into(),
+            column: "vec".into(),
+            available: vec!["text".into(), "e".into()],
+        };
+        assert_eq!(e.to_string(), "t.parquet: schema: no column \"vec\"; the columns are: \"text\", \"e\"");
     }
 }

@@ -3,8 +3,10 @@
 //! For every row of an embedding dataset, its k nearest neighbours among the same rows: the
 //! nearest-neighbour step known from distilabel (`FaissNearestNeighbour`), rebuilt as a native
 //! crate. Exact flat search runs on our own kernels (multi-threaded, tiled, symmetric CPU code;
-//! CUDA kernels with the `cuda` feature); every other faiss index factory string and metric goes
-//! to faiss itself (the `faiss` feature, on by default).
+//! CUDA kernels with the `cuda` feature) and is exact: candidates are re-scored in f64 and every
+//! row's set is proven (see [`engine::exact`]). Every other faiss index factory string and metric
+//! goes to faiss itself (the `faiss` feature, on by default). Every front (the step,
+//! [`FlatIndex`], the Python package) goes through one [`Engine`].
 //!
 //! ```no_run
 //! use faiss_nn::FaissNearestNeighbour;
@@ -16,9 +18,9 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod cli;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod flat;
 pub mod gpu;
@@ -37,8 +39,9 @@ pub mod faiss_backend;
 
 pub use data::{Element, Vectors};
 pub use device::Device;
-pub use error::{Error, Result};
-pub use gpu::GpuKernel;
+pub use engine::{Engine, EngineOptions, Shard};
+pub use error::{Error, ErrorKind, Result};
+pub use gpu::GpuPath;
 pub use index::FlatIndex;
 pub use metric::{FlatMetric, Metric};
 pub use neighbours::Neighbours;

@@ -7,13 +7,10 @@
 
 use crate::data::{widen, Element, Vectors};
 use crate::device::Device;
+use crate::engine::{self, Backend, Engine, EngineOptions};
 use crate::error::{Error, Result};
-use crate::flat::cpu::CpuSearcher;
-use crate::flat::{FlatJob, FlatSearcher};
-use crate::gpu::{GpuKernel, GpuOptions};
-use crate::metric::{FlatMetric, Metric};
-use crate::shard;
-use crate::topk::TopKLists;
+use crate::gpu::GpuPath;
+use crate::metric::Metric;
 use crate::neighbours::Neighbours;
 use crate::precision::Precision;
 use crate::progress::Progress;
@@ -28,11 +25,7 @@ pub struct FaissNearestNeighbour {
     k: usize,
     search_batch_size: usize,
     exclude_self: bool,
-    memory_budget: Option<usize>,
-    threads: Option<usize>,
-    precision: Precision,
-    gpu_kernel: GpuKernel,
-    shard_mode: ShardMode,
+    options: EngineOptions,
     train_sample: usize,
 }
 
@@ -43,7 +36,8 @@ impl Default for FaissNearestNeighbour {
 }
 
 impl FaissNearestNeighbour {
-    /// Defaults: CPU, flat index, L2, k = 1, search_batch_size = 50, exclude_self = true.
+    /// Defaults: CPU, flat index, L2, k = 1, search_batch_size = 50, exclude_self = true, and
+    /// [`EngineOptions::default`].
     pub fn new() -> Self {
         FaissNearestNeighbour {
             device: Device::Cpu,
@@ -52,40 +46,87 @@ impl FaissNearestNeighbour {
             k: 1,
             search_batch_size: 50,
             exclude_self: true,
-            memory_budget: None,
-            threads: None,
-            precision: Precision::F32,
-            gpu_kernel: GpuKernel::Auto,
-            shard_mode: ShardMode::Sharded,
+            options: EngineOptions::default(),
             train_sample: 1 << 17,
         }
     }
     /// Where to run.
-    pub fn device(mut self, device: Device) -> Self { self.device = device; self }
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
     /// faiss index factory string; `None` or `"Flat"` is exact search on our own kernels.
-    pub fn string_factory(mut self, s: Option<&str>) -> Self { self.string_factory = s.map(str::to_owned); self }
+    pub fn string_factory(mut self, s: Option<&str>) -> Self {
+        self.string_factory = s.map(str::to_owned);
+        self
+    }
     /// faiss `METRIC_*` integer (0 = inner product, 1 = L2, …).
-    pub fn metric_type(mut self, m: i64) -> Self { self.metric_type = m; self }
+    pub fn metric_type(mut self, m: i64) -> Self {
+        self.metric_type = m;
+        self
+    }
     /// Neighbours per row.
-    pub fn k(mut self, k: usize) -> Self { self.k = k; self }
-    /// Query rows per batch.
-    pub fn search_batch_size(mut self, n: usize) -> Self { self.search_batch_size = n; self }
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+    /// Query rows per search call of a faiss index (our flat kernels size their own tiles).
+    pub fn search_batch_size(mut self, n: usize) -> Self {
+        self.search_batch_size = n;
+        self
+    }
     /// Leave each row out of its own list (by index).
-    pub fn exclude_self(mut self, yes: bool) -> Self { self.exclude_self = yes; self }
+    pub fn exclude_self(mut self, yes: bool) -> Self {
+        self.exclude_self = yes;
+        self
+    }
     /// GPU precision.
-    pub fn precision(mut self, p: Precision) -> Self { self.precision = p; self }
-    /// Which GPU kernels compute a flat search (the fused kernel, or cuBLAS tiles + select).
-    pub fn gpu_kernel(mut self, k: GpuKernel) -> Self { self.gpu_kernel = k; self }
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.options.precision = p;
+        self
+    }
+    /// Which GPU code path computes a flat search (the fused kernel, or cuBLAS tiles + select).
+    pub fn gpu_path(mut self, p: GpuPath) -> Self {
+        self.options.gpu_path = p;
+        self
+    }
     /// Multi-device mode.
-    pub fn shard_mode(mut self, m: ShardMode) -> Self { self.shard_mode = m; self }
-
-    /// Worker threads of the CPU backend (default: every core).
-    pub fn threads(mut self, n: usize) -> Self { self.threads = Some(n.max(1)); self }
-    /// Working-memory budget in bytes for tiles and top-k state (default: 512 MiB on the CPU,
-    /// half the free memory on a GPU).
-    pub fn memory_budget(mut self, bytes: usize) -> Self { self.memory_budget = Some(bytes); self }
+    pub fn shard_mode(mut self, m: ShardMode) -> Self {
+        self.options.shard_mode = m;
+        self
+    }
+    /// CPU worker threads (default: every core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.options.threads = Some(n.max(1));
+        self
+    }
+    /// Working-memory budget in bytes for tiles and packed operands (default: 512 MiB on the
+    /// CPU; on a GPU a cap on top of half its free memory).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.options.memory_budget = Some(bytes);
+        self
+    }
+    /// All engine options at once.
+    pub fn options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
     /// At most this many rows train a faiss index; larger datasets are sampled evenly (default 131,072).
-    pub fn train_sample(mut self, rows: usize) -> Self { self.train_sample = rows.max(1); self }
+    pub fn train_sample(mut self, rows: usize) -> Self {
+        self.train_sample = rows.max(1);
+        self
+    }
+
+    /// The decision [`engine::strategy`] makes for these controls on `n` rows (after the same
+    /// argument checks as [`run`](Self::run)).
+    pub fn strategy(&self, n: usize) -> Result<engine::Strategy> {
+        let metric = Metric::from_faiss(self.metric_type)?;
+        if self.search_batch_size == 0 {
+            return Err(Error::invalid("search_batch_size", "0: a batch needs at least one row"));
+        }
+        self.check_k(n)?;
+        engine::choose(&self.device, self.string_factory.as_deref(), metric, self.k, &self.options)
+    }
 
     /// Runs on `n × d` row-major data.
     pub fn run<T: Element>(&self, data: &[T], d: usize) -> Result<Neighbours> {
@@ -94,26 +135,21 @@ impl FaissNearestNeighbour {
 
     /// Runs, reporting progress to `progress`.
     pub fn run_with_progress<T: Element>(&self, data: &[T], d: usize, progress: &dyn Progress) -> Result<Neighbours> {
-        let metric = Metric::from_faiss(self.metric_type)?;
-        let factory = self.factory()?;
-        if self.search_batch_size == 0 {
-            return Err(Error::invalid("search_batch_size", "0: a batch needs at least one row"));
-        }
         let data = widen(data);
         let v = Vectors::new(&data, d, "embeddings")?;
-        self.check_k(v.n())?;
-        match (factory, metric.flat()) {
-            (None, Some(fm)) => self.run_flat(v, fm, progress),
-            (factory, _) => self.run_faiss(v, factory.unwrap_or("Flat"), metric, progress),
-        }
-    }
-
-    /// The factory string, `None` for exact flat search.
-    fn factory(&self) -> Result<Option<&str>> {
-        match self.string_factory.as_deref().map(str::trim) {
-            None | Some("Flat") => Ok(None),
-            Some("") => Err(Error::invalid("string_factory", "empty string (leave it unset for exact flat search)")),
-            Some(s) => Ok(Some(s)),
+        let strat = self.strategy(v.n())?;
+        let metric = Metric::from_faiss(self.metric_type)?;
+        match (strat.backend, strat.flat) {
+            (Backend::Faiss, _) | (_, None) => {
+                let factory = self.string_factory.as_deref().map(str::trim).unwrap_or("Flat");
+                self.run_faiss(v, factory, metric, progress)
+            }
+            (_, Some(flat)) => {
+                let engine = Engine::open(&self.device, self.options)?;
+                let shard = engine.load_shard(&data, d, 0, flat)?;
+                let lists = if self.exclude_self { shard.self_join(self.k, progress)? } else { shard.search(&data, None, self.k, progress)? };
+                Ok(lists.into_neighbours(flat))
+            }
         }
     }
 
@@ -134,49 +170,8 @@ impl FaissNearestNeighbour {
         Ok(())
     }
 
-    fn run_flat(&self, v: Vectors<'_>, metric: FlatMetric, progress: &dyn Progress) -> Result<Neighbours> {
-        let job = if self.exclude_self {
-            FlatJob::self_join(v, metric, self.k, progress)
-        } else {
-            FlatJob::search(v, v, metric, self.k, progress)
-        };
-        let lists = match &self.device {
-            Device::Cpu => {
-                let mut cpu = CpuSearcher::new();
-                if let Some(t) = self.threads {
-                    cpu = cpu.threads(t);
-                }
-                if let Some(b) = self.memory_budget {
-                    cpu = cpu.memory_budget(b);
-                }
-                cpu.search(&job)?
-            }
-            gpu_device => {
-                let opts = GpuOptions { precision: self.precision, kernel: self.gpu_kernel, ..GpuOptions::default() };
-                let searchers = crate::gpu::open_searchers(gpu_device, &opts)?;
-                let refs: Vec<&dyn FlatSearcher> = searchers.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
-                // Shard lists are merged by our merge kernel on the first listed device.
-                let merge_device = match gpu_device {
-                    Device::Cuda(ids) => ids.first().copied().unwrap_or(0),
-                    _ => 0,
-                };
-                let merge = move |parts: &[TopKLists], k: usize| crate::gpu::merge_on_device(merge_device, parts, k);
-                shard::search(&refs, &job, self.shard_mode, &merge)?
-            }
-        };
-        Ok(lists.into_neighbours(metric))
-    }
-
     #[cfg(feature = "faiss")]
     fn run_faiss(&self, v: Vectors<'_>, factory: &str, metric: Metric, progress: &dyn Progress) -> Result<Neighbours> {
-        if self.device.is_gpu() {
-            return Err(Error::Unavailable {
-                what: format!("index {factory:?} on a GPU"),
-                reason: "faiss's GPU indexes are not part of this crate; only exact flat search (string_factory unset \
-                         or \"Flat\", metric L2 or inner product) runs on the GPU. Use device cpu for this index."
-                    .into(),
-            });
-        }
         let spec = crate::faiss_backend::FaissSpec {
             factory,
             metric,

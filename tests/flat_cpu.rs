@@ -98,11 +98,24 @@ fn exact_duplicates_are_neighbours_and_the_row_itself_never_is() {
 }
 
 #[test]
-fn a_tiny_budget_turns_symmetry_off_but_not_correctness() {
+fn a_tiny_budget_keeps_the_symmetric_join_and_its_result() {
     let x = normal(300, 16, 3);
     let v = Vectors::new(&x, 16, "x").unwrap();
     let job = FlatJob::self_join(v, FlatMetric::L2, 5, &NoProgress);
     let small = CpuSearcher::new().memory_budget(32 << 10);
-    assert!(!small.plan(&job).symmetric);
+    let plan = small.plan(&job);
+    assert!(plan.symmetric && plan.block == plan.q_tile.min(plan.db_tile), "{plan:?}");
     assert_eq!(small.search(&job).unwrap(), CpuSearcher::new().search(&job).unwrap());
+}
+
+/// The symmetric path is planned at 300,000 rows with the default budget (it holds one set of
+/// top-k lists, the size of the output, whatever n is).
+#[test]
+fn the_symmetric_join_is_planned_at_300k_rows() {
+    let x = vec![0f32; 300_000 * 4];
+    let v = Vectors::new(&x, 4, "x").unwrap();
+    for k in [10, 1000] {
+        let plan = CpuSearcher::new().plan(&FlatJob::self_join(v, FlatMetric::L2, k, &NoProgress));
+        assert!(plan.symmetric, "k {k}: {plan:?}");
+    }
 }

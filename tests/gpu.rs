@@ -16,9 +16,10 @@ use crate::common::parity::{compare_row, max_norm2, tolerance, Row};
 use crate::common::reference::{knn, score};
 use faiss_nn::flat::cpu::CpuSearcher;
 use faiss_nn::flat::{FlatJob, FlatSearcher};
-use faiss_nn::gpu::{self, kernels, ptxas, GpuOptions};
+use faiss_nn::engine::{Engine, EngineOptions};
+use faiss_nn::gpu::{self, embedded, ptxas, GpuOptions};
 use faiss_nn::topk::{merge_lists, TopKLists};
-use faiss_nn::{Device, Error, FlatMetric, GpuKernel, NoProgress, Precision, Vectors};
+use faiss_nn::{Device, Error, FlatMetric, GpuPath, NoProgress, Precision, Vectors};
 use std::process::Command;
 
 // ------------------------------------------------------------------ no GPU needed
@@ -26,10 +27,10 @@ use std::process::Command;
 /// True when the kernels are built in; otherwise says why the caller skips (or fails under
 /// `FAISS_NN_REQUIRE_KERNELS`).
 fn kernels_built(test: &str) -> bool {
-    if kernels::BUILT {
+    if embedded::BUILT {
         return true;
     }
-    let msg = format!("{test}: SKIPPED, the CUDA kernels were not compiled: {}", kernels::MISSING_REASON);
+    let msg = format!("{test}: SKIPPED, the CUDA kernels were not compiled: {}", embedded::MISSING_REASON);
     assert!(std::env::var_os("FAISS_NN_REQUIRE_KERNELS").is_none(), "{msg} (FAISS_NN_REQUIRE_KERNELS is set)");
     eprintln!("{msg}");
     false
@@ -40,8 +41,8 @@ fn kernels_carry_sass_for_sm80_and_sm90() {
     if !kernels_built("kernels_carry_sass_for_sm80_and_sm90") {
         return;
     }
-    assert_eq!(kernels::SASS_ARCHS, &["sm_80", "sm_90"]);
-    for (name, fatbin, ptx, src, report) in kernels::MODULES {
+    assert_eq!(embedded::SASS_ARCHS, &["sm_80", "sm_90"]);
+    for (name, fatbin, ptx, src, report) in embedded::MODULES {
         // A fatbin begins with its magic number 0xBA55ED50 (little-endian).
         assert_eq!(fatbin.get(..4), Some(&[0x50, 0xED, 0x55, 0xBA][..]), "{name}: not a fatbin");
         assert!(ptx.contains(".target sm_80"), "{name}: PTX is not compute_80");
@@ -62,7 +63,7 @@ fn select_merge_and_fused_kernels_do_not_spill() {
         return;
     }
     let mut seen = 0;
-    for (name, _, _, _, report) in kernels::MODULES {
+    for (name, _, _, _, report) in embedded::MODULES {
         for e in ptxas::parse(report) {
             eprintln!("{name}.cu {:<24} {}: {:>3} registers, {} B spill stores, {} B spill loads, {} B stack", e.name, e.arch, e.registers, e.spill_stores, e.spill_loads, e.stack_frame);
             if e.name.starts_with("topk_") || e.name.starts_with("fused_knn_") {
@@ -92,7 +93,7 @@ fn fused_kernels_use_the_matrix_instructions_meant() {
         eprintln!("fused_kernels_use_the_matrix_instructions_meant: {msg}");
         return;
     }
-    let (_, fatbin, _, _, _) = kernels::MODULES.iter().find(|m| m.0 == "fused").expect("kernels/fused.cu is embedded");
+    let (_, fatbin, _, _, _) = embedded::MODULES.iter().find(|m| m.0 == "fused").expect("kernels/fused.cu is embedded");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("fused.fatbin");
     std::fs::write(&path, fatbin).expect("write the fatbin");
@@ -199,7 +200,7 @@ fn opening_a_gpu_never_panics() {
 
 // ------------------------------------------------------------------ on a GPU
 
-fn searcher(opts: GpuOptions) -> Box<dyn FlatSearcher + Send> {
+fn searcher(opts: GpuOptions) -> Box<dyn FlatSearcher> {
     let mut v = gpu::open_searchers(&Device::Cuda(vec![0]), &opts).expect("a CUDA device 0");
     v.remove(0)
 }
@@ -366,13 +367,16 @@ fn gpu_shards_on_one_device_and_device_merge() {
     let xv = Vectors::new(&x, d, "x").unwrap();
     let job = FlatJob::self_join(xv, FlatMetric::L2, k, &NoProgress);
     let one = searcher(GpuOptions::default()).search(&job).unwrap();
-    let shards = gpu::open_searchers(&Device::Cuda(vec![0, 0, 0]), &GpuOptions::default()).unwrap();
-    let refs: Vec<&dyn FlatSearcher> = shards.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
+    let _ = one;
+    // Through the engine: exact lists, identical for one device and three logical shards.
+    let single = Engine::open(&Device::Cuda(vec![0]), EngineOptions::default()).unwrap();
+    let want = single.load_shard(&x, d, 0, FlatMetric::L2).unwrap().self_join(k, &NoProgress).unwrap();
     for mode in [faiss_nn::ShardMode::Sharded, faiss_nn::ShardMode::Replicated] {
-        let host = faiss_nn::shard::search(&refs, &job, mode, &faiss_nn::shard::host_merge).unwrap();
-        assert_eq!(host, one, "{mode:?}");
-        let dev = faiss_nn::shard::search(&refs, &job, mode, &|p: &[TopKLists], k| gpu::merge_on_device(0, p, k)).unwrap();
-        assert_eq!(dev, one, "{mode:?} with the device merge");
+        let three = Engine::open(&Device::Cuda(vec![0, 0, 0]), EngineOptions { shard_mode: mode, ..Default::default() }).unwrap();
+        let shard = three.load_shard(&x, d, 0, FlatMetric::L2).unwrap();
+        assert_eq!(shard.uploads(), 3, "{mode:?}: one upload per logical shard, at load");
+        assert_eq!(shard.self_join(k, &NoProgress).unwrap(), want, "{mode:?} (device merge)");
+        assert_eq!(shard.uploads(), 3, "{mode:?}: searching uploads nothing more");
     }
     // The device merge against the host merge on lists with ties, padding and k above 512.
     let mut rng = Rng::new(4);
@@ -399,8 +403,20 @@ fn gpu_shards_on_one_device_and_device_merge() {
 
 // ------------------------------------------------------------------ the fused kernel, on a GPU
 
-fn fused(precision: Precision) -> Box<dyn FlatSearcher + Send> {
-    searcher(GpuOptions { precision, kernel: GpuKernel::Fused, ..Default::default() })
+/// A searcher whose jobs all take the fused path.
+struct Fused(Box<dyn FlatSearcher>);
+
+impl FlatSearcher for Fused {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn search(&self, job: &FlatJob<'_>) -> faiss_nn::Result<TopKLists> {
+        self.0.search(&FlatJob { gpu_path: GpuPath::Fused, ..*job })
+    }
+}
+
+fn fused(precision: Precision) -> Box<dyn FlatSearcher> {
+    Box::new(Fused(searcher(GpuOptions { precision, ..Default::default() })))
 }
 
 /// Random shapes (blocks of 64 rows cut anywhere, odd dimensions), both metrics, self-joins
@@ -433,7 +449,7 @@ fn gpu_fused_equals_the_cublas_path_on_exact_data() {
     let x = tied(n, d, 5);
     let xv = Vectors::new(&x, d, "x").unwrap();
     for prec in [Precision::F32, Precision::Tf32, Precision::F16, Precision::Bf16] {
-        let (a, b) = (fused(prec), searcher(GpuOptions { precision: prec, kernel: GpuKernel::Cublas, ..Default::default() }));
+        let (a, b) = (fused(prec), searcher(GpuOptions { precision: prec, ..Default::default() }));
         for k in [1, 10, 32, 33, 128] {
             for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
                 let job = FlatJob::self_join(xv, metric, k, &NoProgress);

@@ -5,7 +5,7 @@ mod common;
 
 mod flat_cpu;
 mod index;
-mod shard;
+mod engine;
 mod step;
 mod topk;
 

@@ -1,9 +1,9 @@
 //! The command-line flags. Values are parsed by the library's own parsers (`Metric::parse`,
 //! `Device`, `Precision`), so a bad value gets the same message as from the API, via clap.
 
-use crate::device::Device;
-use crate::metric::Metric;
-use crate::precision::Precision;
+use faiss_nn::device::Device;
+use faiss_nn::metric::Metric;
+use faiss_nn::precision::Precision;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -77,11 +77,11 @@ pub struct Args {
     pub quiet: bool,
 }
 
-fn parse_device(s: &str) -> crate::Result<Device> {
+fn parse_device(s: &str) -> faiss_nn::Result<Device> {
     s.parse()
 }
 
-fn parse_precision(s: &str) -> crate::Result<Precision> {
+fn parse_precision(s: &str) -> faiss_nn::Result<Precision> {
     s.parse()
 }
 

@@ -1,7 +1,7 @@
 //! The progress bar: indicatif on stderr, drawn only where someone can see it (a terminal, a
 //! run long enough to need it, no `--quiet`), so that logs and pipes stay clean.
 
-use crate::progress::Progress;
+use faiss_nn::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Below this many rows a flat search finishes in about a second; a bar would only flicker.

@@ -1,8 +1,8 @@
 //! Printing some rows next to their neighbours, labelled by the table's text columns: what the
 //! no-argument demo shows instead of writing a file.
 
-use crate::io::Dataset;
-use crate::neighbours::Neighbours;
+use faiss_nn::io::Dataset;
+use faiss_nn::neighbours::Neighbours;
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use arrow_schema::DataType;

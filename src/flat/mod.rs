@@ -8,6 +8,7 @@ pub mod plan;
 
 use crate::data::Vectors;
 use crate::error::Result;
+use crate::gpu::GpuPath;
 use crate::metric::FlatMetric;
 use crate::progress::Progress;
 use crate::topk::TopKLists;
@@ -28,19 +29,29 @@ pub struct FlatJob<'a> {
     /// For a self-join: global index of query row 0. A database row whose global index equals a
     /// query's is that query itself and is skipped. `None`: queries are foreign rows.
     pub query_offset: Option<i64>,
-    /// Receives progress in query rows.
+    /// L2 only: a vector subtracted from every query and database row before the products.
+    /// Distances do not change under translation, but the cancellation in
+    /// ‖q‖² + ‖x‖² − 2·q·x does: centring the data (the engine passes the column means) keeps
+    /// the f32 error relative to the spread of the data instead of its distance from the origin.
+    pub shift: Option<&'a [f32]>,
+    /// Database rows this device already holds (from [`FlatSearcher::load`] of this very
+    /// `database`), so that the search streams only the queries.
+    pub resident: Option<&'a Resident>,
+    /// Which GPU kernels compute it (decided by [`crate::engine::strategy`]; the CPU ignores it).
+    pub gpu_path: GpuPath,
+    /// Receives progress (backend-defined units: rows, tiles or block pairs).
     pub progress: &'a dyn Progress,
 }
 
 impl<'a> FlatJob<'a> {
     /// A self-join of `data` with itself, every row excluded from its own list.
     pub fn self_join(data: Vectors<'a>, metric: FlatMetric, k: usize, progress: &'a dyn Progress) -> Self {
-        FlatJob { queries: data, database: data, metric, k, db_offset: 0, query_offset: Some(0), progress }
+        FlatJob { queries: data, database: data, metric, k, db_offset: 0, query_offset: Some(0), shift: None, resident: None, gpu_path: GpuPath::Cublas, progress }
     }
 
     /// Queries against a database, no exclusion.
     pub fn search(queries: Vectors<'a>, database: Vectors<'a>, metric: FlatMetric, k: usize, progress: &'a dyn Progress) -> Self {
-        FlatJob { queries, database, metric, k, db_offset: 0, query_offset: None, progress }
+        FlatJob { queries, database, metric, k, db_offset: 0, query_offset: None, shift: None, resident: None, gpu_path: GpuPath::Cublas, progress }
     }
 
     /// True when queries and database are the very same rows with the same global indices, so
@@ -50,6 +61,11 @@ impl<'a> FlatJob<'a> {
         std::ptr::eq(q.as_ptr(), x.as_ptr()) && q.len() == x.len() && self.query_offset == Some(self.db_offset)
     }
 
+    /// The same job with rows shifted by `shift` before the products (ignored for inner product).
+    pub fn with_shift(self, shift: Option<&'a [f32]>) -> Self {
+        FlatJob { shift: if self.metric == FlatMetric::L2 { shift } else { None }, ..self }
+    }
+
     /// The global index of query row `i`, if queries belong to the dataset.
     #[inline]
     pub fn query_id(&self, i: usize) -> Option<i64> {
@@ -57,10 +73,42 @@ impl<'a> FlatJob<'a> {
     }
 }
 
-/// An exact flat search engine (CPU threads, one GPU, …).
-pub trait FlatSearcher: Sync {
+/// A flat search engine on one device (CPU threads, one GPU, …): every query against every
+/// database row in f32 (or the GPU precision asked for). The results are the backend's raw
+/// ranking; [`crate::engine`] re-scores them exactly.
+pub trait FlatSearcher: Send + Sync {
     /// Where it runs, for messages ("cpu", "cuda:0").
     fn name(&self) -> String;
     /// Top-k of every query row, best first, database indices offset by `job.db_offset`.
     fn search(&self, job: &FlatJob<'_>) -> Result<TopKLists>;
+
+    /// Makes `database` (shifted by `shift`, as jobs on it will be) resident on this device, for
+    /// jobs that pass the returned handle as [`FlatJob::resident`]: a GPU uploads the rows once
+    /// here instead of once per search. The CPU reads rows where they are and keeps nothing.
+    fn load(&self, database: Vectors<'_>, shift: Option<&[f32]>) -> Result<Resident> {
+        let _ = (database, shift);
+        Ok(Resident::default())
+    }
+}
+
+/// Rows a device holds between searches (see [`FlatSearcher::load`]); dropping it frees them.
+#[derive(Default)]
+pub struct Resident {
+    /// The backend's own record of the rows (device buffers); `None` where nothing is kept.
+    pub(crate) rows: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Row transfers to the device made for these rows (1 for a loaded GPU shard, 0 on the CPU).
+    pub(crate) uploads: usize,
+}
+
+impl Resident {
+    /// Times the rows were transferred to the device: at most once, at load.
+    pub fn uploads(&self) -> usize {
+        self.uploads
+    }
+}
+
+impl std::fmt::Debug for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resident").field("held", &self.rows.is_some()).field("uploads", &self.uploads).finish()
+    }
 }

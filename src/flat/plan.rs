@@ -2,8 +2,8 @@
 //! working memory of a search stays within a budget whatever n is. Shared by the CPU and GPU
 //! backends (the GPU passes its own budget and element size).
 
-/// Default working-memory budget of a CPU search (tiles and top-k state, not the input or the
-/// output): 512 MiB.
+/// Default working-memory budget of a CPU search (packed operands and tiles; not the input, the
+/// output, or the top-k state, which has the output's size): 512 MiB.
 pub const DEFAULT_CPU_BUDGET: usize = 512 << 20;
 
 /// What a search needs to plan.
@@ -19,9 +19,10 @@ pub struct PlanInput {
     pub k: usize,
     /// Concurrent workers (threads, or streams), each holding one tile at a time.
     pub workers: usize,
-    /// Working memory allowed, bytes.
+    /// Working memory allowed for packed operands and tiles, bytes (the top-k state, the size of
+    /// the output, is not part of it).
     pub budget: usize,
-    /// Queries and database are the same rows (self-join).
+    /// Queries and database are the same rows (self-join) and the symmetric join is allowed.
     pub symmetric: bool,
 }
 
@@ -32,31 +33,26 @@ pub struct TilePlan {
     pub q_tile: usize,
     /// Database rows per tile.
     pub db_tile: usize,
-    /// Use the symmetric self-join (each pair computed once, private per-worker top-k state for
-    /// every row). False when that state would not fit the budget.
+    /// Use the symmetric self-join (each pair computed once, offered to both rows). Its top-k
+    /// state is one set of lists for all rows, the size of the output, so it is taken whenever
+    /// the job is a self-join, at any n.
     pub symmetric: bool,
+    /// Rows per block of the symmetric join (a multiple of the tile): workers own whole blocks.
+    pub block: usize,
 }
-
-/// Bytes of one top-k slot (f32 key + i64 index).
-const SLOT: usize = 12;
 
 /// Plans tiles for a CPU search. Tiles are multiples of `align` rows (the micro-kernel's
 /// register block) and sized so that one tile's distance block fits in L2 cache; the budget
-/// bounds the per-worker packed panels and, for the symmetric join, the per-worker state.
+/// bounds the per-worker packed panels and blocks.
 pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
-    // Per-worker top-k state for all rows (symmetric mode): workers × n × k slots.
-    let sym_state = p.workers.saturating_mul(p.ndb).saturating_mul(p.k).saturating_mul(SLOT);
-    // The symmetric join also keeps a packed copy of the data in two layouts.
-    let sym_pack = 2 * p.ndb * round_up(p.d, 1) * 4;
-    let symmetric = p.symmetric && sym_state.saturating_add(sym_pack) <= p.budget / 2;
-
     // A tile's products (q_tile × db_tile f32) should stay cache resident: 256 × 256 × 4 = 256 KiB.
     let base = 256usize;
     let mut q_tile = round_up(base.min(p.nq.max(1)), align).max(align);
     let mut db_tile = round_up(base.min(p.ndb.max(1)), align).max(align);
     // Packed panels per worker: (q_tile + db_tile) × d floats, plus the product tile.
     let per_worker = |q: usize, x: usize| (q + x) * p.d * 4 + q * x * 4;
-    let avail = p.budget / p.workers.max(1);
+    let workers = p.workers.max(1);
+    let avail = p.budget / workers;
     while per_worker(q_tile, db_tile) > avail && (q_tile > align || db_tile > align) {
         if db_tile >= q_tile && db_tile > align {
             db_tile = round_up(db_tile / 2, align);
@@ -64,7 +60,22 @@ pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
             q_tile = round_up(q_tile / 2, align);
         }
     }
-    TilePlan { q_tile, db_tile, symmetric }
+    let block = if p.symmetric { sym_block(p, q_tile.min(db_tile), avail) } else { 0 };
+    TilePlan { q_tile, db_tile, symmetric: p.symmetric, block }
+}
+
+/// Rows per block of the symmetric join: about a quarter of each worker's share of the rows (so
+/// that every round of the schedule has a pair for every worker), at most 8 tiles (the block is
+/// re-read once per tile row of its partner), and small enough that a worker's packed block and
+/// tile fit its share of the budget.
+fn sym_block(p: &PlanInput, tile: usize, avail: usize) -> usize {
+    let n = p.ndb.max(1);
+    let mut block = round_up(n.div_ceil(4 * p.workers.max(1)), tile).clamp(tile, 8 * tile);
+    let per_worker = |b: usize| (b + tile) * p.d * 4 + tile * tile * 4;
+    while block > tile && per_worker(block) > avail {
+        block -= tile;
+    }
+    block
 }
 
 /// Rounds `x` up to a multiple of `m`.
@@ -85,6 +96,21 @@ pub fn balance(n: usize, tile: usize, workers: usize, align: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_symmetric_join_is_planned_at_any_n() {
+        for n in [10usize, 10_000, 300_000, 10_000_000] {
+            let p = PlanInput { nq: n, ndb: n, d: 384, k: 10, workers: 2, budget: DEFAULT_CPU_BUDGET, symmetric: true };
+            let plan = plan_cpu(&p, 48);
+            assert!(plan.symmetric, "n {n}");
+            assert!(plan.block >= plan.q_tile && plan.block % plan.q_tile.min(plan.db_tile) == 0, "{plan:?}");
+            assert!(plan.block <= 8 * plan.q_tile, "{plan:?}");
+        }
+        // A budget too small for a block of more than one tile still plans one.
+        let p = PlanInput { nq: 50_000, ndb: 50_000, d: 1024, k: 10, workers: 2, budget: 1 << 20, symmetric: true };
+        let plan = plan_cpu(&p, 48);
+        assert!(plan.symmetric && plan.block == plan.q_tile.min(plan.db_tile), "{plan:?}");
+    }
 
     #[test]
     fn balance_makes_whole_rounds() {

@@ -3,8 +3,10 @@
 //!
 //! This module always compiles. With the `cuda` feature it holds the real backend; without it,
 //! [`open_searchers`] and [`merge_on_device`] return [`Error::Unavailable`]. The kernels are
-//! compiled by `build.rs` when the feature is on and nvcc is found ([`kernels::BUILT`], and
+//! compiled by `build.rs` when the feature is on and nvcc is found ([`embedded::BUILT`], and
 //! `cfg(faiss_nn_kernels)`); a build without them compiles but reports the GPU unavailable.
+//! Device resources (context, kernels) are opened once per process and device; each searcher
+//! has its own streams and cuBLAS handle, and keeps a loaded database resident between searches.
 //!
 //! A search per device ([`crate::flat::FlatSearcher`]):
 //! 1. rows are uploaded in chunks through pinned staging on a copy stream, packed on the device
@@ -19,9 +21,12 @@
 //!
 //! Rankings use the crate-wide strict order on (key, index), so results do not depend on tiling.
 
-pub mod kernels;
+pub mod embedded;
 pub mod plan;
 pub mod ptxas;
+pub mod table;
+
+pub use table::{FUSED_MAX_K, MAX_K};
 
 #[cfg(feature = "cuda")]
 mod cuda;
@@ -40,11 +45,12 @@ use crate::flat::FlatSearcher;
 use crate::precision::Precision;
 use crate::topk::TopKLists;
 
-/// Which kernels compute a GPU search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GpuKernel {
-    /// The crate's choice. Today that is [`GpuKernel::Cublas`]: the fused kernel becomes the
-    /// default where it is measured faster, and it has not yet run on a GPU.
+/// Which code path computes a GPU search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum GpuPath {
+    /// The crate's choice ([`crate::engine::strategy`]). Today that is [`GpuPath::Cublas`]: the
+    /// fused kernel becomes the default where it is measured faster, and it has not yet run on
+    /// a GPU.
     #[default]
     Auto,
     /// cuBLAS product tiles, then our select and merge kernels: any k ≤ 4096, any size (the
@@ -56,14 +62,14 @@ pub enum GpuKernel {
     Fused,
 }
 
-impl std::str::FromStr for GpuKernel {
+impl std::str::FromStr for GpuPath {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(GpuKernel::Auto),
-            "cublas" => Ok(GpuKernel::Cublas),
-            "fused" => Ok(GpuKernel::Fused),
-            _ => Err(Error::invalid("gpu kernel", format!("{s:?}: expected auto, cublas or fused"))),
+            "auto" => Ok(GpuPath::Auto),
+            "cublas" => Ok(GpuPath::Cublas),
+            "fused" => Ok(GpuPath::Fused),
+            _ => Err(Error::invalid("gpu_path", format!("{s:?}: expected auto, cublas or fused"))),
         }
     }
 }
@@ -76,15 +82,15 @@ pub struct GpuOptions {
     /// Share of the device's free memory (at search time) a search may use, in (0, 1]; logical
     /// shards on one GPU split it. Default 0.5.
     pub memory_fraction: f32,
+    /// A cap in bytes on top of `memory_fraction` (the engine's `memory_budget`).
+    pub budget_bytes: Option<usize>,
     /// Query rows per batch; `None` sizes batches from the memory budget.
     pub batch_rows: Option<usize>,
-    /// Which kernels compute the search.
-    pub kernel: GpuKernel,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { precision: Precision::F32, memory_fraction: 0.5, batch_rows: None, kernel: GpuKernel::Auto }
+        GpuOptions { precision: Precision::F32, memory_fraction: 0.5, budget_bytes: None, batch_rows: None }
     }
 }
 
@@ -109,7 +115,7 @@ impl GpuOptions {
 /// Errors: [`Error::Unavailable`] without the `cuda` feature, without compiled kernels, without
 /// a CUDA driver or cuBLAS, or with no visible device; [`Error::BadDevice`] for an id at or above
 /// the device count; [`Error::Cuda`] when a context, stream or module cannot be created.
-pub fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<Box<dyn FlatSearcher + Send>>> {
+pub fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<Box<dyn FlatSearcher>>> {
     opts.validate()?;
     backend::open_searchers(device, opts)
 }

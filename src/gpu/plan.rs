@@ -12,11 +12,7 @@
 //! * a fixed reserve for cuBLAS's workspace and the context's own allocations.
 
 use crate::flat::plan::round_up;
-
-/// Largest k the GPU kernels serve (the biggest select bucket).
-pub const MAX_K: usize = 4096;
-/// The select kernels' k buckets, smallest first.
-pub const BUCKETS: [usize; 5] = [32, 128, 512, 2048, 4096];
+pub use crate::gpu::table::MAX_K;
 /// Rows are stored with a stride that is a multiple of this many elements, so that every row
 /// starts 16-byte aligned (vector loads; tensor-core GEMMs want 8 half-precision elements).
 pub const ROW_ALIGN: usize = 8;
@@ -41,11 +37,6 @@ pub fn upload_chunk(d: usize, rows: usize, shrink: u32) -> usize {
     ((CHUNK_BYTES >> shrink) / (d.max(1) * 4)).clamp(1, rows.max(1))
 }
 
-/// The smallest select bucket that holds `k` (None above [`MAX_K`]).
-pub fn bucket(k: usize) -> Option<usize> {
-    BUCKETS.iter().copied().find(|b| *b >= k)
-}
-
 /// What the planner needs.
 #[derive(Debug, Clone, Copy)]
 pub struct GpuPlanInput {
@@ -63,6 +54,8 @@ pub struct GpuPlanInput {
     pub budget: usize,
     /// The queries are rows of the database, so a resident database serves them without upload.
     pub queries_in_db: bool,
+    /// The database is already on the device (loaded rows): resident, and outside the budget.
+    pub db_on_device: bool,
     /// Query rows per batch asked for by the user.
     pub batch_rows: Option<usize>,
     /// How many times an out-of-memory error already halved the tiles.
@@ -111,9 +104,15 @@ pub fn plan(p: &GpuPlanInput) -> GpuPlan {
 
     // Resident when the database takes at most half the budget: the rest feeds the tiles.
     let db_resident = p.ndb.saturating_mul(row);
-    let resident = db_resident <= budget / 2;
+    let resident = p.db_on_device || db_resident <= budget / 2;
     let upload_queries = !(resident && p.queries_in_db);
-    let db_bytes = if resident { db_resident } else { 2 * tile * row };
+    let db_bytes = if p.db_on_device {
+        0
+    } else if resident {
+        db_resident
+    } else {
+        2 * tile * row
+    };
 
     let per_query = tile_ld * 4 + 2 * 2 * p.k * ENTRY + if upload_queries { 2 * row } else { 0 };
     let fixed = db_bytes + staging;
@@ -133,16 +132,7 @@ mod tests {
     use super::*;
 
     fn input(nq: usize, ndb: usize, d: usize, k: usize, budget: usize) -> GpuPlanInput {
-        GpuPlanInput { nq, ndb, d, k, elem_bytes: 4, budget, queries_in_db: true, batch_rows: None, shrink: 0 }
-    }
-
-    #[test]
-    fn buckets_cover_every_k() {
-        assert_eq!(bucket(1), Some(32));
-        assert_eq!(bucket(32), Some(32));
-        assert_eq!(bucket(33), Some(128));
-        assert_eq!(bucket(4096), Some(4096));
-        assert_eq!(bucket(4097), None);
+        GpuPlanInput { nq, ndb, d, k, elem_bytes: 4, budget, queries_in_db: true, db_on_device: false, batch_rows: None, shrink: 0 }
     }
 
     #[test]
@@ -189,6 +179,15 @@ mod tests {
         assert_eq!(plan(&i).batch, 7);
         i.batch_rows = Some(1000);
         assert_eq!(plan(&i).batch, 100);
+    }
+
+    #[test]
+    fn loaded_rows_are_resident_and_outside_the_budget() {
+        let mut i = input(10_000_000, 10_000_000, 768, 10, 1 << 30);
+        i.db_on_device = true;
+        let p = plan(&i);
+        assert!(p.resident && !p.upload_queries);
+        assert!(p.bytes <= 1 << 30, "{p:?}");
     }
 
     #[test]

@@ -15,13 +15,12 @@ use std::path::Path;
 /// Finds `column` in `schema`, checking that its type can hold embeddings.
 pub(crate) fn find_column(schema: &Schema, column: &str, path: &Path) -> Result<usize> {
     let Ok(index) = schema.index_of(column) else {
-        let names: Vec<String> = schema.fields().iter().map(|f| format!("{:?}", f.name())).collect();
-        let list = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
-        return Err(Error::format(
-            path,
-            format!("column {column:?}"),
-            format!("no such column; the columns are: {list} (choose one with --column)"),
-        ));
+        return Err(Error::MissingColumn {
+            path: path.into(),
+            location: "schema".into(),
+            column: column.into(),
+            available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        });
     };
     let dt = schema.field(index).data_type();
     let item = match dt {
@@ -240,8 +239,9 @@ mod tests {
             arrow_schema::Field::new("e", DataType::new_list(DataType::Float32, true), true),
         ]);
         assert_eq!(find_column(&schema, "e", p).unwrap(), 1);
-        let e = find_column(&schema, "vec", p).unwrap_err().to_string();
-        assert!(e.contains("\"vec\"") && e.contains("\"text\", \"e\""), "{e}");
+        let e = find_column(&schema, "vec", p).unwrap_err();
+        assert!(matches!(&e, Error::MissingColumn { available, .. } if available == &["text", "e"]), "{e}");
+        assert!(e.to_string().contains("no column \"vec\"; the columns are: \"text\", \"e\""), "{e}");
         let e = find_column(&schema, "text", p).unwrap_err().to_string();
         assert!(e.contains("Utf8"), "{e}");
     }

@@ -96,9 +96,12 @@ impl Scan<'_> {
             Some(Value::Array(items)) => items,
             Some(other) => return Err(self.at(format!("{column:?} is {}, expected an array of numbers", kind(other)))),
             None => {
-                let fields: Vec<String> = obj.as_object().into_iter().flat_map(|m| m.keys()).map(|k| format!("{k:?}")).collect();
-                let fields = if fields.is_empty() { "none".to_owned() } else { fields.join(", ") };
-                return Err(self.at(format!("no field {column:?} (choose one with --column); this line's fields are: {fields}")));
+                return Err(Error::MissingColumn {
+                    path: self.path.into(),
+                    location: format!("line {}", self.line),
+                    column: column.into(),
+                    available: obj.as_object().into_iter().flat_map(|m| m.keys()).cloned().collect(),
+                })
             }
         };
         match self.d {

@@ -28,34 +28,6 @@ impl TopKHeaps {
         self.k
     }
 
-    /// The key a candidate must reach (`<=`, then ties by index) to enter row `row`.
-    #[inline(always)]
-    pub fn threshold(&self, row: usize) -> f32 {
-        self.keys[row * self.k]
-    }
-
-    /// Offers `(key, id)` to row `row`; kept if it ranks before the row's current worst.
-    #[inline]
-    pub fn offer(&mut self, row: usize, key: f32, id: i64) {
-        self.all_rows_mut().offer(row, key, id);
-    }
-
-    /// All rows as one mutable window.
-    pub fn all_rows_mut(&mut self) -> HeapRowsMut<'_> {
-        HeapRowsMut { k: self.k, keys: &mut self.keys, ids: &mut self.ids }
-    }
-
-    /// Mutable access to rows `start..end` as an independent set of heaps (for giving disjoint
-    /// row ranges to threads).
-    pub fn split_rows_mut(&mut self, chunk_rows: usize) -> Vec<HeapRowsMut<'_>> {
-        let k = self.k;
-        self.keys
-            .chunks_mut(chunk_rows * k)
-            .zip(self.ids.chunks_mut(chunk_rows * k))
-            .map(|(keys, ids)| HeapRowsMut { k, keys, ids })
-            .collect()
-    }
-
     /// Sorts every row best first and turns empty slots into index −1 / key +inf.
     pub fn into_lists(self) -> TopKLists {
         let TopKHeaps { k, mut keys, mut ids } = self;
@@ -64,37 +36,38 @@ impl TopKHeaps {
     }
 }
 
-/// A mutable window on some rows of a [`TopKHeaps`].
-#[derive(Debug)]
-pub struct HeapRowsMut<'a> {
-    k: usize,
-    keys: &'a mut [f32],
-    ids: &'a mut [i64],
+/// Per-row top-k state that the kernels offer candidates to: bounded heaps ([`TopKHeaps`]) or
+/// threshold buffers ([`super::TopKBuffers`]).
+pub trait RowSink {
+    /// The key a candidate must reach (`<=`, then ties by index) to enter row `row`; callers
+    /// test against it before calling [`RowSink::offer`], so that a rejection costs one compare.
+    fn threshold(&self, row: usize) -> f32;
+    /// Offers `(key, id)` to row `row`; kept if it ranks before the row's current worst. NaN
+    /// keys are never kept.
+    fn offer(&mut self, row: usize, key: f32, id: i64);
+    /// Sorts every row best first into finished lists (empty slots: index −1, key +inf).
+    fn into_lists(self) -> TopKLists
+    where
+        Self: Sized;
 }
 
-impl HeapRowsMut<'_> {
-    /// Sorts the window's rows best first into finished lists (empty slots → −1 / +inf).
-    pub fn to_lists(&self) -> TopKLists {
-        let mut keys = self.keys.to_vec();
-        let mut ids = self.ids.to_vec();
-        finish_rows(self.k, &mut keys, &mut ids);
-        TopKLists::from_raw(self.k, keys, ids)
-    }
-
-    /// See [`TopKHeaps::threshold`]; `row` is relative to the window.
+impl RowSink for TopKHeaps {
     #[inline(always)]
-    pub fn threshold(&self, row: usize) -> f32 {
+    fn threshold(&self, row: usize) -> f32 {
         self.keys[row * self.k]
     }
 
-    /// See [`TopKHeaps::offer`]; `row` is relative to the window.
     #[inline]
-    pub fn offer(&mut self, row: usize, key: f32, id: i64) {
+    fn offer(&mut self, row: usize, key: f32, id: i64) {
         let base = row * self.k;
         if !better(key, id, self.keys[base], self.ids[base]) {
             return;
         }
         sift_down_replace(&mut self.keys[base..base + self.k], &mut self.ids[base..base + self.k], key, id);
+    }
+
+    fn into_lists(self) -> TopKLists {
+        TopKHeaps::into_lists(self)
     }
 }
 

@@ -3,7 +3,7 @@
 //! the columns' heaps. Most keys fail the heap threshold, so the common path is a compare.
 
 use crate::metric::FlatMetric;
-use crate::topk::HeapRowsMut;
+use crate::topk::RowSink;
 
 /// Turns one row of products into keys: `max(‖q‖² + ‖x‖² − 2·q·x, 0)` for L2, `−q·x` for IP.
 #[inline]
@@ -22,10 +22,10 @@ pub fn fill_keys(metric: FlatMetric, products: &[f32], qn: f32, xn: &[f32], keys
     }
 }
 
-/// Offers a row of keys to heap row `row`, candidates numbered `id0 + j`. NaN keys (excluded
-/// pairs) never pass the threshold test.
+/// Offers a row of keys to the sink's row `row`, candidates numbered `id0 + j`. NaN keys
+/// (excluded pairs) never pass the threshold test.
 #[inline]
-pub fn offer_row(sink: &mut HeapRowsMut<'_>, row: usize, keys: &[f32], id0: i64) {
+pub fn offer_row<S: RowSink>(sink: &mut S, row: usize, keys: &[f32], id0: i64) {
     let mut thr = sink.threshold(row);
     for (chunk_i, chunk) in keys.chunks(LANES).enumerate() {
         // Most chunks offer nothing once the heap has filled: test all lanes at once first.
@@ -41,11 +41,11 @@ pub fn offer_row(sink: &mut HeapRowsMut<'_>, row: usize, keys: &[f32], id0: i64)
     }
 }
 
-/// Offers a row of keys to the *columns'* heaps (the symmetric half of a pair): key `j` goes to
-/// heap row `col0 + j` as candidate `id`. `thr` caches those heaps' thresholds across the rows of
-/// a tile.
+/// Offers a row of keys to the *columns'* rows (the symmetric half of a pair): key `j` goes to
+/// the sink's row `col0 + j` as candidate `id`. `thr` caches those rows' thresholds across the
+/// rows of a tile.
 #[inline]
-pub fn offer_columns(sink: &mut HeapRowsMut<'_>, col0: usize, keys: &[f32], thr: &mut [f32], id: i64) {
+pub fn offer_columns<S: RowSink>(sink: &mut S, col0: usize, keys: &[f32], thr: &mut [f32], id: i64) {
     for (chunk_i, (kc, tc)) in keys.chunks(LANES).zip(thr.chunks_mut(LANES)).enumerate() {
         if !any_le(kc, |t| tc[t]) {
             continue;

@@ -13,23 +13,23 @@ pub const NR: usize = 16;
 
 /// Which kernel this CPU runs, detected once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
+pub enum MicroKernel {
     /// AVX2 + FMA intrinsics.
     Avx2Fma,
     /// Portable Rust.
     Portable,
 }
 
-impl Kernel {
+impl MicroKernel {
     /// The best kernel this CPU supports.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Kernel::Avx2Fma;
+                return MicroKernel::Avx2Fma;
             }
         }
-        Kernel::Portable
+        MicroKernel::Portable
     }
 
     /// `C[0..6][0..16] (+)= Σ_p a[p·6 + r] · b[p·16 + c]` over `p < kc`.
@@ -44,7 +44,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2Fma is only constructed after runtime detection of both features, and
             // the slice lengths were checked above for every access the kernel makes.
-            Kernel::Avx2Fma => unsafe { avx2::kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
+            MicroKernel::Avx2Fma => unsafe { avx2::kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
             _ => portable(kc, a, b, c, ldc, accumulate),
         }
     }
@@ -148,7 +148,7 @@ mod tests {
                 want[r * ldc + j] = (0..kc).map(|p| a[p * MR + r] * b[p * NR + j]).sum::<f32>() * 2.0;
             }
         }
-        for kernel in [Kernel::detect(), Kernel::Portable] {
+        for kernel in [MicroKernel::detect(), MicroKernel::Portable] {
             let mut c = vec![0f32; MR * ldc];
             kernel.run(kc, &a, &b, &mut c, ldc, false);
             kernel.run(kc, &a, &b, &mut c, ldc, true);
@@ -172,7 +172,7 @@ mod speed {
             let a = vec![1.0f32; kc * MR];
             let b = vec![0.5f32; kc * NR];
             let mut c = vec![0f32; MR * NR];
-            let kernel = Kernel::detect();
+            let kernel = MicroKernel::detect();
             let reps = 2_000_000_000 / (kc * MR * NR * 2);
             let t = std::time::Instant::now();
             for _ in 0..reps {

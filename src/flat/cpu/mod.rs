@@ -1,21 +1,25 @@
-//! Our exact flat search on the CPU, in pure Rust: packed panels and a register-blocked
-//! micro-kernel for the products, the L2/IP epilogue fused with per-row top-k per tile, worker
-//! threads over tiles, tiles planned from a memory budget, and the symmetric self-join.
+//! Our flat search on the CPU, in pure Rust: packed panels and a register-blocked micro-kernel
+//! for the products, the L2/IP epilogue fused with per-row top-k per tile, worker threads over
+//! tiles or block pairs, tiles planned from a memory budget, and the symmetric joins.
 
-mod blocked;
+mod cross;
 mod epilogue;
 pub mod microkernel;
 mod norms;
 mod pack;
-mod symmetric;
+mod pairs;
+mod schedule;
 mod tile;
 
+use crate::data::Vectors;
 use crate::error::Result;
-use crate::flat::plan::{balance, plan_cpu, PlanInput, DEFAULT_CPU_BUDGET};
+use crate::flat::plan::{balance, plan_cpu, PlanInput, TilePlan, DEFAULT_CPU_BUDGET};
 use crate::flat::{FlatJob, FlatSearcher};
 use crate::metric::FlatMetric;
-use crate::topk::TopKLists;
-use microkernel::{Kernel, MR, NR};
+use crate::progress::Progress;
+use crate::topk::{uses_buffers, TopKBuffers, TopKHeaps, TopKLists};
+use microkernel::{MicroKernel, MR, NR};
+use pairs::{JoinSpec, RowSet};
 
 pub use norms::squared_norms;
 
@@ -29,13 +33,22 @@ pub struct CpuSearcher {
     threads: usize,
     budget: usize,
     symmetric: bool,
-    kernel: Kernel,
+    kernel: MicroKernel,
 }
 
 impl Default for CpuSearcher {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// One side of a [`CpuSearcher::bipartite`] join: rows and the global index of row 0.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinSide<'a> {
+    /// The rows.
+    pub rows: Vectors<'a>,
+    /// Global index of `rows`' row 0.
+    pub id0: i64,
 }
 
 impl CpuSearcher {
@@ -46,7 +59,7 @@ impl CpuSearcher {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             budget: DEFAULT_CPU_BUDGET,
             symmetric: true,
-            kernel: Kernel::detect(),
+            kernel: MicroKernel::detect(),
         }
     }
 
@@ -56,7 +69,12 @@ impl CpuSearcher {
         self
     }
 
-    /// Working-memory budget in bytes (tiles, packed copies, per-worker top-k state).
+    /// The worker threads it runs.
+    pub fn thread_count(&self) -> usize {
+        self.threads
+    }
+
+    /// Working-memory budget in bytes (packed operands and tiles).
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.budget = bytes;
         self
@@ -70,12 +88,12 @@ impl CpuSearcher {
 
     /// Use the portable micro-kernel even where AVX2 exists (for tests and comparisons).
     pub fn portable(mut self) -> Self {
-        self.kernel = Kernel::Portable;
+        self.kernel = MicroKernel::Portable;
         self
     }
 
     /// The tile plan this searcher would use for `job`.
-    pub fn plan(&self, job: &FlatJob<'_>) -> crate::flat::plan::TilePlan {
+    pub fn plan(&self, job: &FlatJob<'_>) -> TilePlan {
         let mut plan = plan_cpu(
             &PlanInput {
                 nq: job.queries.n(),
@@ -89,11 +107,52 @@ impl CpuSearcher {
             ALIGN,
         );
         if !plan.symmetric {
-            // Query panels of the blocked path need only MR alignment: balance them over the
-            // workers. (The symmetric path balances itself: many panels, taken largest first.)
+            // Query panels of the cross search need only MR alignment: balance them over the
+            // workers. (The symmetric join balances itself over many block pairs.)
             plan.q_tile = balance(job.queries.n(), plan.q_tile, self.threads, MR);
         }
         plan
+    }
+
+    fn join_spec<'a>(&self, metric: FlatMetric, shift: Option<&'a [f32]>, plan: &TilePlan, progress: &'a dyn Progress) -> JoinSpec<'a> {
+        JoinSpec {
+            kernel: self.kernel,
+            metric,
+            shift,
+            tile: plan.q_tile.min(plan.db_tile),
+            block: plan.block,
+            workers: self.threads,
+            progress,
+        }
+    }
+
+    /// The bipartite join of two disjoint row sets: the `k` best rows of `b` for every row of
+    /// `a`, and the `k` best rows of `a` for every row of `b`, each pair computed once. Indices
+    /// are global (`id0` on). Rows are shifted by `shift` (L2 only) before the products.
+    pub fn bipartite(&self, a: JoinSide<'_>, b: JoinSide<'_>, metric: FlatMetric, k: usize, shift: Option<&[f32]>, progress: &dyn Progress) -> Result<(TopKLists, TopKLists)> {
+        let shift = if metric == FlatMetric::L2 { shift } else { None };
+        let n = a.rows.n().max(b.rows.n());
+        let input = PlanInput { nq: n, ndb: n, d: a.rows.d(), k, workers: self.threads, budget: self.budget, symmetric: true };
+        let plan = plan_cpu(&input, ALIGN);
+        let spec = self.join_spec(metric, shift, &plan, progress);
+        let (na, nb) = (norms_of(metric, &a.rows, shift, "rows")?, norms_of(metric, &b.rows, shift, "rows")?);
+        let sa = RowSet { rows: a.rows, norms: &na, id0: a.id0 };
+        let sb = RowSet { rows: b.rows, norms: &nb, id0: b.id0 };
+        let span_a = b.rows.n() as u64; // a's candidates come from b, and b's from a
+        let span_b = a.rows.n() as u64;
+        if uses_buffers(k, span_a) && uses_buffers(k, span_b) {
+            let extra = TopKBuffers::default_extra(k);
+            pairs::bipartite(&spec, sa, sb, |r| TopKBuffers::new(r, k, extra, b.id0), |r| TopKBuffers::new(r, k, extra, a.id0))
+        } else {
+            pairs::bipartite(&spec, sa, sb, |r| TopKHeaps::new(r, k), |r| TopKHeaps::new(r, k))
+        }
+    }
+}
+
+fn norms_of(metric: FlatMetric, v: &Vectors<'_>, shift: Option<&[f32]>, what: &str) -> Result<Vec<f32>> {
+    match metric {
+        FlatMetric::L2 => squared_norms(v, shift, what),
+        FlatMetric::InnerProduct => Ok(vec![0f32; v.n()]),
     }
 }
 
@@ -104,18 +163,31 @@ impl FlatSearcher for CpuSearcher {
 
     fn search(&self, job: &FlatJob<'_>) -> Result<TopKLists> {
         let plan = self.plan(job);
-        let l2 = job.metric == FlatMetric::L2;
-        let norms_of = |v, what| if l2 { squared_norms(v, what) } else { Ok(vec![0f32; v.n()]) };
+        let shift = if job.metric == FlatMetric::L2 { job.shift } else { None };
+        let k = job.k;
+        let span = job.database.n() as u64;
+        let buffers = uses_buffers(k, span);
+        let extra = TopKBuffers::default_extra(k);
+        let id0 = job.db_offset;
         if plan.symmetric {
-            let norms = norms_of(&job.database, "embeddings")?;
-            let tile = plan.q_tile.min(plan.db_tile);
-            return Ok(symmetric::self_join(self.kernel, job, &norms, tile, self.threads));
+            let norms = norms_of(job.metric, &job.database, shift, "embeddings")?;
+            let spec = self.join_spec(job.metric, shift, &plan, job.progress);
+            let set = RowSet { rows: job.database, norms: &norms, id0 };
+            return if buffers {
+                pairs::self_join(&spec, set, |r| TopKBuffers::new(r, k, extra, id0))
+            } else {
+                pairs::self_join(&spec, set, |r| TopKHeaps::new(r, k))
+            };
         }
-        let qn = norms_of(&job.queries, "queries")?;
-        let xn = if job.is_symmetric() { qn.clone() } else { norms_of(&job.database, "database")? };
+        let qn = norms_of(job.metric, &job.queries, shift, "queries")?;
+        let xn = if job.is_symmetric() { qn.clone() } else { norms_of(job.metric, &job.database, shift, "database")? };
         // Pack as much of the database at once as half the budget allows.
         let db_block = (self.budget / 2 / (job.database.d() * 4)).max(plan.db_tile);
-        Ok(blocked::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block))
+        if buffers {
+            cross::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block, |r| TopKBuffers::new(r, k, extra, id0))
+        } else {
+            cross::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block, |r| TopKHeaps::new(r, k))
+        }
     }
 }
 

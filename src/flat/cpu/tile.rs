@@ -1,7 +1,7 @@
 //! One product tile: `C = A · Bᵀ` for a block of query rows against a block of database rows,
 //! from packed panels, blocked over depth so the B micro-panel in use stays in L1.
 
-use super::microkernel::{Kernel, MR, NR};
+use super::microkernel::{MicroKernel, MR, NR};
 
 /// Depth of one pass: a B micro-panel of `KC_MAX × NR` f32 is 24 KiB, inside a 32 KiB L1.
 const KC_MAX: usize = 384;
@@ -9,7 +9,7 @@ const KC_MAX: usize = 384;
 /// Computes the `a_rows × b_rows` products (padded to whole panels) into `c` (row stride `ldc`
 /// ≥ `b_rows` rounded up to `NR`). `a` holds `ceil(a_rows/MR)` panels of `d × MR`, `b` holds
 /// `ceil(b_rows/NR)` panels of `d × NR` (see [`super::pack::pack_panels`] with full depth).
-pub fn product(kernel: Kernel, d: usize, a: &[f32], a_rows: usize, b: &[f32], b_rows: usize, c: &mut [f32], ldc: usize) {
+pub fn product(kernel: MicroKernel, d: usize, a: &[f32], a_rows: usize, b: &[f32], b_rows: usize, c: &mut [f32], ldc: usize) {
     let ap = a_rows.div_ceil(MR);
     let bp = b_rows.div_ceil(NR);
     debug_assert!(ldc >= bp * NR && c.len() >= ap * MR * ldc);

@@ -20,7 +20,7 @@ fn blas_err(device: usize, context: &str, e: CublasError) -> Error {
     if e.0 == cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED {
         return Error::OutOfMemory { device: format!("cuda:{device}"), context: context.to_string(), needed_bytes: 0 };
     }
-    Error::Cuda { device, context: context.to_string(), message: format!("{:?}", e.0) }
+    Error::Cuda { device, context: context.to_string(), message: format!("{:?}", e.0), source: Some(Box::new(e)) }
 }
 
 impl Gemm {

@@ -2,15 +2,15 @@
 //! from cudarc's `device_ptr`/`device_ptr_mut` guards, so cudarc's per-buffer events still order
 //! the two streams; each wrapper states what the addresses must satisfy.
 
-use super::modules::{select_smem, Kernels};
+use super::functions::{select_smem, Functions};
 use super::CudaResultExt;
 use crate::error::Result;
-use crate::gpu::plan::BUCKETS;
+use crate::gpu::table::{self, SELECT_BUCKETS};
 use crate::metric::FlatMetric;
 use crate::precision::Precision;
 use cudarc::driver::{CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 
-/// Mirrors `fnn::SelectArgs` in kernels/select.cuh field for field (C layout, 112 bytes).
+/// Mirrors `fnn::SelectArgs` in kernels/params.cuh field for field (C layout, 112 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SelectArgs {
@@ -34,7 +34,7 @@ pub(crate) struct SelectArgs {
 // SAFETY: plain old data with the C layout of the kernel's parameter.
 unsafe impl DeviceRepr for SelectArgs {}
 
-/// Mirrors `fnn::MergeArgs` in kernels/merge.cu (C layout, 72 bytes).
+/// Mirrors `fnn::MergeArgs` in kernels/params.cuh (C layout, 72 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct MergeArgs {
@@ -53,7 +53,7 @@ pub(crate) struct MergeArgs {
 // SAFETY: as above.
 unsafe impl DeviceRepr for MergeArgs {}
 
-/// Mirrors `fnn::FusedArgs` in kernels/fused.cuh field for field (C layout, 96 bytes).
+/// Mirrors `fnn::FusedArgs` in kernels/params.cuh field for field (C layout, 96 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct FusedArgs {
@@ -76,24 +76,6 @@ pub(crate) struct FusedArgs {
 // SAFETY: as above.
 unsafe impl DeviceRepr for FusedArgs {}
 
-/// Index of a precision's stored element type in the kernels' `[f32, f16, bf16]` arrays.
-pub(crate) fn elem_index(p: Precision) -> usize {
-    match p {
-        Precision::F32 | Precision::Tf32 => 0,
-        Precision::F16 => 1,
-        Precision::Bf16 => 2,
-    }
-}
-
-/// Bytes of a stored element.
-pub(crate) fn elem_bytes(p: Precision) -> usize {
-    if elem_index(p) == 0 {
-        4
-    } else {
-        2
-    }
-}
-
 fn grid_for(n: usize, per_block: usize) -> u32 {
     n.div_ceil(per_block).clamp(1, 1 << 20) as u32
 }
@@ -104,11 +86,11 @@ fn grid_for(n: usize, per_block: usize) -> u32 {
 /// `src` must address `n·d` f32 and `dst` `n·ld` elements of the precision's type, both in
 /// `stream`'s context, with no unordered concurrent access.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pack(k: &Kernels, stream: &CudaStream, prec: Precision, src: u64, n: usize, d: usize, dst: u64, ld: usize) -> Result<()> {
+pub(crate) unsafe fn pack(k: &Functions, stream: &CudaStream, prec: Precision, src: u64, n: usize, d: usize, dst: u64, ld: usize) -> Result<()> {
     let cfg = LaunchConfig { grid_dim: (grid_for(n, 1).min(65535), 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     let (n, d, ld) = (n as i64, d as i32, ld as i64);
     stream
-        .launch_builder(&k.pack[elem_index(prec)])
+        .launch_builder(&k.pack[table::elem_index(prec)])
         .arg(&src)
         .arg(&n)
         .arg(&d)
@@ -124,11 +106,11 @@ pub(crate) unsafe fn pack(k: &Kernels, stream: &CudaStream, prec: Precision, src
 /// # Safety
 /// `x` must address `n·ld` stored elements and `out` `n` f32 in `stream`'s context.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn norms(k: &Kernels, stream: &CudaStream, prec: Precision, x: u64, ld: usize, n: usize, d: usize, out: u64) -> Result<()> {
+pub(crate) unsafe fn norms(k: &Functions, stream: &CudaStream, prec: Precision, x: u64, ld: usize, n: usize, d: usize, out: u64) -> Result<()> {
     let cfg = LaunchConfig { grid_dim: (grid_for(n, 8), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     let (ld, n, d) = (ld as i64, n as i64, d as i32);
     stream
-        .launch_builder(&k.norms[elem_index(prec)])
+        .launch_builder(&k.norms[table::elem_index(prec)])
         .arg(&x)
         .arg(&ld)
         .arg(&n)
@@ -145,17 +127,17 @@ pub(crate) unsafe fn norms(k: &Kernels, stream: &CudaStream, prec: Precision, x:
 /// Every pointer in `a` must address the extents documented on `fnn::SelectArgs` (products
 /// `rows × ld`, norms for L2, running lists and outputs `rows` rows of stride `thr_ld`/`out_ld`
 /// with `k` entries) in `stream`'s context; `a.ld` a multiple of 4; `1 ≤ a.k ≤ 4096`.
-pub(crate) unsafe fn select(k: &Kernels, stream: &CudaStream, metric: FlatMetric, a: &SelectArgs) -> Result<()> {
+pub(crate) unsafe fn select(k: &Functions, stream: &CudaStream, metric: FlatMetric, a: &SelectArgs) -> Result<()> {
     let kk = a.k.max(1) as usize;
-    let b = BUCKETS.iter().position(|b| *b >= kk).unwrap_or(BUCKETS.len() - 1);
-    let bucket = BUCKETS[b];
+    let b = table::select_bucket(kk).unwrap_or(SELECT_BUCKETS.len() - 1);
+    let bucket = SELECT_BUCKETS[b];
     let rows = a.rows.max(0) as usize;
     let cfg = if bucket <= 512 {
         LaunchConfig { grid_dim: (rows.div_ceil(4).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 }
     } else {
         LaunchConfig { grid_dim: (rows.max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: select_smem(bucket) }
     };
-    let f = &k.select[b][if metric == FlatMetric::L2 { 0 } else { 1 }];
+    let f = &k.select[b][table::metric_index(metric)];
     stream.launch_builder(f).arg(a).launch(cfg).map(|_| ()).ctx(stream.context().ordinal(), format!("launching topk_select_k{bucket}"))
 }
 
@@ -164,7 +146,7 @@ pub(crate) unsafe fn select(k: &Kernels, stream: &CudaStream, metric: FlatMetric
 /// # Safety
 /// Inputs must address `rows` rows of stride `in_ld` holding `m` lists `list_stride` apart, each
 /// of `k` sorted entries; outputs `rows` rows of stride `out_ld`. Output may alias list 0.
-pub(crate) unsafe fn merge(k: &Kernels, stream: &CudaStream, a: &MergeArgs) -> Result<()> {
+pub(crate) unsafe fn merge(k: &Functions, stream: &CudaStream, a: &MergeArgs) -> Result<()> {
     let p = a.p.max(1) as u32;
     let threads = (p / 2).clamp(32, 512);
     let cfg = LaunchConfig { grid_dim: (a.rows.max(1) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p * 12 };
@@ -178,7 +160,7 @@ pub(crate) const FUSED_ROWS: usize = 64;
 ///
 /// # Safety
 /// `keys` and `ids` must address `count` f32 and u32 in `stream`'s context.
-pub(crate) unsafe fn fused_clear(k: &Kernels, stream: &CudaStream, keys: u64, ids: u64, count: usize) -> Result<()> {
+pub(crate) unsafe fn fused_clear(k: &Functions, stream: &CudaStream, keys: u64, ids: u64, count: usize) -> Result<()> {
     let cfg = LaunchConfig { grid_dim: (grid_for(count, 256).min(4096), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     let count = count as i64;
     stream
@@ -198,22 +180,13 @@ pub(crate) unsafe fn fused_clear(k: &Kernels, stream: &CudaStream, keys: u64, id
 /// context: `m` query and `n` database rows at stride `ld` (a multiple of 8) of the precision's
 /// element type with their norms, `m × k` list entries emptied by [`fused_clear`], and one zeroed
 /// lock per 64 list rows; `1 ≤ k ≤ 128`.
-pub(crate) unsafe fn fused(k: &Kernels, stream: &CudaStream, prec: Precision, metric: FlatMetric, a: &FusedArgs) -> Result<()> {
-    let bucket = usize::from(a.k > 32);
-    let f = &k.fused[fused_index(prec)][usize::from(metric != FlatMetric::L2)][bucket];
-    let blocks = (a.m.max(1) as usize).div_ceil(FUSED_ROWS) as u32;
+pub(crate) unsafe fn fused(k: &Functions, stream: &CudaStream, prec: Precision, metric: FlatMetric, a: &FusedArgs) -> Result<()> {
+    let bucket = table::fused_bucket(a.k.max(1) as usize).unwrap_or(table::FUSED_BUCKETS.len() - 1);
+    let f = &k.fused[table::fused_index(prec)][table::metric_index(metric)][bucket];
+    // In 64 bits: m + 63 overflows i32 near 2³¹ rows (the searcher refuses such m anyway).
+    let blocks = u32::try_from((a.m.max(1) as u64).div_ceil(FUSED_ROWS as u64)).unwrap_or(u32::MAX);
     let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     stream.launch_builder(f).arg(a).launch(cfg).map(|_| ()).ctx(stream.context().ordinal(), "launching the fused kernel")
-}
-
-/// Index of a precision in the fused kernels' `[bf16, f16, tf32, f32]` order (`fnn::FusedPrec`).
-pub(crate) fn fused_index(p: Precision) -> usize {
-    match p {
-        Precision::Bf16 => 0,
-        Precision::F16 => 1,
-        Precision::Tf32 => 2,
-        Precision::F32 => 3,
-    }
 }
 
 /// Next power of two ≥ k: the merge kernel's shared list length.

@@ -2,9 +2,8 @@
 //! alternative to the host merge). The shard results are host lists (every searcher returns
 //! [`TopKLists`]), so they travel host → device; rows go in chunks that bound device memory.
 
-use super::device::{check_runtime, context, device_count};
 use super::launch::{self, MergeArgs};
-use super::modules::Kernels;
+use super::resources::device_resources;
 use super::CudaResultExt;
 use crate::error::{Error, Result};
 use crate::topk::TopKLists;
@@ -21,7 +20,6 @@ pub(crate) fn merge_on_device(device: usize, parts: &[TopKLists], k: usize) -> R
 /// [`merge_on_device`], also returning the milliseconds the merge kernel itself took (CUDA
 /// events around each launch, summed over the row chunks; copies not included).
 pub(crate) fn merge_on_device_timed(device: usize, parts: &[TopKLists], k: usize) -> Result<(TopKLists, f32)> {
-    check_runtime(&format!("CUDA device {device}"))?;
     if parts.is_empty() {
         return Err(Error::invalid("merge", "no lists to merge"));
     }
@@ -32,9 +30,11 @@ pub(crate) fn merge_on_device_timed(device: usize, parts: &[TopKLists], k: usize
     if parts.iter().any(|p| p.n() != n) {
         return Err(Error::invalid("merge", "the lists to merge cover different numbers of rows"));
     }
-    let ctx = context(device, device_count()?)?;
+    let res = device_resources(device)?;
+    let ctx = &res.ctx;
+    ctx.bind_to_thread().ctx(device, "binding the CUDA context")?;
     let stream = ctx.new_stream().ctx(device, "creating a stream")?;
-    let kernels = Kernels::load(&ctx)?;
+    let kernels = &res.functions;
     let m = parts.len();
     let per_row = m * k * 12 + k * 12;
     let chunk = (CHUNK_BYTES / per_row).clamp(1, n.max(1));
@@ -81,7 +81,7 @@ pub(crate) fn merge_on_device_timed(device: usize, parts: &[TopKLists], k: usize
             };
             let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).ctx(device, "recording an event")?;
             // SAFETY: `rows` rows of m lists of k entries, dense; outputs rows × k.
-            unsafe { launch::merge(&kernels, &stream, &a)? };
+            unsafe { launch::merge(kernels, &stream, &a)? };
             let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).ctx(device, "recording an event")?;
             kernel_ms += start.elapsed_ms(&end).ctx(device, "timing the merge")?;
         }

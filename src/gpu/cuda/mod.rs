@@ -2,17 +2,19 @@
 //! tiled search pipeline and the device merge. Everything that can fail maps to a typed
 //! [`Error`]; nothing here panics on bad input or a missing driver.
 
-mod device;
+mod cublas_path;
+mod driver;
 mod floor;
-mod fused;
+mod functions;
+mod fused_path;
 mod gemm;
 mod launch;
 mod merge;
-mod modules;
-mod search;
+mod resources;
+mod searcher;
 mod upload;
 
-pub(crate) use device::open_searchers;
+pub(crate) use searcher::open_searchers;
 pub(crate) use floor::gemm_floor;
 pub(crate) use merge::{merge_on_device, merge_on_device_timed};
 
@@ -27,7 +29,7 @@ pub(crate) fn driver_err(device: usize, context: impl Into<String>, e: DriverErr
         return Error::OutOfMemory { device: format!("cuda:{device}"), context, needed_bytes: bytes };
     }
     let text = e.error_string().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    Error::Cuda { device, context, message: format!("{:?}: {text}", e.0) }
+    Error::Cuda { device, context, message: format!("{:?}: {text}", e.0), source: Some(Box::new(e)) }
 }
 
 /// Shorthand for results whose failure is not an allocation.

@@ -3,10 +3,11 @@
 //! buffers, and the compute stream packs it (padding, precision) and takes its norms. While the
 //! GPU computes on one chunk or tile, the host already stages the next.
 
+use super::functions::Functions;
 use super::launch;
-use super::modules::Kernels;
 use super::CudaResultExt;
 use crate::error::Result;
+use crate::gpu::table::elem_bytes;
 use crate::precision::Precision;
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, PinnedHostSlice};
 use std::sync::Arc;
@@ -55,13 +56,27 @@ impl Uploader {
         Ok(Uploader { chunk: chunk.max(1), d, staging: [pinned()?, pinned()?], staged: [None, None], raw: [raw()?, raw()?], next: 0 })
     }
 
-    /// Uploads `src` (whole rows of `d` f32) into `dst` starting at stored row `row0` (stride
-    /// `ld`), with norms when `with_norms`. Returns once the last chunk is staged; the GPU work
-    /// is queued on `copy` and `compute`.
+    /// Uploads `src` (whole rows of `d` f32), minus `shift` when given, into `dst` starting at
+    /// stored row `row0` (stride `ld`), with norms when `with_norms`. The shift is applied while
+    /// staging on the host (the copy the upload makes anyway). Returns once the last chunk is
+    /// staged; the GPU work is queued on `copy` and `compute`, and the staging buffers must live
+    /// until `copy` has drained.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn upload(&mut self, k: &Kernels, copy: &Arc<CudaStream>, compute: &Arc<CudaStream>, prec: Precision, src: &[f32], dst: &mut Rows, row0: usize, ld: usize, with_norms: bool) -> Result<()> {
+    pub(crate) fn upload(
+        &mut self,
+        k: &Functions,
+        copy: &Arc<CudaStream>,
+        compute: &Arc<CudaStream>,
+        prec: Precision,
+        src: &[f32],
+        shift: Option<&[f32]>,
+        dst: &mut Rows,
+        row0: usize,
+        ld: usize,
+        with_norms: bool,
+    ) -> Result<()> {
         let dev = copy.context().ordinal();
-        let elem = launch::elem_bytes(prec);
+        let elem = elem_bytes(prec);
         let n = src.len() / self.d;
         let mut r = 0;
         while r < n {
@@ -74,7 +89,17 @@ impl Uploader {
                 ev.synchronize().ctx(dev, "waiting for an upload")?;
             }
             let host = self.staging[i].as_mut_slice().ctx(dev, "mapping pinned staging memory")?;
-            host[..len].copy_from_slice(&src[r * self.d..r * self.d + len]);
+            let rows_src = &src[r * self.d..r * self.d + len];
+            match shift {
+                None => host[..len].copy_from_slice(rows_src),
+                Some(s) => {
+                    for (h, row) in host[..len].chunks_mut(self.d).zip(rows_src.chunks(self.d)) {
+                        for ((o, x), m) in h.iter_mut().zip(row).zip(s) {
+                            *o = *x - *m;
+                        }
+                    }
+                }
+            }
             let mut raw_view = self.raw[i].slice_mut(0..len);
             copy.memcpy_htod(&host[..len], &mut raw_view).ctx(dev, "copying rows to the device")?;
             self.staged[i] = Some(copy.record_event(None).ctx(dev, "recording an upload")?);

@@ -1,28 +1,29 @@
-//! Loading the embedded kernels into a context, once per searcher: the fatbin first (SASS for
-//! sm_80/sm_90, PTX for anything newer), then the PTX text, then NVRTC on the embedded source.
-//! Each fallback keeps the reason the previous one failed, for the error message.
+//! Loading the embedded kernels into a context, once per device and process: the fatbin first
+//! (SASS for sm_80/sm_90, PTX for anything newer), then the PTX text, then NVRTC on the embedded
+//! source. Each fallback keeps the reason the previous one failed, for the error message. Every
+//! function is resolved by the names of [`crate::gpu::table`].
 
 use super::CudaResultExt;
 use crate::error::{Error, Result};
-use crate::gpu::kernels;
-use crate::gpu::plan::BUCKETS;
+use crate::gpu::embedded;
+use crate::gpu::table::{self, ELEMS, FUSED_BUCKETS, FUSED_PRECS, METRICS, SELECT_BUCKETS};
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use std::sync::Arc;
 
-/// Every kernel the search uses, resolved in one context.
-pub(crate) struct Kernels {
-    /// `pack_rows_{f32,f16,bf16}`.
-    pub pack: [CudaFunction; 3],
-    /// `row_norms_{f32,f16,bf16}`.
-    pub norms: [CudaFunction; 3],
-    /// Per bucket of [`BUCKETS`]: `[l2, ip]`.
-    pub select: Vec<[CudaFunction; 2]>,
+/// Every kernel function the searches use, resolved in one context.
+pub(crate) struct Functions {
+    /// `pack_rows_{e}` per element type of [`ELEMS`].
+    pub pack: Vec<CudaFunction>,
+    /// `row_norms_{e}` per element type of [`ELEMS`].
+    pub norms: Vec<CudaFunction>,
+    /// `topk_select_k{B}_{metric}`, as `[bucket][metric]`.
+    pub select: Vec<Vec<CudaFunction>>,
     /// `topk_merge`.
     pub merge: CudaFunction,
-    /// `fused_knn_{bf16,f16,tf32,f32}_{l2,ip}_k{32,128}`, as `[precision][metric][bucket]`.
-    pub fused: Vec<[[CudaFunction; 2]; 2]>,
+    /// `fused_knn_{prec}_{metric}_k{B}`, as `[precision][metric][bucket]`.
+    pub fused: Vec<Vec<Vec<CudaFunction>>>,
     /// `fused_clear_lists`.
     pub fused_clear: CudaFunction,
 }
@@ -36,15 +37,16 @@ pub(crate) fn select_smem(bucket: usize) -> u32 {
     }
 }
 
-impl Kernels {
-    pub(crate) fn load(ctx: &Arc<CudaContext>) -> Result<Kernels> {
+impl Functions {
+    pub(crate) fn load(ctx: &Arc<CudaContext>) -> Result<Functions> {
         let dev = ctx.ordinal();
         let module = |name: &str| -> Result<Arc<CudaModule>> {
-            let (_, fatbin, ptx, src, _) = kernels::MODULES
-                .iter()
-                .find(|m| m.0 == name)
-                .copied()
-                .ok_or_else(|| Error::Cuda { device: dev, context: "loading kernels".into(), message: format!("module {name} is not embedded") })?;
+            let (_, fatbin, ptx, src, _) = embedded::MODULES.iter().find(|m| m.0 == name).copied().ok_or_else(|| Error::Cuda {
+                device: dev,
+                context: "loading kernels".into(),
+                message: format!("module {name} is not embedded"),
+                source: None,
+            })?;
             load_module(ctx, name, fatbin, ptx, src)
         };
         let convert = module("convert")?;
@@ -53,33 +55,33 @@ impl Kernels {
         let merge = module("merge")?;
         let fused = module("fused")?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).ctx(dev, format!("finding kernel {name}"));
-        let mut sel = Vec::new();
-        for b in BUCKETS {
-            let pair = [f(&select, &format!("topk_select_k{b}_l2"))?, f(&select, &format!("topk_select_k{b}_ip"))?];
-            let smem = select_smem(b);
+        let mut sel = Vec::with_capacity(SELECT_BUCKETS.len());
+        for (b, &bucket) in SELECT_BUCKETS.iter().enumerate() {
+            let per_metric = (0..METRICS.len()).map(|m| f(&select, &table::select_name(b, m))).collect::<Result<Vec<_>>>()?;
+            let smem = select_smem(bucket);
             if smem > 48 * 1024 {
                 // Above 48 KiB a kernel must opt in to more dynamic shared memory.
-                for func in &pair {
+                for func in &per_metric {
                     func.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-                        .ctx(dev, format!("allowing {smem} bytes of shared memory for k ≤ {b}"))?;
+                        .ctx(dev, format!("allowing {smem} bytes of shared memory for k ≤ {bucket}"))?;
                 }
             }
-            sel.push(pair);
+            sel.push(per_metric);
         }
-        Ok(Kernels {
-            pack: [f(&convert, "pack_rows_f32")?, f(&convert, "pack_rows_f16")?, f(&convert, "pack_rows_bf16")?],
-            norms: [f(&norms, "row_norms_f32")?, f(&norms, "row_norms_f16")?, f(&norms, "row_norms_bf16")?],
+        let mut fused_fns = Vec::with_capacity(FUSED_PRECS.len());
+        for p in 0..FUSED_PRECS.len() {
+            let mut per_metric = Vec::with_capacity(METRICS.len());
+            for m in 0..METRICS.len() {
+                per_metric.push((0..FUSED_BUCKETS.len()).map(|b| f(&fused, &table::fused_name(p, m, b))).collect::<Result<Vec<_>>>()?);
+            }
+            fused_fns.push(per_metric);
+        }
+        Ok(Functions {
+            pack: ELEMS.iter().map(|(e, _)| f(&convert, &format!("pack_rows_{e}"))).collect::<Result<_>>()?,
+            norms: ELEMS.iter().map(|(e, _)| f(&norms, &format!("row_norms_{e}"))).collect::<Result<_>>()?,
             select: sel,
             merge: f(&merge, "topk_merge")?,
-            fused: ["bf16", "f16", "tf32", "f32"]
-                .iter()
-                .map(|p| {
-                    let by_bucket = |m: &str| -> Result<[CudaFunction; 2]> {
-                        Ok([f(&fused, &format!("fused_knn_{p}_{m}_k32"))?, f(&fused, &format!("fused_knn_{p}_{m}_k128"))?])
-                    };
-                    Ok([by_bucket("l2")?, by_bucket("ip")?])
-                })
-                .collect::<Result<_>>()?,
+            fused: fused_fns,
             fused_clear: f(&fused, "fused_clear_lists")?,
         })
     }
@@ -110,7 +112,7 @@ fn load_module(ctx: &Arc<CudaContext>, name: &str, fatbin: &[u8], ptx: &str, src
     }
     // The context may hold the error of a failed load; clear it so later calls are not blamed.
     let _ = ctx.check_err();
-    Err(Error::Cuda { device: dev, context: format!("loading kernels/{name}.cu"), message: why.join("; ") })
+    Err(Error::Cuda { device: dev, context: format!("loading kernels/{name}.cu"), message: why.join("; "), source: None })
 }
 
 fn nvrtc(ctx: &Arc<CudaContext>, src: &str) -> std::result::Result<Ptx, String> {

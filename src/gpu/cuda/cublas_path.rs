@@ -1,138 +1,25 @@
-//! One GPU's flat search. Per query batch: the running top-k lists start empty; per database
-//! tile: cuBLAS writes the products, the select kernel turns them into keys and keeps the tile's
-//! best k that beat the running k-th, and the merge kernel folds those into the running lists.
-//! Batch results go back to the host on the copy stream while the next batch computes.
+//! The cuBLAS path of one GPU's search. Per query batch: the running top-k lists start empty;
+//! per database tile: cuBLAS writes the products, the select kernel turns them into keys and
+//! keeps the tile's best k that beat the running k-th, and the merge kernel folds those into the
+//! running lists. Batch results go back to the host on the copy stream while the next batch
+//! computes. A database loaded as resident rows is used in place; otherwise it is uploaded per
+//! search (whole when it fits half the budget, else streamed tile by tile).
 //!
-//! Memory comes from `memory_fraction` of the free device memory (split between logical shards
-//! of one GPU); an out-of-memory error anywhere re-plans with halved tiles and batches, up to
-//! [`GpuPlan::MAX_SHRINK`] times, then returns [`Error::OutOfMemory`].
+//! Memory comes from the searcher's budget; an out-of-memory error anywhere makes the searcher
+//! re-plan with halved tiles and batches, up to [`crate::gpu::plan::GpuPlan::MAX_SHRINK`] times.
 
-use super::device::{check_runtime, context, device_count};
-use super::gemm::Gemm;
 use super::launch::{self, MergeArgs, SelectArgs};
-use super::modules::Kernels;
+use super::resources::Lane;
+use super::searcher::{queries_in_database, CudaSearcher};
 use super::upload::{Rows, Uploader};
 use super::CudaResultExt;
-use crate::data::Vectors;
 use crate::error::{Error, Result};
-use crate::flat::{FlatJob, FlatSearcher};
+use crate::flat::FlatJob;
+use crate::gpu::plan::{plan, GpuPlan, GpuPlanInput};
+use crate::gpu::table::elem_bytes;
 use crate::metric::FlatMetric;
-use crate::gpu::plan::{plan, GpuPlan, GpuPlanInput, MAX_K};
-use crate::gpu::GpuOptions;
-use crate::precision::Precision;
 use crate::topk::TopKLists;
-use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, PinnedHostSlice};
-use std::sync::{Arc, Mutex};
-
-/// Largest magnitude an f16 can hold.
-const F16_MAX: f32 = 65504.0;
-
-/// A searcher on one device (one logical shard).
-pub(crate) struct CudaSearcher {
-    pub(super) device: usize,
-    slot: usize,
-    sharing: usize,
-    pub(super) opts: GpuOptions,
-    state: Mutex<State>,
-}
-
-/// The CUDA objects of a searcher; behind a mutex because a cuBLAS handle and our two streams
-/// serve one search at a time.
-pub(super) struct State {
-    pub(super) ctx: Arc<CudaContext>,
-    pub(super) compute: Arc<CudaStream>,
-    pub(super) copy: Arc<CudaStream>,
-    pub(super) gemm: Gemm,
-    pub(super) kernels: Kernels,
-}
-
-impl State {
-    /// The primary context of `device`, a compute and a copy stream, a cuBLAS handle on the
-    /// compute stream, and our kernels loaded into the context.
-    pub(super) fn open(device: usize) -> Result<State> {
-        let ctx = context(device, device_count()?)?;
-        let compute = ctx.new_stream().ctx(device, "creating the compute stream")?;
-        let copy = ctx.new_stream().ctx(device, "creating the copy stream")?;
-        let gemm = Gemm::new(compute.clone())?;
-        let kernels = Kernels::load(&ctx)?;
-        Ok(State { ctx, compute, copy, gemm, kernels })
-    }
-}
-
-impl CudaSearcher {
-    pub(crate) fn open(device: usize, slot: usize, sharing: usize, opts: GpuOptions) -> Result<CudaSearcher> {
-        Ok(CudaSearcher { device, slot, sharing: sharing.max(1), opts, state: Mutex::new(State::open(device)?) })
-    }
-}
-
-impl FlatSearcher for CudaSearcher {
-    fn name(&self) -> String {
-        if self.sharing > 1 {
-            format!("cuda:{} (shard {})", self.device, self.slot)
-        } else {
-            format!("cuda:{}", self.device)
-        }
-    }
-
-    fn search(&self, job: &FlatJob<'_>) -> Result<TopKLists> {
-        check_runtime(&self.name())?;
-        validate(job, self.opts.precision)?;
-        let st = self.state.lock().map_err(|_| Error::invalid("gpu searcher", "a previous search panicked while holding this device"))?;
-        st.ctx.bind_to_thread().ctx(self.device, "binding the CUDA context")?;
-        let _ = st.ctx.check_err(); // forget errors recorded before this search
-        if self.fused_chosen(&st, job)? {
-            return self.finish(&st, self.fused(&st, job));
-        }
-        let mut shrink = 0;
-        loop {
-            match self.run(&st, job, shrink) {
-                Err(Error::OutOfMemory { .. }) if shrink < GpuPlan::MAX_SHRINK => {
-                    // Drain both streams and forget the error, so the next attempt starts clean.
-                    let _ = st.compute.synchronize().and(st.copy.synchronize());
-                    let _ = st.ctx.check_err();
-                    shrink += 1;
-                }
-                r => return self.finish(&st, r),
-            }
-        }
-    }
-}
-
-/// The checks the CPU backend would make too, plus the GPU's own limits.
-fn validate(job: &FlatJob<'_>, prec: Precision) -> Result<()> {
-    if job.k == 0 || job.k > MAX_K {
-        return Err(Error::InvalidK { k: job.k, reason: format!("the CUDA backend serves 1 ≤ k ≤ {MAX_K}") });
-    }
-    if job.queries.d() != job.database.d() {
-        return Err(Error::invalid("queries", format!("dimension {} differs from the database's {}", job.queries.d(), job.database.d())));
-    }
-    if job.database.n() > i32::MAX as usize || job.queries.d() > i32::MAX as usize / 8 {
-        return Err(Error::invalid("gpu search", "more than 2³¹ database rows or an oversized dimension"));
-    }
-    if prec == Precision::F16 {
-        for v in [job.queries, job.database] {
-            if let Some(p) = v.as_slice().iter().position(|x| x.abs() > F16_MAX) {
-                let d = v.d();
-                return Err(Error::invalid(
-                    "precision",
-                    format!("f16 cannot hold row {}, component {} = {} (|x| > 65504); use bf16 or f32", p / d, p % d, v.as_slice()[p]),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Where the queries are: rows `[first, first + n)` of the database slice, when they are.
-pub(super) fn queries_in_database(q: Vectors<'_>, x: Vectors<'_>) -> Option<usize> {
-    let (qs, xs) = (q.as_slice().as_ptr_range(), x.as_slice().as_ptr_range());
-    if qs.start < xs.start || qs.end > xs.end {
-        return None;
-    }
-    // SAFETY: both pointers lie in the database slice (checked above).
-    let off = unsafe { qs.start.offset_from(xs.start) } as usize;
-    off.is_multiple_of(x.d()).then_some(off / x.d())
-}
+use cudarc::driver::{CudaEvent, CudaSlice, DevicePtr, DevicePtrMut, PinnedHostSlice};
 
 /// Results of a batch on their way to the host.
 struct Pending {
@@ -144,7 +31,7 @@ struct Pending {
 
 /// Device and pinned buffers of one plan.
 struct Buffers {
-    /// The whole database (resident plans).
+    /// The whole database, uploaded for this search (resident plans without loaded rows).
     db: Option<Rows>,
     /// Two streamed database tiles (other plans).
     tiles: Vec<Rows>,
@@ -168,44 +55,33 @@ enum QuerySrc {
 }
 
 impl CudaSearcher {
-    /// Drains both streams whatever `r` is (so the next search starts clean), then returns `r`'s
-    /// error, or an error the device reported while finishing, or the lists.
-    fn finish(&self, st: &State, r: Result<TopKLists>) -> Result<TopKLists> {
-        let drained = st.compute.synchronize().and(st.copy.synchronize());
-        let lists = r?;
-        drained.ctx(self.device, "finishing the search")?;
-        st.ctx.check_err().ctx(self.device, "finishing the search")?;
-        Ok(lists)
-    }
-
-    pub(super) fn budget(&self, st: &State) -> Result<usize> {
-        let (free, _total) = st.ctx.mem_get_info().ctx(self.device, "querying free memory")?;
-        Ok((free as f64 * self.opts.memory_fraction as f64 / self.sharing as f64) as usize)
-    }
-
-    fn run(&self, st: &State, job: &FlatJob<'_>, shrink: u32) -> Result<TopKLists> {
+    /// Runs `job` on the cuBLAS path, tiles and batches halved `shrink` times.
+    pub(super) fn cublas(&self, st: &Lane, job: &FlatJob<'_>, shrink: u32) -> Result<TopKLists> {
         let dev = self.device;
         let prec = self.opts.precision;
         let (q, x, k, d) = (job.queries, job.database, job.k, job.database.d());
         let l2 = job.metric == FlatMetric::L2;
+        let shift = if l2 { job.shift } else { None };
         let in_db = queries_in_database(q, x);
+        let held = self.resident(job);
         let p = plan(&GpuPlanInput {
             nq: q.n(),
             ndb: x.n(),
             d,
             k,
-            elem_bytes: launch::elem_bytes(prec),
+            elem_bytes: elem_bytes(prec),
             budget: self.budget(st)?,
             queries_in_db: in_db.is_some(),
+            db_on_device: held.is_some(),
             batch_rows: self.opts.batch_rows,
             shrink,
         });
         let (compute, copy) = (&st.compute, &st.copy);
         let mut up = Uploader::new(copy, p.chunk, d)?;
-        let mut b = self.alloc(st, &p, x.n(), k)?;
+        let mut b = self.alloc(st, &p, x.n(), k, held.is_some())?;
 
         if let Some(db) = b.db.as_mut() {
-            up.upload(&st.kernels, copy, compute, prec, x.as_slice(), db, 0, p.ld, l2)?;
+            up.upload(st.functions(), copy, compute, prec, x.as_slice(), shift, db, 0, p.ld, l2)?;
         }
         job.progress.start(q.n() as u64);
         // Poisoned (NaN, i64::MIN): every entry must be overwritten by a batch's results, so a
@@ -218,11 +94,11 @@ impl CudaSearcher {
             let src = match (p.upload_queries, in_db) {
                 (false, Some(first)) => QuerySrc::Db(first + q0),
                 _ => {
-                    up.upload(&st.kernels, copy, compute, prec, q.rows(q0, q1).as_slice(), &mut b.queries[slot], 0, p.ld, l2)?;
+                    up.upload(st.functions(), copy, compute, prec, q.rows(q0, q1).as_slice(), shift, &mut b.queries[slot], 0, p.ld, l2)?;
                     QuerySrc::Uploaded(slot)
                 }
             };
-            self.batch(st, job, &p, &mut b, &mut up, slot, src, q0, q1)?;
+            self.batch(st, job, &p, &mut b, held, &mut up, slot, src, q0, q1)?;
 
             // Bring this batch home on the copy stream; meanwhile the next one computes.
             let n = (q1 - q0) * k;
@@ -244,31 +120,36 @@ impl CudaSearcher {
             collect(&b, &prev, k, &mut out, dev)?;
             job.progress.advance(prev.rows as u64);
         }
+        // The uploader's pinned staging must outlive every copy queued from it.
+        copy.synchronize().ctx(dev, "finishing uploads")?;
+        drop(up);
         Ok(out)
     }
 
     /// Every database tile against queries `q0..q1`, leaving their top-k in the running half of
     /// `list_*[slot]`.
     #[allow(clippy::too_many_arguments)]
-    fn batch(&self, st: &State, job: &FlatJob<'_>, p: &GpuPlan, b: &mut Buffers, up: &mut Uploader, slot: usize, src: QuerySrc, q0: usize, q1: usize) -> Result<()> {
-        let (compute, copy, kern) = (&st.compute, &st.copy, &st.kernels);
+    fn batch(&self, st: &Lane, job: &FlatJob<'_>, p: &GpuPlan, b: &mut Buffers, held: Option<&Rows>, up: &mut Uploader, slot: usize, src: QuerySrc, q0: usize, q1: usize) -> Result<()> {
+        let (compute, copy, kern) = (&st.compute, &st.copy, st.functions());
         let prec = self.opts.precision;
-        let (k, d, ld, elem) = (job.k, job.database.d(), p.ld, launch::elem_bytes(prec));
+        let (k, d, ld, elem) = (job.k, job.database.d(), p.ld, elem_bytes(prec));
         let rows = q1 - q0;
         let l2 = job.metric == FlatMetric::L2;
+        let shift = if l2 { job.shift } else { None };
+        let db_rows = held.or(b.db.as_ref());
         let stride = p.batch * k; // elements between the running and the tile half
         // No fill of the running lists: the first tile's select writes every entry of them.
         let ndb = job.database.n();
         for t in 0..ndb.div_ceil(p.tile) {
             let (c0, c1) = (t * p.tile, ((t + 1) * p.tile).min(ndb));
             if !p.resident {
-                up.upload(kern, copy, compute, prec, job.database.rows(c0, c1).as_slice(), &mut b.tiles[t % 2], 0, ld, l2)?;
+                up.upload(kern, copy, compute, prec, job.database.rows(c0, c1).as_slice(), shift, &mut b.tiles[t % 2], 0, ld, l2)?;
             }
-            let (xr, xrow0) = match &b.db {
+            let (xr, xrow0) = match db_rows {
                 Some(db) => (db, c0),
                 None => (&b.tiles[t % 2], 0),
             };
-            let (qr, qrow0) = match (src, &b.db) {
+            let (qr, qrow0) = match (src, db_rows) {
                 (QuerySrc::Db(first), Some(db)) => (db, first),
                 (QuerySrc::Uploaded(s), _) => (&b.queries[s], 0),
                 (QuerySrc::Db(_), None) => return Err(Error::invalid("gpu plan", "queries planned as resident rows without a resident database")),
@@ -331,11 +212,11 @@ impl CudaSearcher {
         Ok(())
     }
 
-    fn alloc(&self, st: &State, p: &GpuPlan, ndb: usize, k: usize) -> Result<Buffers> {
+    fn alloc(&self, st: &Lane, p: &GpuPlan, ndb: usize, k: usize, db_held: bool) -> Result<Buffers> {
         let dev = self.device;
-        let (s, elem) = (&st.compute, launch::elem_bytes(self.opts.precision));
+        let (s, elem) = (&st.compute, elem_bytes(self.opts.precision));
         let two = |rows: usize| -> Result<Vec<Rows>> { Ok(vec![Rows::alloc(s, rows, p.ld, elem)?, Rows::alloc(s, rows, p.ld, elem)?]) };
-        let db = if p.resident { Some(Rows::alloc(s, ndb, p.ld, elem)?) } else { None };
+        let db = if p.resident && !db_held { Some(Rows::alloc(s, ndb, p.ld, elem)?) } else { None };
         let tiles = if p.resident { Vec::new() } else { two(p.tile)? };
         let queries = if p.upload_queries { two(p.batch)? } else { Vec::new() };
         let prod_len = p.batch * p.tile_ld;
@@ -349,8 +230,8 @@ impl CudaSearcher {
             b.list_ids.push(unsafe { s.alloc::<i64>(list_len) }.alloc(dev, "allocating top-k lists", list_len * 8)?);
             // Host-read buffers: cached pinned memory (flags 0), not write-combined.
             // SAFETY: written by a device copy before the host reads them.
-            b.host_keys.push(unsafe { st.ctx.alloc_pinned_with_flags::<f32>(host_len, 0) }.alloc(dev, "allocating pinned results", host_len * 4)?);
-            b.host_ids.push(unsafe { st.ctx.alloc_pinned_with_flags::<i64>(host_len, 0) }.alloc(dev, "allocating pinned results", host_len * 8)?);
+            b.host_keys.push(unsafe { st.ctx().alloc_pinned_with_flags::<f32>(host_len, 0) }.alloc(dev, "allocating pinned results", host_len * 4)?);
+            b.host_ids.push(unsafe { st.ctx().alloc_pinned_with_flags::<i64>(host_len, 0) }.alloc(dev, "allocating pinned results", host_len * 8)?);
         }
         Ok(b)
     }

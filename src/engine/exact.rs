@@ -1,0 +1,323 @@
+//! Exact answers from f32 kernels: every candidate a backend returns is re-scored in f64 from
+//! the original rows, the list is re-ranked by that score, and (for f32 products) the set itself
+//! is proven right or recomputed.
+//!
+//! Why: the kernels compute an L2 distance as ‖q‖² + ‖x‖² − 2·q·x in f32, which cancels
+//! catastrophically for rows far from the origin (rows of 1000 + 0.01·noise all score 0). The
+//! engine shifts the rows by their column means before the products (distances do not change
+//! under translation), which keeps the f32 error relative to the data's spread; this module then
+//! makes the reported scores and order exact.
+//!
+//! The proof: the backend searched `k' = k + margin` candidates. Any row it left out has an f32
+//! key of at least the list's last (k'-th) key `w`, and its true key differs from its f32 key by at
+//! most `E` (below), so its true key is at least `w − E`. If `w − E` lies above the k-th re-scored
+//! key (by more than one f32 ulp, since the ranking is by the f32 rounding of the exact key, ties
+//! by index), no left-out row can enter the top k, and the re-ranked list is exactly the top k.
+//! Rows where the proof fails (near-ties at the cut, heavy duplication) are searched again by
+//! brute force in f64. Bounds, with `u = 2⁻²⁴` and `γ = d·u / (1 − d·u)` (any summation order):
+//! - L2 on shifted rows `q̃ = fl(q − s)`, `x̃ = fl(x − s)`: `E = (2γ + 10u)·(‖q̃‖² + max‖x̃‖²)`
+//!   (the products and norms, plus the rounding of the shift);
+//! - inner product: `E = 2(γ + u)·‖q‖·max‖x‖`.
+//!
+//! With reduced-precision GPU products (tf32, f16, bf16) the candidates are re-scored and
+//! re-ranked, but the set is what the precision found: no proof is attempted.
+
+use crate::data::Vectors;
+use crate::error::{Error, Result};
+use crate::metric::FlatMetric;
+use crate::topk::{better, TopKLists};
+
+/// f32's unit roundoff.
+pub(crate) const U32: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// Candidates beyond k a backend searches so that the proof usually succeeds: k/16, at least 8.
+pub(crate) fn margin(k: usize) -> usize {
+    (k / 16).max(8)
+}
+
+/// What [`refine`] needs besides the backend's candidates.
+pub(crate) struct Refine<'a> {
+    pub metric: FlatMetric,
+    /// Query rows, original values.
+    pub queries: Vectors<'a>,
+    /// Global index of query row 0 when queries are rows of the data (excluded from their lists).
+    pub query_id0: Option<i64>,
+    /// Database rows, original values.
+    pub database: Vectors<'a>,
+    /// Global index of database row 0.
+    pub db_offset: i64,
+    /// The shift the backend applied (L2).
+    pub shift: Option<&'a [f32]>,
+    /// max‖x̃‖² over the database (L2, shifted rows) or max‖x‖ (inner product).
+    pub db_bound: f64,
+    /// Unit roundoff of the backend's products to prove the set with, or `None` to re-rank only.
+    pub proof_unit: Option<f64>,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// What [`refine`] did, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefineStats {
+    /// Rows whose set could not be proven from the candidates and were searched in f64.
+    pub brute_force_rows: usize,
+}
+
+/// The database-side term of the error bound: max‖x̃‖² (L2) or max‖x‖ (inner product).
+pub(crate) fn db_bound(metric: FlatMetric, database: &Vectors<'_>, shift: Option<&[f32]>) -> f64 {
+    (0..database.n()).map(|j| bound_norm(metric, database.row(j), shift)).fold(0.0, f64::max)
+}
+
+/// ‖fl(x − s)‖² (L2) or ‖x‖ (inner product), in f64.
+fn bound_norm(metric: FlatMetric, x: &[f32], shift: Option<&[f32]>) -> f64 {
+    match (metric, shift) {
+        (FlatMetric::L2, Some(s)) => x.iter().zip(s).map(|(a, b)| ((*a - *b) as f64).powi(2)).sum(),
+        (FlatMetric::L2, None) => x.iter().map(|a| (*a as f64).powi(2)).sum(),
+        (FlatMetric::InnerProduct, _) => x.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt(),
+    }
+}
+
+/// Largest squared row norm the kernels accept: the L2 distance of two such rows, and their
+/// inner product, stay finite in f32.
+pub(crate) const MAX_NORM2: f64 = f32::MAX as f64 / 4.0;
+
+/// Fails on the first row whose squared norm exceeds [`MAX_NORM2`], naming it.
+pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
+    for i in 0..v.n() {
+        let n2: f64 = v.row(i).iter().map(|a| (*a as f64).powi(2)).sum();
+        if n2 > MAX_NORM2 {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "row {i}: its squared norm {n2:.3e} is too large: distances and inner products with it overflow \
+                     float32 (rows must have squared norms up to {MAX_NORM2:.3e}); scale the data down"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The exact top `k` of every query from the backend's candidates `approx` (see the module doc).
+pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(TopKLists, RefineStats)> {
+    let nq = r.queries.n();
+    let mut keys = vec![f32::INFINITY; nq * k];
+    let mut ids = vec![-1i64; nq * k];
+    let threads = r.threads.clamp(1, nq.max(1));
+    let chunk = nq.div_ceil(threads).max(1);
+    let brute: usize = std::thread::scope(|scope| -> Result<usize> {
+        let handles: Vec<_> = keys
+            .chunks_mut(chunk * k)
+            .zip(ids.chunks_mut(chunk * k))
+            .enumerate()
+            .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, approx, k, c * chunk, kc, ic)))
+            .collect();
+        let mut total = 0;
+        for h in handles {
+            total += h.join().map_err(|p| Error::from_panic("the exact re-scoring", p.as_ref()))?;
+        }
+        Ok(total)
+    })?;
+    Ok((TopKLists::from_raw(k, keys, ids), RefineStats { brute_force_rows: brute }))
+}
+
+/// Refines rows `first..` into `keys`/`ids` (whole rows of k); returns the rows brute-forced.
+fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys: &mut [f32], ids: &mut [i64]) -> usize {
+    let d = r.queries.d();
+    let gamma = |unit: f64| {
+        let du = d as f64 * unit;
+        du / (1.0 - du).max(0.5)
+    };
+    let mut q64 = vec![0f64; d];
+    let mut scored: Vec<(f32, i64)> = Vec::new();
+    let mut brute = 0;
+    for (t, (out_k, out_i)) in keys.chunks_mut(k).zip(ids.chunks_mut(k)).enumerate() {
+        let i = first + t;
+        let q = r.queries.row(i);
+        for (a, b) in q64.iter_mut().zip(q) {
+            *a = *b as f64;
+        }
+        let own = r.query_id0.map(|o| o + i as i64);
+        let (ak, ai) = approx.row(i);
+        scored.clear();
+        for &id in ai.iter().filter(|id| **id >= 0) {
+            let x = r.database.row((id - r.db_offset) as usize);
+            scored.push((key32(r.metric, &q64, x), id));
+        }
+        scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let proven = match r.proof_unit {
+            None => true,
+            Some(unit) => {
+                let own_in_db = own.is_some_and(|o| (r.db_offset..r.db_offset + r.database.n() as i64).contains(&o));
+                let available = r.database.n() - usize::from(own_in_db);
+                let filled = ai.iter().filter(|id| **id >= 0).count();
+                if filled >= available {
+                    true // every candidate was looked at
+                } else if filled < ak.len() || scored.len() < k {
+                    false // a backend that returned fewer than it could: do not trust it
+                } else {
+                    let worst = ak[ak.len() - 1] as f64;
+                    let e = bound(r, q, gamma(unit), unit);
+                    let kth = scored[k - 1].0;
+                    worst - e > next_up(kth) as f64
+                }
+            }
+        };
+        if !proven {
+            brute += 1;
+            brute_force(r, &q64, own, k, &mut scored);
+        }
+        for (s, (ko, io)) in scored.iter().take(k).zip(out_k.iter_mut().zip(out_i.iter_mut())) {
+            *ko = s.0;
+            *io = s.1;
+        }
+    }
+    brute
+}
+
+/// The bound `E` of the module doc for query `q`.
+fn bound(r: &Refine<'_>, q: &[f32], gamma: f64, unit: f64) -> f64 {
+    let qb = bound_norm(r.metric, q, r.shift);
+    let e = match r.metric {
+        FlatMetric::L2 => (2.0 * gamma + 10.0 * unit) * (qb + r.db_bound),
+        FlatMetric::InnerProduct => 2.0 * (gamma + unit) * qb * r.db_bound,
+    };
+    // A little slack for the f64 arithmetic of the bound itself.
+    e * 1.01 + f64::MIN_POSITIVE
+}
+
+/// The smallest f32 above `x` (x finite).
+fn next_up(x: f32) -> f32 {
+    if x == 0.0 {
+        return f32::from_bits(1);
+    }
+    let b = x.to_bits();
+    f32::from_bits(if x > 0.0 { b + 1 } else { b - 1 })
+}
+
+/// Every database row's exact key for this query, best `k` by (key, index) into `scored`.
+fn brute_force(r: &Refine<'_>, q64: &[f64], own: Option<i64>, k: usize, scored: &mut Vec<(f32, i64)>) {
+    scored.clear();
+    let mut worst = (f32::INFINITY, i64::MAX);
+    for j in 0..r.database.n() {
+        let id = r.db_offset + j as i64;
+        if Some(id) == own {
+            continue;
+        }
+        let key = key32(r.metric, q64, r.database.row(j));
+        if scored.len() < k || better(key, id, worst.0, worst.1) {
+            scored.push((key, id));
+            if scored.len() >= 2 * k.max(16) {
+                scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                scored.truncate(k);
+                worst = scored[k - 1];
+            }
+        }
+    }
+    scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.truncate(k);
+}
+
+/// The pair's exact key rounded to f32: ‖q − x‖² or −q·x, computed in f64.
+#[inline]
+fn key32(metric: FlatMetric, q64: &[f64], x: &[f32]) -> f32 {
+    match metric {
+        FlatMetric::L2 => exact::l2(q64, x) as f32,
+        FlatMetric::InnerProduct => -(exact::ip(q64, x) as f32),
+    }
+}
+
+/// f64 dot products and squared distances, with AVX2 where the CPU has it.
+mod exact {
+    #[inline]
+    pub(super) fn l2(q: &[f64], x: &[f32]) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the features the function is compiled for were detected just now.
+            return unsafe { l2_avx2(q, x) };
+        }
+        l2_portable(q, x)
+    }
+
+    #[inline]
+    pub(super) fn ip(q: &[f64], x: &[f32]) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { ip_avx2(q, x) };
+        }
+        ip_portable(q, x)
+    }
+
+    #[inline(always)]
+    fn l2_portable(q: &[f64], x: &[f32]) -> f64 {
+        let mut acc = [0f64; 8];
+        let (qc, xc) = (q.chunks_exact(8), x.chunks_exact(8));
+        let (qr, xr) = (qc.remainder(), xc.remainder());
+        for (a, b) in qc.zip(xc) {
+            for t in 0..8 {
+                let v = a[t] - b[t] as f64;
+                acc[t] += v * v;
+            }
+        }
+        for (t, (a, b)) in qr.iter().zip(xr).enumerate() {
+            let v = a - *b as f64;
+            acc[t] += v * v;
+        }
+        acc.iter().sum()
+    }
+
+    #[inline(always)]
+    fn ip_portable(q: &[f64], x: &[f32]) -> f64 {
+        let mut acc = [0f64; 8];
+        let (qc, xc) = (q.chunks_exact(8), x.chunks_exact(8));
+        let (qr, xr) = (qc.remainder(), xc.remainder());
+        for (a, b) in qc.zip(xc) {
+            for t in 0..8 {
+                acc[t] += a[t] * b[t] as f64;
+            }
+        }
+        for (t, (a, b)) in qr.iter().zip(xr).enumerate() {
+            acc[t] += a * *b as f64;
+        }
+        acc.iter().sum()
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2_avx2(q: &[f64], x: &[f32]) -> f64 {
+        l2_portable(q, x)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn ip_avx2(q: &[f64], x: &[f32]) -> f64 {
+        ip_portable(q, x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_up_is_the_next_float() {
+        assert_eq!(next_up(1.0), 1.0 + f32::EPSILON);
+        assert!(next_up(0.0) > 0.0);
+        assert!(next_up(-1.0) > -1.0 && next_up(-1.0) < -0.99999);
+    }
+
+    #[test]
+    fn exact_scores_are_f64_sums() {
+        let q: Vec<f64> = (0..19).map(|i| 1000.0 + i as f64 * 0.01).collect();
+        let x: Vec<f32> = (0..19).map(|i| (1000.0 + i as f64 * 0.01 + 0.001) as f32).collect();
+        let want: f64 = q.iter().zip(&x).map(|(a, b)| (a - *b as f64).powi(2)).sum();
+        assert!((exact::l2(&q, &x) - want).abs() <= want * 1e-12);
+        let want_ip: f64 = q.iter().zip(&x).map(|(a, b)| a * *b as f64).sum();
+        assert!((exact::ip(&q, &x) - want_ip).abs() <= want_ip * 1e-12);
+    }
+}

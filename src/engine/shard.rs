@@ -1,0 +1,313 @@
+//! Rows loaded once on an engine's devices, searched many times.
+
+use super::exact::{self, Refine, RefineStats};
+use super::Engine;
+use crate::data::Vectors;
+use crate::error::{Error, Result};
+use crate::flat::{FlatJob, Resident};
+use crate::gpu::{GpuPath, FUSED_MAX_K, MAX_K};
+use crate::metric::FlatMetric;
+use crate::precision::Precision;
+use crate::progress::{NoProgress, Progress};
+use crate::shard::{split_rows, ShardMode};
+use crate::topk::TopKLists;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Rows a shard holds: borrowed from the caller (no copy), or shared.
+#[derive(Debug, Clone)]
+enum Rows<'a> {
+    Borrowed(&'a [f32]),
+    Shared(Arc<Vec<f32>>),
+}
+
+impl Rows<'_> {
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Rows::Borrowed(s) => s,
+            Rows::Shared(v) => v,
+        }
+    }
+}
+
+/// One device's part of a shard: a contiguous range of its rows (all of them when replicated).
+#[derive(Debug)]
+struct Part {
+    slot: usize,
+    range: Range<usize>,
+    resident: Resident,
+    /// The database term of the exact layer's error bound over this part's rows.
+    db_bound: f64,
+}
+
+/// Rows `row_offset ..` of a data set, resident on an engine's devices (see
+/// [`Engine::load_shard`]).
+#[derive(Debug)]
+pub struct Shard<'a> {
+    engine: Engine,
+    rows: Rows<'a>,
+    d: usize,
+    row_offset: i64,
+    metric: FlatMetric,
+    shift: Option<Vec<f32>>,
+    parts: Vec<Part>,
+}
+
+impl Engine {
+    /// Loads `rows` (row-major `n × d`, not copied) as global rows `row_offset ..`, to be
+    /// searched under `metric`. A GPU uploads them here, once. Checks every value (finite) and
+    /// every row's magnitude (its distances must not overflow f32).
+    pub fn load_shard<'a>(&self, rows: &'a [f32], d: usize, row_offset: i64, metric: FlatMetric) -> Result<Shard<'a>> {
+        self.load(Rows::Borrowed(rows), d, row_offset, metric)
+    }
+
+    /// [`Engine::load_shard`] for rows the shard keeps alive itself.
+    pub fn load_shard_shared(&self, rows: Arc<Vec<f32>>, d: usize, row_offset: i64, metric: FlatMetric) -> Result<Shard<'static>> {
+        self.load(Rows::Shared(rows), d, row_offset, metric)
+    }
+
+    fn load<'a>(&self, rows: Rows<'a>, d: usize, row_offset: i64, metric: FlatMetric) -> Result<Shard<'a>> {
+        let v = Vectors::new(rows.as_slice(), d, "embeddings")?;
+        exact::check_magnitudes(&v, "embeddings")?;
+        if row_offset < 0 || row_offset.checked_add(v.n() as i64).is_none() {
+            return Err(Error::invalid("row_offset", format!("{row_offset}: global row indices must be ≥ 0 and fit in i64")));
+        }
+        let shift = match metric {
+            FlatMetric::L2 => Some(column_means(&v)),
+            FlatMetric::InnerProduct => None,
+        };
+        let n = v.n();
+        let ranges: Vec<Range<usize>> = if self.slots() == 1 {
+            vec![0..n]
+        } else {
+            match self.options().shard_mode {
+                ShardMode::Sharded => split_rows(n, self.slots()).into_iter().filter(|r| !r.is_empty()).collect(),
+                ShardMode::Replicated => vec![0..n; self.slots()],
+            }
+        };
+        let mut parts = Vec::with_capacity(ranges.len());
+        for (slot, range) in ranges.into_iter().enumerate() {
+            let part_rows = v.rows(range.start, range.end);
+            let resident = self.searcher(slot).load(part_rows, shift.as_deref()).map_err(|e| self.shard_error(slot, e))?;
+            let db_bound = exact::db_bound(metric, &part_rows, shift.as_deref());
+            parts.push(Part { slot, range, resident, db_bound });
+        }
+        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts })
+    }
+
+    fn shard_error(&self, slot: usize, e: Error) -> Error {
+        if self.slots() == 1 {
+            return e;
+        }
+        Error::Shard { shard: slot, device: self.searcher(slot).name(), source: Box::new(e) }
+    }
+}
+
+/// Column means in f64, rounded to f32: the shift that centres L2 products.
+fn column_means(v: &Vectors<'_>) -> Vec<f32> {
+    let mut sum = vec![0f64; v.d()];
+    for i in 0..v.n() {
+        for (s, x) in sum.iter_mut().zip(v.row(i)) {
+            *s += *x as f64;
+        }
+    }
+    sum.iter().map(|s| (s / v.n() as f64) as f32).collect()
+}
+
+impl<'a> Shard<'a> {
+    /// Rows held.
+    pub fn n(&self) -> usize {
+        self.rows.as_slice().len() / self.d
+    }
+
+    /// Dimension.
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    /// Global index of the shard's row 0.
+    pub fn row_offset(&self) -> i64 {
+        self.row_offset
+    }
+
+    /// The metric it is searched under.
+    pub fn metric(&self) -> FlatMetric {
+        self.metric
+    }
+
+    /// The rows, as loaded.
+    pub fn rows(&self) -> Vectors<'_> {
+        Vectors::shaped_unchecked(self.rows.as_slice(), self.d)
+    }
+
+    /// Row transfers to devices made for this shard (once per device part at load on a GPU,
+    /// 0 on the CPU): searches never add to it.
+    pub fn uploads(&self) -> usize {
+        self.parts.iter().map(|p| p.resident.uploads()).sum()
+    }
+
+    /// The `k` best rows of this shard for every query (row-major, this shard's dimension).
+    /// `query_id0`: when the queries are rows of the same data set, the global index of query
+    /// row 0, so that each query is left out of its own list.
+    pub fn search(&self, queries: &[f32], query_id0: Option<i64>, k: usize, progress: &dyn Progress) -> Result<TopKLists> {
+        let q = Vectors::new(queries, self.d, "queries")?;
+        exact::check_magnitudes(&q, "queries")?;
+        self.run(q, query_id0, k, progress).map(|(l, _)| l)
+    }
+
+    /// Every row's `k` best other rows of this shard (each row left out of its own list). On
+    /// the CPU each pair is computed once and offered to both rows.
+    pub fn self_join(&self, k: usize, progress: &dyn Progress) -> Result<TopKLists> {
+        self.self_join_with_stats(k, progress).map(|(l, _)| l)
+    }
+
+    /// [`Shard::self_join`], also saying how many rows the exact layer had to brute-force.
+    pub fn self_join_with_stats(&self, k: usize, progress: &dyn Progress) -> Result<(TopKLists, RefineStats)> {
+        self.run(self.rows(), Some(self.row_offset), k, progress)
+    }
+
+    /// The join of this shard with a disjoint one: the `k` best rows of `other` for each row of
+    /// this shard, and the `k` best rows of this shard for each row of `other`. On the CPU each
+    /// pair is computed once and serves both lists (half the products of two searches).
+    pub fn pair_join(&self, other: &Shard<'_>, k: usize, progress: &dyn Progress) -> Result<(TopKLists, TopKLists)> {
+        if other.d != self.d {
+            return Err(Error::invalid("pair_join", format!("dimension {} differs from this shard's {}", other.d, self.d)));
+        }
+        if other.metric != self.metric {
+            return Err(Error::invalid("pair_join", "the two shards are searched under different metrics"));
+        }
+        let (a0, a1) = (self.row_offset, self.row_offset + self.n() as i64);
+        let (b0, b1) = (other.row_offset, other.row_offset + other.n() as i64);
+        if a0 < b1 && b0 < a1 {
+            return Err(Error::invalid(
+                "pair_join",
+                format!("rows {a0}..{a1} and {b0}..{b1} overlap; a pair joins disjoint row blocks (use self_join for one block)"),
+            ));
+        }
+        let strat = self.strategy(k)?;
+        if self.engine.is_distributed() {
+            // Two searches: the GPU kernels (and split shards) have no bipartite symmetric form.
+            let a = self.search(other.rows.as_slice(), None, k, progress)?;
+            let b = other.search(self.rows.as_slice(), None, k, progress)?;
+            return Ok((b, a));
+        }
+        let kc = strat.candidates;
+        let shift = self.shift.as_deref();
+        let (sa, sb) = (self.rows(), other.rows());
+        let a = crate::flat::cpu::JoinSide { rows: sa, id0: a0 };
+        let b = crate::flat::cpu::JoinSide { rows: sb, id0: b0 };
+        let (la, lb) = self.engine.cpu().bipartite(a, b, self.metric, kc, shift, progress)?;
+        let unit = strat.proven.then_some(exact::U32);
+        let refine = |q: Vectors<'_>, q0: i64, db: Vectors<'_>, db0: i64, approx: &TopKLists| {
+            let r = Refine {
+                metric: self.metric,
+                queries: q,
+                query_id0: Some(q0),
+                database: db,
+                db_offset: db0,
+                shift,
+                db_bound: exact::db_bound(self.metric, &db, shift),
+                proof_unit: unit,
+                threads: self.engine.cpu().thread_count(),
+            };
+            exact::refine(&r, approx, k).map(|(l, _)| l)
+        };
+        Ok((refine(sa, a0, sb, b0, &la)?, refine(sb, b0, sa, a0, &lb)?))
+    }
+
+    fn strategy(&self, k: usize) -> Result<super::Strategy> {
+        let metric = self.metric.metric();
+        super::choose(self.engine.device(), None, metric, k, self.engine.options())
+    }
+
+    /// Queries `q` (rows of this shard when `q` is `self.rows()`) against every part, refined
+    /// and merged.
+    fn run(&self, q: Vectors<'_>, query_id0: Option<i64>, k: usize, progress: &dyn Progress) -> Result<(TopKLists, RefineStats)> {
+        if q.d() != self.d {
+            return Err(Error::invalid("queries", format!("dimension {} differs from the shard's {}", q.d(), self.d)));
+        }
+        let strat = self.strategy(k)?;
+        let path = match strat.backend {
+            super::Backend::GpuFused => GpuPath::Fused,
+            _ => GpuPath::Cublas,
+        };
+        let kc = strat.candidates.min(if path == GpuPath::Fused { FUSED_MAX_K } else { usize::MAX });
+        let kc = if self.engine.device().is_gpu() { kc.min(MAX_K) } else { kc };
+        let unit = match (strat.proven, strat.precision) {
+            (true, Precision::F32) => Some(exact::U32),
+            _ => None,
+        };
+        let own = self.rows();
+        let mode = self.engine.options().shard_mode;
+        let replicated = self.parts.len() > 1 && mode == ShardMode::Replicated;
+        // Each part: (query rows, their global id of row 0) against its rows.
+        let tasks: Vec<(usize, Range<usize>)> = if replicated {
+            split_rows(q.n(), self.parts.len()).into_iter().enumerate().filter(|(_, r)| !r.is_empty()).collect()
+        } else {
+            (0..self.parts.len()).map(|p| (p, 0..q.n())).collect()
+        };
+        let one = |(p, qr): &(usize, Range<usize>)| -> Result<(TopKLists, RefineStats)> {
+            let part = &self.parts[*p];
+            let db = own.rows(part.range.start, part.range.end);
+            let queries = q.rows(qr.start, qr.end);
+            let qid0 = query_id0.map(|o| o + qr.start as i64);
+            let db_offset = self.row_offset + part.range.start as i64;
+            let job = FlatJob {
+                queries,
+                database: db,
+                metric: self.metric,
+                k: kc,
+                db_offset,
+                query_offset: qid0,
+                shift: self.shift.as_deref(),
+                resident: Some(&part.resident),
+                gpu_path: path,
+                progress: if *p == 0 { progress } else { &NoProgress },
+            };
+            let approx = self.engine.searcher(part.slot).search(&job).map_err(|e| self.engine.shard_error(part.slot, e))?;
+            let r = Refine {
+                metric: self.metric,
+                queries,
+                query_id0: qid0,
+                database: db,
+                db_offset,
+                shift: self.shift.as_deref(),
+                db_bound: part.db_bound,
+                proof_unit: unit,
+                threads: self.engine.cpu().thread_count(),
+            };
+            exact::refine(&r, &approx, k)
+        };
+        let results: Vec<Result<(TopKLists, RefineStats)>> = if tasks.len() == 1 {
+            vec![one(&tasks[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = tasks.iter().map(|t| scope.spawn(move || one(t))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| Err(Error::from_panic("a shard's search", p.as_ref()))))
+                    .collect()
+            })
+        };
+        let mut lists = Vec::with_capacity(results.len());
+        let mut stats = RefineStats::default();
+        for r in results {
+            let (l, s) = r?;
+            stats.brute_force_rows += s.brute_force_rows;
+            lists.push(l);
+        }
+        let out = if lists.len() == 1 {
+            lists.pop().expect("one list")
+        } else if replicated {
+            let mut it = lists.into_iter();
+            let mut out = it.next().expect("at least one part");
+            for l in it {
+                out.extend(l);
+            }
+            out
+        } else {
+            self.engine.merge(&lists, k)?
+        };
+        Ok((out, stats))
+    }
+}

@@ -1,0 +1,150 @@
+//! The one place that decides how a search runs: which backend (our CPU kernels, the GPU's
+//! cuBLAS path or fused kernel, or faiss), with which arithmetic, where shard results merge, and
+//! whether the exact layer can prove its sets. Every front (the step, [`crate::FlatIndex`], the
+//! Python package, the Ray actors) asks here, so the same options give the same choice
+//! everywhere; the tests pin each decision.
+
+use super::EngineOptions;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuPath, FUSED_MAX_K, MAX_K};
+use crate::metric::{FlatMetric, Metric};
+use crate::precision::Precision;
+
+/// Which code computes a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Our CPU kernels (exact flat L2 / inner product).
+    Cpu,
+    /// cuBLAS product tiles with our select and merge kernels.
+    GpuCublas,
+    /// Our fused tensor-core kernel.
+    GpuFused,
+    /// faiss itself: any other factory string or metric (CPU).
+    Faiss,
+}
+
+/// Where the lists of several shards are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeAt {
+    /// [`crate::topk::merge_lists`] on the host (one device, or CPU shards).
+    Host,
+    /// Our merge kernel on this CUDA device (the first one listed).
+    Device(usize),
+}
+
+/// The decision for one search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strategy {
+    /// The backend.
+    pub backend: Backend,
+    /// The flat metric our kernels compute (`None` for faiss).
+    pub flat: Option<FlatMetric>,
+    /// The arithmetic of the products (always f32 off the GPU).
+    pub precision: Precision,
+    /// Where shard lists merge.
+    pub merge: MergeAt,
+    /// The exact layer proves each row's set from f32 candidates (see [`super::exact`]); false
+    /// for reduced-precision GPU products, whose candidates are re-scored but not proven.
+    pub proven: bool,
+    /// Candidates the backend returns per row before the exact layer cuts them to k.
+    pub candidates: usize,
+}
+
+/// Decides how `k` neighbours under `metric` are searched on `device`, for `factory` (`None` or
+/// `"Flat"`: exact flat search).
+pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, opts: &EngineOptions) -> Result<Strategy> {
+    let factory = match factory.map(str::trim) {
+        None | Some("Flat") => None,
+        Some("") => return Err(Error::invalid("string_factory", "empty string (leave it unset for exact flat search)")),
+        Some(s) => Some(s),
+    };
+    let flat = match (factory, metric.flat()) {
+        (None, Some(fm)) => fm,
+        (factory, _) => {
+            if device.is_gpu() {
+                let what = match factory {
+                    Some(f) => format!("index {f:?} on a GPU"),
+                    None => format!("metric {metric:?} on a GPU"),
+                };
+                return Err(Error::Unavailable {
+                    what,
+                    reason: "only exact flat search (string_factory unset or \"Flat\", metric L2 or inner product) runs on \
+                             the GPU in this crate; use device cpu for faiss's indexes and other metrics"
+                        .into(),
+                });
+            }
+            let merge = MergeAt::Host;
+            return Ok(Strategy { backend: Backend::Faiss, flat: None, precision: Precision::F32, merge, proven: false, candidates: k });
+        }
+    };
+    if k == 0 {
+        return Err(Error::InvalidK { k, reason: "at least one neighbour must be asked for".into() });
+    }
+    let (backend, precision, cap) = match device {
+        Device::Cpu => (Backend::Cpu, Precision::F32, usize::MAX),
+        _ => match opts.gpu_path {
+            GpuPath::Auto | GpuPath::Cublas => (Backend::GpuCublas, opts.precision, MAX_K),
+            GpuPath::Fused => (Backend::GpuFused, opts.precision, FUSED_MAX_K),
+        },
+    };
+    if k > cap {
+        let reason = match backend {
+            Backend::GpuFused => format!("the fused GPU kernel serves k ≤ {FUSED_MAX_K}; use the cuBLAS path (GpuPath::Cublas)"),
+            _ => format!("the CUDA backend serves 1 ≤ k ≤ {MAX_K}"),
+        };
+        return Err(Error::InvalidK { k, reason });
+    }
+    let merge = match device {
+        Device::Cuda(ids) if ids.len() > 1 => MergeAt::Device(ids[0]),
+        Device::AllCuda => MergeAt::Device(0),
+        _ => MergeAt::Host,
+    };
+    let proven = precision == Precision::F32;
+    let candidates = if proven { (k + super::exact::margin(k)).min(cap) } else { k };
+    Ok(Strategy { backend, flat: Some(flat), precision, merge, proven, candidates })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> EngineOptions {
+        EngineOptions::default()
+    }
+
+    #[test]
+    fn cpu_flat_and_faiss() {
+        let s = choose(&Device::Cpu, None, Metric::L2, 10, &opts()).unwrap();
+        assert_eq!((s.backend, s.flat, s.precision, s.merge, s.proven), (Backend::Cpu, Some(FlatMetric::L2), Precision::F32, MergeAt::Host, true));
+        assert_eq!(s.candidates, 18);
+        let s = choose(&Device::Cpu, Some(" Flat "), Metric::InnerProduct, 1000, &opts()).unwrap();
+        assert_eq!((s.backend, s.candidates), (Backend::Cpu, 1062));
+        // A reduced precision does not apply to the CPU.
+        let s = choose(&Device::Cpu, None, Metric::L2, 5, &EngineOptions { precision: Precision::Bf16, ..opts() }).unwrap();
+        assert_eq!((s.precision, s.proven), (Precision::F32, true));
+        for (f, m) in [(Some("IVF16,Flat"), Metric::L2), (Some("HNSW32"), Metric::InnerProduct), (None, Metric::L1), (Some("Flat"), Metric::Linf)] {
+            assert_eq!(choose(&Device::Cpu, f, m, 3, &opts()).unwrap().backend, Backend::Faiss, "{f:?} {m:?}");
+        }
+        assert!(choose(&Device::Cpu, Some(""), Metric::L2, 3, &opts()).is_err());
+    }
+
+    #[test]
+    fn gpu_paths_precisions_and_merge() {
+        let one = Device::Cuda(vec![1]);
+        let s = choose(&one, None, Metric::L2, 10, &opts()).unwrap();
+        assert_eq!((s.backend, s.merge, s.proven, s.candidates), (Backend::GpuCublas, MergeAt::Host, true, 18));
+        let bf16 = EngineOptions { precision: Precision::Bf16, ..opts() };
+        let s = choose(&one, None, Metric::L2, 10, &bf16).unwrap();
+        assert_eq!((s.precision, s.proven, s.candidates), (Precision::Bf16, false, 10));
+        let fused = EngineOptions { gpu_path: GpuPath::Fused, ..opts() };
+        assert_eq!(choose(&one, None, Metric::L2, 128, &fused).unwrap().candidates, 128);
+        assert!(matches!(choose(&one, None, Metric::L2, 129, &fused), Err(Error::InvalidK { .. })));
+        assert!(matches!(choose(&one, None, Metric::L2, 4097, &opts()), Err(Error::InvalidK { .. })));
+        assert_eq!(choose(&Device::Cuda(vec![2, 0]), None, Metric::L2, 1, &opts()).unwrap().merge, MergeAt::Device(2));
+        assert_eq!(choose(&Device::AllCuda, None, Metric::L2, 1, &opts()).unwrap().merge, MergeAt::Device(0));
+        assert!(matches!(choose(&one, Some("HNSW32"), Metric::L2, 1, &opts()), Err(Error::Unavailable { .. })));
+        assert!(matches!(choose(&one, None, Metric::L1, 1, &opts()), Err(Error::Unavailable { .. })));
+    }
+}

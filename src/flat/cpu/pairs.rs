@@ -1,0 +1,205 @@
+//! The symmetric joins: each pair of rows is computed once and its key offered to both rows.
+//!
+//! The rows are cut into blocks, and the work into block pairs: `(I, J ≥ I)` of one row set for
+//! a self-join, or every `(I, J)` of two disjoint row sets (a *bipartite* join, which gives the
+//! rows of each set their candidates from the other). Within a pair, tiles of rows of `I`
+//! against tiles of `J` are multiplied and each product row is offered to its row of `I` and, by
+//! columns, to the rows of `J`. The [`Schedule`] never runs two pairs that share a block at
+//! once, so the worker of a pair owns both blocks' top-k state: that state exists once for all
+//! rows (the size of the output) with no per-worker copies and no merge, and the packed operands
+//! are per-worker buffers of one block and one tile. Memory therefore grows with n·k, not n·d,
+//! whatever n is.
+
+use super::epilogue::{fill_keys, offer_columns, offer_row};
+use super::microkernel::{MicroKernel, MR, NR};
+use super::pack::pack_panels;
+use super::schedule::{Pair, Schedule};
+use super::tile::product;
+use crate::data::Vectors;
+use crate::error::{Error, Result};
+use crate::metric::FlatMetric;
+use crate::progress::Progress;
+use crate::topk::{RowSink, TopKLists};
+use std::sync::Mutex;
+
+/// One row set of a join: its rows (original values; `shift` is applied while packing), their
+/// squared norms after the shift, and the global index of its row 0.
+#[derive(Clone, Copy)]
+pub(crate) struct RowSet<'a> {
+    pub rows: Vectors<'a>,
+    pub norms: &'a [f32],
+    pub id0: i64,
+}
+
+/// What a join computes, and how it cuts the work.
+#[derive(Clone, Copy)]
+pub(crate) struct JoinSpec<'a> {
+    pub kernel: MicroKernel,
+    pub metric: FlatMetric,
+    pub shift: Option<&'a [f32]>,
+    /// Rows per tile (a multiple of MR and NR).
+    pub tile: usize,
+    /// Rows per block (a multiple of `tile`).
+    pub block: usize,
+    pub workers: usize,
+    pub progress: &'a dyn Progress,
+}
+
+/// Rows of block `b` of a set of `n` rows.
+fn block_rows(n: usize, block: usize, b: usize) -> std::ops::Range<usize> {
+    b * block..((b + 1) * block).min(n)
+}
+
+/// Per-worker buffers.
+struct Scratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    keys: Vec<f32>,
+    col_thr: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(tile: usize) -> Self {
+        Scratch { a: Vec::new(), b: Vec::new(), c: vec![0f32; tile * tile], keys: vec![0f32; tile], col_thr: vec![0f32; tile] }
+    }
+}
+
+/// The self-join of `set`: every row's candidates from every other row of the set. `make(rows,
+/// id_base)` builds the top-k state of a block.
+pub(crate) fn self_join<S, F>(spec: &JoinSpec<'_>, set: RowSet<'_>, make: F) -> Result<TopKLists>
+where
+    S: RowSink + Send,
+    F: Fn(usize) -> S,
+{
+    let n = set.rows.n();
+    let blocks = n.div_ceil(spec.block);
+    let states: Vec<Mutex<S>> = (0..blocks).map(|b| Mutex::new(make(block_rows(n, spec.block, b).len()))).collect();
+    let schedule = Schedule::self_join(blocks);
+    run(spec, &schedule, |scratch, pair| {
+        let (a, b) = (pair.a, pair.b);
+        if a == b {
+            let mut s = lock(&states[a]);
+            join_pair(spec, scratch, set, a, set, b, &mut *s, None);
+        } else {
+            // The schedule keeps other workers off both blocks; lock in index order regardless.
+            let mut sa = lock(&states[a]);
+            let mut sb = lock(&states[b]);
+            join_pair(spec, scratch, set, a, set, b, &mut *sa, Some(&mut *sb));
+        }
+    })?;
+    Ok(concat(states))
+}
+
+/// The bipartite join of disjoint sets `a` and `b`: the rows of `a` get their candidates from
+/// `b` and the rows of `b` theirs from `a`, each pair computed once.
+pub(crate) fn bipartite<S: RowSink + Send>(
+    spec: &JoinSpec<'_>,
+    a: RowSet<'_>,
+    b: RowSet<'_>,
+    make_a: impl Fn(usize) -> S,
+    make_b: impl Fn(usize) -> S,
+) -> Result<(TopKLists, TopKLists)> {
+    let (na, nb) = (a.rows.n(), b.rows.n());
+    let (ba, bb) = (na.div_ceil(spec.block), nb.div_ceil(spec.block));
+    let sa: Vec<Mutex<S>> = (0..ba).map(|i| Mutex::new(make_a(block_rows(na, spec.block, i).len()))).collect();
+    let sb: Vec<Mutex<S>> = (0..bb).map(|j| Mutex::new(make_b(block_rows(nb, spec.block, j).len()))).collect();
+    let schedule = Schedule::bipartite(ba, bb);
+    run(spec, &schedule, |scratch, pair| {
+        let mut x = lock(&sa[pair.a]);
+        let mut y = lock(&sb[pair.b]);
+        join_pair(spec, scratch, a, pair.a, b, pair.b, &mut *x, Some(&mut *y));
+    })?;
+    Ok((concat(sa), concat(sb)))
+}
+
+fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    // Poisoned only if a worker panicked, and then the join reports an internal error.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The blocks' finished lists, in block order, each block's state dropped once converted.
+fn concat<S: RowSink>(states: Vec<Mutex<S>>) -> TopKLists {
+    let mut it = states.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).into_lists());
+    let mut out = it.next().expect("a join has at least one block");
+    for l in it {
+        out.extend(l);
+    }
+    out
+}
+
+/// Runs `work` on every pair of `schedule` with `spec.workers` threads.
+fn run(spec: &JoinSpec<'_>, schedule: &Schedule, work: impl Fn(&mut Scratch, Pair) + Sync) -> Result<()> {
+    spec.progress.start(schedule.remaining() as u64);
+    let workers = spec.workers.clamp(1, schedule.remaining().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut scratch = Scratch::new(spec.tile);
+                    while let Some(taken) = schedule.take() {
+                        work(&mut scratch, taken.pair);
+                        spec.progress.advance(1);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|p| Error::from_panic("the CPU self-join", p.as_ref()))?;
+        }
+        Ok(())
+    })
+}
+
+/// Every tile of block `i` of `a` against block `j` of `b`. With `sb`, the pair's keys go to the
+/// rows of block `i` (state `sa`) and by columns to the rows of block `j` (state `sb`). Without
+/// it, `a` and `b` are the same set and `i == j`: the diagonal block, where only tiles `tj ≥ ti`
+/// are computed and both sides go to `sa`.
+#[allow(clippy::too_many_arguments)]
+fn join_pair<S: RowSink>(spec: &JoinSpec<'_>, w: &mut Scratch, a: RowSet<'_>, i: usize, b: RowSet<'_>, j: usize, sa: &mut S, mut sb: Option<&mut S>) {
+    let d = a.rows.d();
+    let (ra, rb) = (block_rows(a.rows.n(), spec.block, i), block_rows(b.rows.n(), spec.block, j));
+    let diagonal = sb.is_none();
+    let tile = spec.tile;
+    // The column block in the micro-kernel's B layout, packed once for the pair.
+    pack_panels(b.rows.as_slice(), d, rb.start, rb.len(), NR, spec.shift, &mut w.b);
+    let ldc = tile;
+    for r0 in (0..ra.len()).step_by(tile) {
+        let r_rows = tile.min(ra.len() - r0);
+        pack_panels(a.rows.as_slice(), d, ra.start + r0, r_rows, MR, spec.shift, &mut w.a);
+        let first_col = if diagonal { r0 } else { 0 };
+        for c0 in (first_col..rb.len()).step_by(tile) {
+            let c_rows = tile.min(rb.len() - c0);
+            product(spec.kernel, d, &w.a, r_rows, &w.b[(c0 / NR) * d * NR..], c_rows, &mut w.c, ldc);
+            let diagonal_tile = diagonal && c0 == r0;
+            {
+                let cols: &S = match sb.as_deref() {
+                    Some(s) => s,
+                    None => &*sa,
+                };
+                for (t, thr) in w.col_thr[..c_rows].iter_mut().enumerate() {
+                    *thr = cols.threshold(c0 + t);
+                }
+            }
+            let x_norms = &b.norms[rb.start + c0..rb.start + c0 + c_rows];
+            let col_id0 = b.id0 + (rb.start + c0) as i64;
+            for r in 0..r_rows {
+                let keys = &mut w.keys[..c_rows];
+                fill_keys(spec.metric, &w.c[r * ldc..r * ldc + c_rows], a.norms[ra.start + r0 + r], x_norms, keys);
+                if diagonal_tile {
+                    // The row itself is excluded by index; the tile's other pairs appear twice in
+                    // it (r,c and c,r), so only the row side is offered.
+                    keys[r] = f32::NAN;
+                    offer_row(sa, r0 + r, keys, col_id0);
+                    continue;
+                }
+                offer_row(sa, r0 + r, keys, col_id0);
+                let row_id = a.id0 + (ra.start + r0 + r) as i64;
+                match sb.as_deref_mut() {
+                    Some(s) => offer_columns(s, c0, keys, &mut w.col_thr[..c_rows], row_id),
+                    None => offer_columns(sa, c0, keys, &mut w.col_thr[..c_rows], row_id),
+                }
+            }
+        }
+    }
+}
