@@ -1,11 +1,15 @@
 // The element types the GPU stores rows in (f32, or f16/bf16 for half-precision products) and
-// their conversions. CUDA-only: the CPU emulation of the kernel tests does not include it.
+// their conversions: CUDA's own types on the GPU, bit-exact stand-ins on the CPU emulation.
 #pragma once
 
+#include "compat.cuh"
+
+#if defined(__CUDACC__)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-
-#include "compat.cuh"
+#else
+#include "emu/halfs.h"
+#endif
 
 namespace fnn {
 

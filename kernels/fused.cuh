@@ -22,6 +22,7 @@
 #pragma once
 
 #include "mma.cuh"
+#include "params.cuh"
 #include "select.cuh"
 
 namespace fnn {
@@ -32,25 +33,6 @@ enum FusedPrec { FUSED_BF16 = 0, FUSED_F16 = 1, FUSED_TF32 = 2, FUSED_F32 = 3 };
 constexpr int FB = 64;         // rows of a block, both sides
 constexpr int FT = 128;        // threads per block
 constexpr int TILE_LD = FB + 1;  // shared tile row stride: rows and columns both conflict-free
-
-// Kernel parameters, passed by value (mirrored by `FusedArgs` in src/gpu/cuda/launch.rs).
-struct FusedArgs {
-  const void* q;          // query rows, m × ld stored elements
-  const float* qnorms;    // m squared norms (L2)
-  const void* x;          // database rows, n × ld (the same pointer as q in a self-join)
-  const float* xnorms;    // n squared norms (L2)
-  float* keys;            // m × k running lists (+inf where empty), row stride k
-  unsigned* ids;          // m × k database-row indices (SENTINEL_U32 where empty)
-  int* locks;             // one per 64-row list block, zero before the launch
-  long long ld;           // row stride of q and x, a multiple of 8 elements
-  long long self_offset;  // query row r is database row r + self_offset (when has_self)
-  int m;                  // query rows
-  int n;                  // database rows
-  int k;                  // 1 ≤ k ≤ the kernel's bucket
-  int symmetric;          // 1: self-join over tiles J ≥ I, both sides; 0: every J, row side only
-  int has_self;           // skip each query's own database row
-  int pad_;
-};
 
 // ------------------------------------------------------------------ products
 
@@ -201,11 +183,16 @@ FNN_DEVICE float list_load(const float* p) { return __ldcg(p); }
 FNN_DEVICE unsigned list_load(const unsigned* p) { return __ldcg(p); }
 FNN_DEVICE void list_store(float* p, float v) { __stcg(p, v); }
 FNN_DEVICE void list_store(unsigned* p, unsigned v) { __stcg(p, v); }
+// The unlocked read of step 1 (another block may be writing the entry).
+FNN_DEVICE float list_peek(const float* p) { return __ldcg(p); }
 #else
+// CPU emulation with blocks possibly concurrent: relaxed atomics keep the unlocked reads of step 1
+// defined behaviour, as the GPU's L2 accesses are.
 template <class T>
-inline T list_load(const T* p) { return *p; }
+inline T list_load(const T* p) { return std::atomic_ref<T>(*const_cast<T*>(p)).load(std::memory_order_relaxed); }
 template <class T>
-inline void list_store(T* p, T v) { *p = v; }
+inline void list_store(T* p, T v) { std::atomic_ref<T>(*p).store(v, std::memory_order_relaxed); }
+inline float list_peek(const float* p) { return list_load(p); }
 #endif
 
 // Offers the 64 × 64 keys of `tile` to the running lists of list block `blk` (rows 64·blk..):
@@ -218,37 +205,35 @@ FNN_DEVICE void offer_tile(const FusedArgs& a, int blk, const float* tile, bool 
   const int rows = (a.symmetric ? a.n : a.m) - blk * FB;  // list rows in this block
   auto cand = [&](int r, int c) { return transposed ? tile[c * TILE_LD + r] : tile[r * TILE_LD + c]; };
 
-  // 1. Which rows have a candidate that beats their current k-th entry?
+  // 1. Which rows have a candidate that beats their current k-th entry? Only the k-th *key* is
+  // read, without the lock: another block's column side may be rewriting that entry, and a torn
+  // (key, id) pair could be stricter than the true one and drop a tied candidate for good. A
+  // key-only test (key <= k-th key) is conservative, since lists only improve; the locked merge
+  // below ranks exactly, ties included.
   int any = 0;
   for (int r = warp; r < FB; r += FT / 32) {
     bool pass = false;
     if (r < rows) {
       const long long at = (long long)(blk * FB + r) * a.k + (a.k - 1);
-      const float tk = list_load(a.keys + at);
-      const unsigned ti = list_load(a.ids + at);
+      const float tk = list_peek(a.keys + at);
       for (int h = 0; h < 2; ++h) {
-        const int c = lane + 32 * h;
-        const float key = cand(r, c);
-        pass |= key == key && before(key, id0 + (unsigned)c, tk, ti);
+        const float key = cand(r, lane + 32 * h);
+        pass |= key <= tk;  // false for NaN (invalid pairs)
       }
     }
     const bool row_pass = __any_sync(FNN_FULL_MASK, pass);
     if (lane == 0) flags[r] = row_pass;
     any |= row_pass;
   }
-  if (tid == 0) flags[FB] = 0;
-  __syncthreads();
-  if (any && lane == 0) atomicOr(&flags[FB], 1);
-  __syncthreads();
-  if (flags[FB] == 0) return;  // block-uniform: nothing to merge, no lock taken
+  // One barrier that also ORs the warps' answers: it orders the flag writes before step 3 reads
+  // them, and no shared slot is cleared while a slower warp of the previous call could read it.
+  if (!__syncthreads_or(any)) return;  // block-uniform: nothing to merge, no lock taken
 
   // 2. Lock the list block (symmetric joins only: there, other blocks' column sides write here).
   if (locked) {
     if (tid == 0) {
       while (atomicCAS(&a.locks[blk], 0, 1) != 0) {
-#if defined(__CUDACC__)
         __nanosleep(64);
-#endif
       }
       __threadfence();
     }
@@ -276,6 +261,7 @@ FNN_DEVICE void offer_tile(const FusedArgs& a, int blk, const float* tile, bool 
       wq.offer(key, id0 + (unsigned)c, key == key);
     }
     wq.flush();
+    FNN_EMU_RACE_WINDOW();  // the CPU emulation widens the read-merge-write window here
 #pragma unroll
     for (int s = 0; s < WarpQueue<K, 2>::RW; ++s) {
       const int pos = s * 32 + lane;
@@ -299,13 +285,14 @@ FNN_DEVICE void offer_tile(const FusedArgs& a, int blk, const float* tile, bool 
 
 template <int PREC, int METRIC, int K>
 FNN_DEVICE void fused_knn(const FusedArgs& a) {
-  __shared__ float tile[FB * TILE_LD];
-  __shared__ unsigned as[SLICE_WORDS];
-  __shared__ unsigned bs[SLICE_WORDS];
-  __shared__ int flags[FB + 1];
+  FNN_SHARED(float, tile, FB * TILE_LD);
+  FNN_SHARED(unsigned, as, SLICE_WORDS);
+  FNN_SHARED(unsigned, bs, SLICE_WORDS);
+  FNN_SHARED(int, flags, FB);
   const int tid = threadIdx.x;
   const int I = blockIdx.x, i0 = I * FB;
-  const int blocks = (a.n + FB - 1) / FB;
+  // In 64 bits: n + 63 overflows an int near 2³¹ rows (the host refuses n > 2³¹ − 65 anyway).
+  const int blocks = (int)(((long long)a.n + FB - 1) / FB);
   for (int J = a.symmetric ? I : 0; J < blocks; ++J) {
     const int j0 = J * FB;
     tile_products<PREC>(a, i0, j0, tile, as, bs);

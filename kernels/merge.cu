@@ -4,25 +4,12 @@
 // min-step (elementwise min against the list read backwards) and a bitonic merge, so m lists cost
 // m·log₂P block steps. Entries are (key f32, global index i64); an empty entry is (+inf, −1) and
 // is ranked as (+inf, +∞) so that it loses every tie.
+#include "params.cuh"
 #include "topk.cuh"
 
 namespace fnn {
 
 FNN_DEVICE long long rank_id(long long id) { return id < 0 ? SENTINEL_I64 : id; }
-
-struct MergeArgs {
-  const float* in_keys;     // row r's list s starts at r·in_ld + s·list_stride
-  const long long* in_ids;
-  long long in_ld;
-  long long list_stride;
-  float* out_keys;          // may alias list 0 (in place): every read precedes the write
-  long long* out_ids;
-  long long out_ld;
-  int rows;
-  int m;                    // lists per row (≥ 1)
-  int k;                    // entries per list and in the output
-  int p;                    // power of two ≥ k; dynamic shared memory = p·12 bytes
-};
 
 FNN_DEVICE void merge_rows(const MergeArgs& a) {
   FNN_DYNAMIC_SMEM(smem);

@@ -1,7 +1,9 @@
 // Squared L2 norms of stored rows (f32, f16 or bf16), accumulated in f32: the ‖x‖² terms of the
-// L2 expansion, taken from the same (possibly rounded) values the products see, so that a row's
-// distance to an identical row comes out as 0. One warp per row, 16-byte loads when the row
-// stride allows, a shuffle reduction.
+// L2 expansion, taken from the same (possibly rounded) values the products see. The norm (lane
+// partial sums and a shuffle tree) and the product (cuBLAS, an FMA chain or tensor cores) round
+// differently, so a row's key against an identical row is small but not necessarily 0; the
+// engine's exact re-scoring on the host reports it as 0. One warp per row, 16-byte loads when the
+// row stride allows, a shuffle reduction.
 #include "elem.cuh"
 
 namespace fnn {

@@ -17,29 +17,10 @@
 //   per warp, and admissions are rare once the threshold is tight, so the buffer is the cheap part.
 #pragma once
 
+#include "params.cuh"
 #include "topk.cuh"
 
 namespace fnn {
-
-// Kernel parameters, passed by value (mirrored by `SelectArgs` in src/gpu/launch.rs).
-struct SelectArgs {
-  const float* prods;      // rows × ld products, row-major
-  long long ld;            // row stride of prods, a multiple of 4
-  const float* qnorms;     // squared norms of the rows (L2; unused for IP)
-  const float* xnorms;     // squared norms of the columns (L2; unused for IP)
-  const float* thr_keys;   // running lists (row stride thr_ld), or null: no threshold
-  const long long* thr_ids;
-  long long thr_ld;
-  float* out_keys;         // output lists of k, row stride out_ld
-  long long* out_ids;
-  long long out_ld;
-  long long col_base;      // global index of column 0
-  long long qid_base;      // global index of row 0, when has_self
-  int rows;
-  int cols;
-  int k;                   // 1 ≤ k ≤ the kernel's bucket
-  int has_self;            // skip the column whose global index is the row's own
-};
 
 // Per-row constants: the query's norm, the column to skip, and the running threshold translated
 // into this tile's local column numbers.

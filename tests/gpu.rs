@@ -150,7 +150,7 @@ fn run_emulation(name: &str) {
     let exe = out.path().join(name);
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let build = Command::new(&cxx)
-        .args(["-std=c++20", "-O2", "-pthread", "-I"])
+        .args(["-std=c++20", "-O2", "-fno-strict-aliasing", "-pthread", "-I"])
         .arg(root.join("kernels"))
         .arg(root.join(format!("kernels/emu/{name}.cpp")))
         .arg("-o")

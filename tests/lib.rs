@@ -6,6 +6,7 @@ mod common;
 mod flat_cpu;
 mod index;
 mod engine;
+mod exact;
 mod step;
 mod topk;
 

@@ -1,5 +1,7 @@
-// Runs the select and merge kernels' own source on the CPU through emu/simt.h and compares every
-// output entry with a plain sort. Built and run by tests/gpu.rs (`kernels_match_reference_on_cpu_emulation`):
+// Runs the select, merge, norms and pack kernels' own source on the CPU through emu/simt.h and
+// compares every output entry with a reference written independently of the kernels (a plain
+// sort; keys, norms and roundings computed here). Built and run by tests/gpu.rs
+// (`kernels_match_reference_on_cpu_emulation`):
 //   g++ -std=c++20 -O2 -pthread -I kernels kernels/emu/kernel_tests.cpp && ./a.out [quick]
 // Exit status 0 and a final "N passed, 0 failed" line on success.
 #include <algorithm>
@@ -7,13 +9,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "check.h"
 
+#include "../convert.cu"
 #include "../merge.cu"
+#include "../norms.cu"
 #include "../select.cu"
 
 // The Rust mirrors (src/gpu/cuda/launch.rs) assert the same layout.
@@ -40,6 +47,54 @@ const Bucket BUCKETS[] = {
 };
 
 using emu_check::check;
+
+// Element conversions for the references, written here (not the kernels' elem.cuh): f16 through
+// the compiler's IEEE _Float16, bf16 by rounding the f32 bits to nearest even.
+float f32_back(float v) { return v; }
+float f16_back(__half h) {
+  _Float16 v;
+  std::memcpy(&v, &h, 2);
+  return float(v);
+}
+float bf16_back(__nv_bfloat16 b) {
+  unsigned short bits;
+  std::memcpy(&bits, &b, 2);
+  const uint32_t u = uint32_t(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+template <class T>
+float ref_round(float v) {
+  if constexpr (sizeof(T) == 4) {
+    return v;
+  } else if constexpr (std::is_same_v<T, __half>) {
+    return float(_Float16(v));
+  } else {
+    double scaled = double(v);
+    int e;
+    std::frexp(scaled, &e);
+    const double ulp = std::ldexp(1.0, e - 8);  // bf16 keeps 8 significant bits
+    return float(std::nearbyint(scaled / ulp) * ulp);  // nearest, ties to even (default rounding mode)
+  }
+}
+template <class T>
+T to_elem(float v) {
+  T out;
+  if constexpr (sizeof(T) == 4) {
+    out = v;
+  } else if constexpr (std::is_same_v<T, __half>) {
+    const _Float16 h = _Float16(v);
+    std::memcpy(&out, &h, 2);
+  } else {
+    const float r = ref_round<T>(v);
+    uint32_t u;
+    std::memcpy(&u, &r, 4);
+    const unsigned short bits = (unsigned short)(u >> 16);
+    std::memcpy(&out, &bits, 2);
+  }
+  return out;
+}
 
 struct Entry {
   float key;
@@ -132,8 +187,18 @@ void run_select(const Bucket& bk, const Case& c, std::mt19937_64& rng) {
     for (int j = 0; j < c.cols; ++j) {
       const long long g = c.col_base + j;
       if (c.has_self && g == c.qid_base + r) continue;
-      const float key = c.metric == 0 ? fnn::key_of<fnn::METRIC_L2>(prods[size_t(r) * ld + j], qn[r], xn[j])
-                                      : fnn::key_of<fnn::METRIC_IP>(prods[size_t(r) * ld + j], 0, 0);
+      // The key, written out here rather than taken from topk.cuh: ‖q‖² + ‖x‖² − 2·q·x clamped
+      // at 0 (in the kernel's f32 order of operations), or −q·x.
+      const float p = prods[size_t(r) * ld + j];
+      float key;
+      if (c.metric == 0) {
+        const float sum = qn[r] + xn[j];
+        const float twice = 2.0f * p;
+        key = sum - twice;
+        if (key < 0.0f) key = 0.0f;
+      } else {
+        key = -p;
+      }
       e.push_back({key, g});
     }
     std::sort(e.begin(), e.end(), ranks_before);
@@ -222,6 +287,54 @@ void run_merge(int rows, int m, int k, bool in_place, std::mt19937_64& rng) {
   check(good, b);
 }
 
+// pack_rows_{f32,f16,bf16}: rows to stride ld, rounded to the element type, zero padding.
+template <class T>
+void run_pack(int n, int d, int ld, const char* name, void (*kernel)(const float*, long long, int, T*, long long), float (*back)(T),
+              std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> src(size_t(n) * d);
+  for (auto& v : src) v = normal(rng);
+  std::vector<T> dst(size_t(n) * ld);
+  std::memset(dst.data(), 0xAB, dst.size() * sizeof(T));  // poisoned
+  fnn_emu::launch(3, 32, 0, [&] { kernel(src.data(), n, d, dst.data(), ld); });
+  bool good = true;
+  for (int r = 0; r < n && good; ++r)
+    for (int c = 0; c < ld && good; ++c) {
+      const float got = back(dst[size_t(r) * ld + c]);
+      const float want = c < d ? ref_round<T>(src[size_t(r) * d + c]) : 0.0f;
+      good = got == want;
+    }
+  char b[128];
+  std::snprintf(b, sizeof b, "pack_rows_%s n %d d %d ld %d", name, n, d, ld);
+  check(good, b);
+}
+
+// row_norms_{f32,f16,bf16}: each row's Σx² within f32 summation error of a float64 sum.
+template <class T>
+void run_norms(int n, int d, int ld, const char* name, void (*kernel)(const T*, long long, long long, int, float*), float (*back)(T),
+               std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<T> x(size_t(n) * ld);
+  std::vector<double> seen(size_t(n) * d);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < ld; ++c) {
+      const T v = to_elem<T>(c < d ? normal(rng) : 0.0f);
+      x[size_t(r) * ld + c] = v;
+      if (c < d) seen[size_t(r) * d + c] = back(v);
+    }
+  std::vector<float> out(n, -1.0f);
+  fnn_emu::launch(2, 64, 0, [&] { kernel(x.data(), ld, n, d, out.data()); });
+  bool good = true;
+  for (int r = 0; r < n && good; ++r) {
+    double want = 0;
+    for (int c = 0; c < d; ++c) want += seen[size_t(r) * d + c] * seen[size_t(r) * d + c];
+    good = std::abs(out[r] - want) <= 1e-6 * d * want + 1e-30;
+  }
+  char b[128];
+  std::snprintf(b, sizeof b, "row_norms_%s n %d d %d ld %d", name, n, d, ld);
+  check(good, b);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,23 +343,36 @@ int main(int argc, char** argv) {
   const int col_choices[] = {0, 1, 3, 31, 127, 128, 129, 515, 1000, 2100, 4500};
   for (const Bucket& bk : BUCKETS) {
     const int lower = bk.k_max == 32 ? 1 : (&bk)[-1].k_max + 1;
-    const int per_bucket = quick ? 6 : 16;
-    for (int it = 0; it < per_bucket; ++it) {
-      Case c{};
-      c.rows = std::uniform_int_distribution<int>(1, bk.block ? 3 : 6)(rng);
-      c.cols = col_choices[std::uniform_int_distribution<int>(0, 10)(rng)];
-      // k at the bucket's edges and in between; k = 1 and k = bucket max always appear.
-      const int ks[] = {lower, bk.k_max, std::uniform_int_distribution<int>(lower, bk.k_max)(rng), 1};
-      c.k = ks[it % 4];
-      c.metric = it & 1;
-      c.has_self = (it >> 1) & 1;
-      c.with_thr = (it % 3) == 0;
-      c.misalign = (it % 5) == 4;
-      c.ties = (it % 4) >= 2;
-      c.col_base = std::uniform_int_distribution<long long>(0, 5000)(rng);
-      c.qid_base = c.col_base + std::uniform_int_distribution<int>(-2, c.cols > 0 ? c.cols - 1 : 0)(rng);
-      run_select(bk, c, rng);
-    }
+    // Every combination of the k choice (bucket's lower edge, its maximum, in between, 1), the
+    // metric, self-exclusion and ties, each drawn from its own loop; rows, columns, a running
+    // threshold and misaligned views are random per case.
+    for (int kc = 0; kc < 4; ++kc)
+      for (int metric = 0; metric < 2; ++metric)
+        for (int self = 0; self < 2; ++self)
+          for (int ties = 0; ties < 2; ++ties) {
+            if (quick && (kc + metric + self + ties) % 2 == 1) continue;
+            Case c{};
+            c.rows = std::uniform_int_distribution<int>(1, bk.block ? 3 : 6)(rng);
+            c.cols = col_choices[std::uniform_int_distribution<int>(0, 10)(rng)];
+            const int ks[] = {lower, bk.k_max, std::uniform_int_distribution<int>(lower, bk.k_max)(rng), 1};
+            c.k = ks[kc];
+            c.metric = metric;
+            c.has_self = self;
+            c.with_thr = rng() % 2;
+            c.misalign = rng() % 4 == 0;
+            c.ties = ties;
+            c.col_base = std::uniform_int_distribution<long long>(0, 5000)(rng);
+            c.qid_base = c.col_base + std::uniform_int_distribution<int>(-2, c.cols > 0 ? c.cols - 1 : 0)(rng);
+            run_select(bk, c, rng);
+          }
+  }
+  for (auto [n, d, ld] : {std::tuple{5, 3, 8}, std::tuple{9, 64, 64}, std::tuple{4, 385, 392}}) {
+    run_pack<float>(n, d, ld, "f32", pack_rows_f32, f32_back, rng);
+    run_pack<__half>(n, d, ld, "f16", pack_rows_f16, f16_back, rng);
+    run_pack<__nv_bfloat16>(n, d, ld, "bf16", pack_rows_bf16, bf16_back, rng);
+    run_norms<float>(n, d, ld, "f32", row_norms_f32, f32_back, rng);
+    run_norms<__half>(n, d, ld, "f16", row_norms_f16, f16_back, rng);
+    run_norms<__nv_bfloat16>(n, d, ld, "bf16", row_norms_bf16, bf16_back, rng);
   }
   for (int it = 0; it < (quick ? 6 : 14); ++it) {
     const int ks[] = {1, 5, 32, 100, 512, 1000, 4096};

@@ -64,13 +64,13 @@ pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
     TilePlan { q_tile, db_tile, symmetric: p.symmetric, block }
 }
 
-/// Rows per block of the symmetric join: about a quarter of each worker's share of the rows (so
-/// that every round of the schedule has a pair for every worker), at most 8 tiles (the block is
-/// re-read once per tile row of its partner), and small enough that a worker's packed block and
-/// tile fit its share of the budget.
+/// Rows per block of the symmetric join: half of each worker's share of the rows (so that every
+/// round of the schedule has a pair for every worker; every pair re-packs its two blocks, so
+/// fewer, larger blocks pack less), at most 8 tiles (the block is re-read once per tile row of its
+/// partner), and small enough that a worker's packed block and tile fit its share of the budget.
 fn sym_block(p: &PlanInput, tile: usize, avail: usize) -> usize {
     let n = p.ndb.max(1);
-    let mut block = round_up(n.div_ceil(4 * p.workers.max(1)), tile).clamp(tile, 8 * tile);
+    let mut block = round_up(n.div_ceil(2 * p.workers.max(1)), tile).clamp(tile, 8 * tile);
     let per_worker = |b: usize| (b + tile) * p.d * 4 + tile * tile * 4;
     while block > tile && per_worker(block) > avail {
         block -= tile;

@@ -115,6 +115,8 @@ impl TopKBuffers {
 }
 
 impl RowSink for TopKBuffers {
+    const LARGE_ROWS: bool = true;
+
     #[inline(always)]
     fn threshold(&self, row: usize) -> f32 {
         let t = self.thr[row];

@@ -39,6 +39,9 @@ impl TopKHeaps {
 /// Per-row top-k state that the kernels offer candidates to: bounded heaps ([`TopKHeaps`]) or
 /// threshold buffers ([`super::TopKBuffers`]).
 pub trait RowSink {
+    /// True where a row's state spans many cache lines (threshold buffers): offers to many rows
+    /// in turn then miss the cache on every row, so the kernels group a tile's offers by row.
+    const LARGE_ROWS: bool = false;
     /// The key a candidate must reach (`<=`, then ties by index) to enter row `row`; callers
     /// test against it before calling [`RowSink::offer`], so that a rejection costs one compare.
     fn threshold(&self, row: usize) -> f32;

@@ -22,6 +22,23 @@ pub fn fill_keys(metric: FlatMetric, products: &[f32], qn: f32, xn: &[f32], keys
     }
 }
 
+/// [`fill_keys`] in place: a row of products becomes its keys.
+#[inline]
+pub fn fill_keys_in_place(metric: FlatMetric, row: &mut [f32], qn: f32, xn: &[f32]) {
+    match metric {
+        FlatMetric::L2 => {
+            for (k, x) in row.iter_mut().zip(xn) {
+                *k = ((qn + *x) - 2.0 * *k).max(0.0);
+            }
+        }
+        FlatMetric::InnerProduct => {
+            for k in row.iter_mut() {
+                *k = -*k;
+            }
+        }
+    }
+}
+
 /// Offers a row of keys to the sink's row `row`, candidates numbered `id0 + j`. NaN keys
 /// (excluded pairs) never pass the threshold test.
 #[inline]

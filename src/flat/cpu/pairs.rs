@@ -10,9 +10,9 @@
 //! are per-worker buffers of one block and one tile. Memory therefore grows with n·k, not n·d,
 //! whatever n is.
 
-use super::epilogue::{fill_keys, offer_columns, offer_row};
+use super::epilogue::{fill_keys, fill_keys_in_place, offer_columns, offer_row};
 use super::microkernel::{MicroKernel, MR, NR};
-use super::pack::pack_panels;
+use super::pack::{pack_panels, transpose};
 use super::schedule::{Pair, Schedule};
 use super::tile::product;
 use crate::data::Vectors;
@@ -57,11 +57,14 @@ struct Scratch {
     c: Vec<f32>,
     keys: Vec<f32>,
     col_thr: Vec<f32>,
+    /// The key tile turned (columns as rows), for states with large rows.
+    turned: Vec<f32>,
 }
 
 impl Scratch {
     fn new(tile: usize) -> Self {
-        Scratch { a: Vec::new(), b: Vec::new(), c: vec![0f32; tile * tile], keys: vec![0f32; tile], col_thr: vec![0f32; tile] }
+        let c = vec![0f32; tile * tile];
+        Scratch { a: Vec::new(), b: Vec::new(), turned: c.clone(), c, keys: vec![0f32; tile], col_thr: vec![0f32; tile] }
     }
 }
 
@@ -172,6 +175,27 @@ fn join_pair<S: RowSink>(spec: &JoinSpec<'_>, w: &mut Scratch, a: RowSet<'_>, i:
             let c_rows = tile.min(rb.len() - c0);
             product(spec.kernel, d, &w.a, r_rows, &w.b[(c0 / NR) * d * NR..], c_rows, &mut w.c, ldc);
             let diagonal_tile = diagonal && c0 == r0;
+            let x_norms = &b.norms[rb.start + c0..rb.start + c0 + c_rows];
+            let col_id0 = b.id0 + (rb.start + c0) as i64;
+            if S::LARGE_ROWS && !diagonal_tile {
+                // Offers grouped by row: the tile's rows to the rows of I, then the turned tile's
+                // rows (its columns) to the rows of J, so that each row's state is touched once.
+                for r in 0..r_rows {
+                    let row = &mut w.c[r * ldc..r * ldc + c_rows];
+                    fill_keys_in_place(spec.metric, row, a.norms[ra.start + r0 + r], x_norms);
+                    offer_row(sa, r0 + r, row, col_id0);
+                }
+                transpose(&w.c, ldc, r_rows, c_rows, &mut w.turned, tile);
+                let row_id0 = a.id0 + (ra.start + r0) as i64;
+                for c in 0..c_rows {
+                    let col = &w.turned[c * tile..c * tile + r_rows];
+                    match sb.as_deref_mut() {
+                        Some(s) => offer_row(s, c0 + c, col, row_id0),
+                        None => offer_row(sa, c0 + c, col, row_id0),
+                    }
+                }
+                continue;
+            }
             {
                 let cols: &S = match sb.as_deref() {
                     Some(s) => s,
@@ -181,8 +205,6 @@ fn join_pair<S: RowSink>(spec: &JoinSpec<'_>, w: &mut Scratch, a: RowSet<'_>, i:
                     *thr = cols.threshold(c0 + t);
                 }
             }
-            let x_norms = &b.norms[rb.start + c0..rb.start + c0 + c_rows];
-            let col_id0 = b.id0 + (rb.start + c0) as i64;
             for r in 0..r_rows {
                 let keys = &mut w.keys[..c_rows];
                 fill_keys(spec.metric, &w.c[r * ldc..r * ldc + c_rows], a.norms[ra.start + r0 + r], x_norms, keys);

@@ -1,0 +1,181 @@
+//! The CPU self-kNN across n and k, ours against the faiss-cpu wheel in the same run, with time
+//! and peak memory per case: `cargo bench --bench scale` (add `-- --cases k` or `-- --cases n`,
+//! `-- --reps 3`, `-- --no-wheel`). Writes the table to stdout and `target/bench-scale.md`.
+//!
+//! Data: the real 10,000 × 384 MiniLM rows (`../shared/data/pypi-minilm-10k.parquet`, else the
+//! bundled 3,000-row demo) and *MiniLM-like* sets of n rows made from them: row i is real row
+//! i mod 10,000 plus Gaussian noise of norm about 0.1, normalised to unit length (MiniLM
+//! embeddings are unit vectors), seeded. Each set is written once to `target/bench-data/*.npy` so
+//! that the wheel reads the very same rows.
+//!
+//! Each case runs in a child process (this binary again), so that its peak resident memory
+//! (VmHWM) is its own: ours is the step (`FaissNearestNeighbour::run`: checks, the symmetric
+//! self-join, the exact re-scoring); the wheel is `IndexFlatL2` searched with every row for
+//! k + 1, as the original step searches (`benches/faiss_python.py`, median of the same number of
+//! runs, after an untimed warm-up of the index on a subset).
+
+use faiss_nn::FaissNearestNeighbour;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn real_rows() -> (Vec<f32>, usize) {
+    let full = root().join("../shared/data/pypi-minilm-10k.parquet");
+    let path = if full.exists() { full } else { root().join("data/demo.parquet") };
+    let ds = faiss_nn::io::read_embeddings(&path, "embedding").expect("bench data");
+    (ds.embeddings, ds.d)
+}
+
+/// `n` MiniLM-like rows (see the module doc).
+fn minilm_like(n: usize) -> (Vec<f32>, usize) {
+    let (real, d) = real_rows();
+    let m = real.len() / d;
+    if n <= m {
+        return (real[..n * d].to_vec(), d);
+    }
+    let mut s = 0x9E37_79B9_7F4A_7C15u64 ^ n as u64;
+    let mut uniform = move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let sigma = 0.1 / (d as f64).sqrt();
+    let mut out = Vec::with_capacity(n * d);
+    for i in 0..n {
+        let base = &real[(i % m) * d..(i % m + 1) * d];
+        let row: Vec<f64> = base
+            .iter()
+            .map(|v| {
+                let g = (-2.0 * uniform().max(1e-300).ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
+                if i < m {
+                    *v as f64
+                } else {
+                    *v as f64 + sigma * g
+                }
+            })
+            .collect();
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        out.extend(row.iter().map(|v| (v / norm) as f32));
+    }
+    (out, d)
+}
+
+fn write_npy(path: &Path, x: &[f32], d: usize) {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {d}), }}", x.len() / d);
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for v in x {
+        bytes.extend(v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).expect("write bench data");
+}
+
+/// The data file of `n` rows, made once.
+fn data_file(n: usize) -> PathBuf {
+    let dir = root().join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let path = dir.join(format!("minilm_like_{n}.npy"));
+    if !path.exists() {
+        let (x, d) = minilm_like(n);
+        write_npy(&path, &x, d);
+    }
+    path
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The child: times the step on one data file, prints `RESULT <median s> <peak MB>`.
+fn child(path: &str, k: usize, reps: usize) {
+    let ds = faiss_nn::io::read_embeddings(Path::new(path), "embedding").expect("read bench data");
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let nn = FaissNearestNeighbour::new().k(k).run(&ds.embeddings, ds.d).expect("self-kNN");
+        times.push(t.elapsed().as_secs_f64());
+        std::hint::black_box(nn);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("RESULT {} {}", times[times.len() / 2], peak_rss_mb());
+}
+
+fn run_ours(path: &Path, k: usize, reps: usize) -> (f64, f64) {
+    let out = Command::new(std::env::current_exe().expect("this binary"))
+        .args(["--child", &path.to_string_lossy(), &k.to_string(), &reps.to_string()])
+        .output()
+        .expect("run the child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: Vec<f64> = line.split_whitespace().skip(1).map(|s| s.parse().expect("a number")).collect();
+    (v[0], v[1])
+}
+
+fn run_wheel(path: &Path, k: usize, reps: usize) -> Option<(f64, f64)> {
+    let script = root().join("benches/faiss_python.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--npy", &path.to_string_lossy(), "--k", &k.to_string(), "--reps", &reps.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("RESULT"))?;
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|s| s.parse().ok()).collect();
+    (v.len() == 2).then(|| (v[0], v[1]))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], args[i + 2].parse().expect("k"), args[i + 3].parse().expect("reps"));
+        return;
+    }
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let cases = value("--cases").unwrap_or_else(|| "k,n".into());
+    let reps: usize = value("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let wheel = !args.iter().any(|a| a == "--no-wheel");
+
+    let mut plan: Vec<(usize, usize)> = Vec::new();
+    if cases.split(',').any(|c| c == "k") {
+        plan.extend([10, 100, 1000, 4096].map(|k| (10_000, k)));
+    }
+    if cases.split(',').any(|c| c == "n") {
+        plan.extend([20_000, 50_000, 100_000, 200_000].map(|n| (n, 10)));
+    }
+    let mut table = String::from(
+        "| rows × 384 | k | ours | ours peak RSS | faiss-cpu wheel | wheel peak RSS | wheel / ours |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (n, k) in plan {
+        let path = data_file(n);
+        // One run each above 50k rows: those take minutes.
+        let r = if n > 50_000 { 1 } else { reps };
+        let (ours, ours_mb) = run_ours(&path, k, r);
+        let theirs = if wheel { run_wheel(&path, k, r) } else { None };
+        let (w, w_mb, ratio) = match theirs {
+            Some((t, mb)) => (format!("{:.3} s", t), format!("{mb:.0} MB"), format!("**{:.2}×**", t / ours)),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let line = format!("| {n} | {k} | {ours:.3} s | {ours_mb:.0} MB | {w} | {w_mb} | {ratio} |\n");
+        print!("{line}");
+        table.push_str(&line);
+    }
+    let out = root().join("target/bench-scale.md");
+    std::fs::write(&out, &table).expect("write the table");
+    println!("\n{table}(written to {})", out.display());
+}

@@ -1,0 +1,129 @@
+//! "Exact" means exact: data far from the origin (where ‖q‖² + ‖x‖² − 2·q·x cancels in f32),
+//! duplicates, inner products near f32's range. The step, the index and the engine give the f64
+//! reference's neighbours (tie-aware) with scores within 1e-6 relative.
+
+use crate::common::data::{normal, Rng};
+use crate::common::parity::{compare_row, Row};
+use crate::common::reference::{knn, score};
+use faiss_nn::engine::{Engine, EngineOptions};
+use faiss_nn::{Device, Error, FaissNearestNeighbour, FlatIndex, FlatMetric, Metric, NoProgress};
+
+/// `n` rows of `offset + 0.01·noise`, 384-d.
+fn offset_rows(n: usize, offset: f32, seed: u64) -> Vec<f32> {
+    normal(n, 384, seed).into_iter().map(|v| offset + 0.01 * v).collect()
+}
+
+/// Checks lists against the f64 reference: tie-aware, every score within `rel` of the largest
+/// reference score of its row (relative), and each listed index's true score.
+fn check(metric: FlatMetric, q: &[f32], x: &[f32], d: usize, k: usize, self_join: bool, ids: &[i64], scores: &[f32], rel: f64) -> Result<(), String> {
+    let want = knn(metric, q, x, d, k, self_join);
+    for (i, w) in want.iter().enumerate() {
+        let w_ids: Vec<i64> = w.iter().map(|p| p.0).collect();
+        let w_sc: Vec<f32> = w.iter().map(|p| p.1 as f32).collect();
+        let scale = w.iter().map(|p| p.1.abs()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+        let tol = rel * scale;
+        let exact = |id: i64| score(metric, &q[i * d..(i + 1) * d], &x[id as usize * d..(id as usize + 1) * d]);
+        let got_ids = &ids[i * k..(i + 1) * k];
+        let got = Row { ids: got_ids, scores: &scores[i * k..(i + 1) * k] };
+        compare_row(metric, got, Row { ids: &w_ids, scores: &w_sc }, tol, Some(&exact)).map_err(|e| format!("row {i}: {e}"))?;
+        if self_join && got_ids.contains(&(i as i64)) {
+            return Err(format!("row {i} lists itself"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn far_from_the_origin_l2_is_exact() {
+    let (n, d, k) = (600, 384, 10);
+    for offset in [0.0f32, 10.0, 300.0, 1000.0] {
+        let x = offset_rows(n, offset, 7);
+        let nn = FaissNearestNeighbour::new().k(k).run(&x, d).unwrap();
+        check(FlatMetric::L2, &x, &x, d, k, true, &nn.indices, &nn.scores, 1e-6).unwrap_or_else(|e| panic!("offset {offset}: {e}"));
+        assert!(nn.scores.iter().all(|s| *s > 0.0), "offset {offset}: a distinct pair scored 0");
+        // Foreign queries through the index.
+        let q = offset_rows(40, offset, 8);
+        let mut idx = FlatIndex::new(d, Metric::L2).unwrap();
+        idx.add(&x).unwrap();
+        let (dist, labels) = idx.search(&q, k).unwrap();
+        check(FlatMetric::L2, &q, &x, d, k, false, &labels, &dist, 1e-6).unwrap_or_else(|e| panic!("offset {offset}, index: {e}"));
+    }
+}
+
+#[test]
+fn duplicates_score_exactly_zero_far_from_the_origin() {
+    let d = 384;
+    for offset in [0.0f32, 1000.0] {
+        let base = offset_rows(200, offset, 3);
+        let x: Vec<f32> = base.iter().chain(&base).chain(&base).copied().collect();
+        let nn = FaissNearestNeighbour::new().k(2).run(&x, d).unwrap();
+        for i in 0..600 {
+            let mut want: Vec<i64> = [0, 200, 400].iter().map(|o| ((i % 200) + o) as i64).filter(|j| *j != i as i64).collect();
+            want.sort();
+            assert_eq!(nn.indices_of(i), &want[..], "offset {offset}, row {i}");
+            assert_eq!(nn.scores_of(i), &[0.0, 0.0], "offset {offset}, row {i}");
+        }
+    }
+}
+
+#[test]
+fn inner_product_far_from_the_origin_is_exact() {
+    let (n, d, k) = (500, 384, 10);
+    for offset in [0.0f32, 10.0, 1000.0] {
+        let x = offset_rows(n, offset, 11);
+        let nn = FaissNearestNeighbour::new().metric_type(0).k(k).run(&x, d).unwrap();
+        check(FlatMetric::InnerProduct, &x, &x, d, k, true, &nn.indices, &nn.scores, 1e-6).unwrap_or_else(|e| panic!("offset {offset}: {e}"));
+    }
+}
+
+#[test]
+fn products_beyond_f32_are_refused_naming_the_row() {
+    let d = 8;
+    let mut x = normal(20, d, 1);
+    for v in &mut x[5 * d..6 * d] {
+        *v = 1e19;
+    }
+    for metric in [0, 1] {
+        let e = FaissNearestNeighbour::new().metric_type(metric).run(&x, d).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("row 5") && e.to_string().contains("overflow"), "{e}");
+    }
+    let mut idx = FlatIndex::new(d, Metric::InnerProduct).unwrap();
+    assert!(idx.add(&x).unwrap_err().to_string().contains("row 5"));
+}
+
+/// On ordinary data almost every row's set is proven from the candidates (the f64 brute force
+/// is a rare fallback, not the common path), and the result is the reference's.
+#[test]
+fn proofs_succeed_on_real_rows() {
+    let (x, d) = crate::common::data::demo_embeddings();
+    let engine = Engine::open(&Device::Cpu, EngineOptions::default()).unwrap();
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        let shard = engine.load_shard(&x, d, 0, metric).unwrap();
+        let (lists, stats) = shard.self_join_with_stats(10, &NoProgress).unwrap();
+        let n = x.len() / d;
+        assert!(stats.brute_force_rows * 100 <= n, "{metric:?}: {} of {n} rows needed the brute force", stats.brute_force_rows);
+        let nn = lists.into_neighbours(metric);
+        let rows = 300; // the reference is O(n²·d): check a prefix of the rows
+        check(metric, &x[..rows * d], &x, d, 10, true, &nn.indices[..rows * 10], &nn.scores[..rows * 10], 1e-6).unwrap();
+    }
+}
+
+/// Ties at the cut (small integers, heavy duplication) make proofs fail; the brute force then
+/// gives exactly the reference's lists, lowest indices first among equal scores.
+#[test]
+fn unprovable_rows_fall_back_to_the_exact_answer() {
+    let mut rng = Rng::new(5);
+    let (n, d, k) = (300, 6, 12);
+    let x: Vec<f32> = (0..n * d).map(|_| (rng.below(2) as f32) * 1000.0 + 7.0).collect();
+    let engine = Engine::open(&Device::Cpu, EngineOptions::default()).unwrap();
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        let (lists, stats) = engine.load_shard(&x, d, 0, metric).unwrap().self_join_with_stats(k, &NoProgress).unwrap();
+        assert!(stats.brute_force_rows > 0, "{metric:?}: the test data should defeat some proofs");
+        let want = knn(metric, &x, &x, d, k, true);
+        for (i, w) in want.iter().enumerate() {
+            let ids: Vec<i64> = w.iter().map(|p| p.0).collect();
+            assert_eq!(lists.row(i).1, &ids[..], "{metric:?} row {i}");
+        }
+    }
+}
