@@ -1,5 +1,5 @@
 //! Compiles the CUDA kernels in `kernels/` ahead of time when the `cuda` feature is on and an
-//! `nvcc` can be found, and writes `$OUT_DIR/kernels.rs` for `src/gpu/kernels.rs` to include.
+//! `nvcc` can be found, and writes `$OUT_DIR/kernels.rs` for `src/gpu/embedded.rs` to include.
 //!
 //! For every `kernels/<name>.cu` it embeds: a fatbin (SASS for sm_80 and sm_90 plus compute_80
 //! PTX, so Ampere and Hopper never JIT), the PTX alone (loaded when the driver rejects the
@@ -13,7 +13,7 @@
 //! the build loudly: a broken kernel must never ship silently.
 //!
 //! nvcc is looked for in `$NVCC` (set but missing: no nvcc at all, with a warning), then `.cuda/nvidia/cu13/bin/nvcc` under the crate (the pinned PyPI wheels, see
-//! shared/notes/cuda-toolchain.md), then `nvcc` on `PATH`.
+//! docs/cuda-toolchain.md), then `nvcc` on `PATH`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -47,7 +47,7 @@ fn main() {
         Err(why) => {
             println!(
                 "cargo::warning=faiss-nn: CUDA kernels not compiled ({why}); the GPU backend will report itself \
-                 unavailable. Install nvcc (see shared/notes/cuda-toolchain.md) or set NVCC."
+                 unavailable. Install nvcc (see docs/cuda-toolchain.md) or set NVCC."
             );
             write_empty(&out_dir, &sources, &format!("the crate was built without nvcc ({why})"));
             return;
@@ -169,13 +169,15 @@ fn compile(nvcc: &Path, kernels_dir: &Path, out_dir: &Path, name: &str) -> Resul
     let report = run(fat, name)?;
     fs::write(&ptxas, &report).map_err(|e| format!("write {}: {e}", ptxas.display()))?;
 
-    let mut p = Command::new(nvcc);
-    p.arg("-ptx").args(["-O3", "-std=c++17"]).arg(format!("-arch=compute_{PTX_ARCH}"));
-    p.arg("-I").arg(kernels_dir).arg("-o").arg(&ptx).arg(&src);
-    run(p, name)?;
-
+    // The PTX is compiled from the inlined source (no include path), the very text the NVRTC
+    // fallback compiles at run time: a header the inliner missed fails the build here, not on a
+    // GPU machine whose fatbin happened not to load.
     let text = inline_includes(&src, kernels_dir, &mut Vec::new())?;
     fs::write(&inlined, text).map_err(|e| format!("write {}: {e}", inlined.display()))?;
+    let mut p = Command::new(nvcc);
+    p.arg("-ptx").args(["-O3", "-std=c++17"]).arg(format!("-arch=compute_{PTX_ARCH}"));
+    p.arg("-x").arg("cu").arg("-o").arg(&ptx).arg(&inlined);
+    run(p, name)?;
     Ok(Compiled { name: name.to_string(), fatbin, ptx, src: inlined, ptxas })
 }
 

@@ -13,9 +13,9 @@
 
 use faiss_nn::flat::{FlatJob, FlatSearcher};
 use faiss_nn::gpu::{self, GpuOptions};
-use faiss_nn::shard::{self, ShardMode};
+use faiss_nn::shard;
 use faiss_nn::topk::TopKLists;
-use faiss_nn::{Device, FlatMetric, GpuKernel, NoProgress, Precision, Vectors};
+use faiss_nn::{Device, Engine, EngineOptions, FlatMetric, GpuPath, NoProgress, Precision, Vectors};
 use std::time::Instant;
 
 const K: usize = 10;
@@ -28,7 +28,12 @@ struct Config {
 }
 
 fn config() -> Config {
-    let mut c = Config { cases: vec![(200_000, 384), (1_000_000, 1024)], precisions: vec![Precision::F32, Precision::Tf32, Precision::Bf16], reps: 3, shards: vec![1, 2, 4] };
+    let mut c = Config {
+        cases: vec![(200_000, 384), (1_000_000, 1024)],
+        precisions: vec![Precision::F32, Precision::Tf32, Precision::Bf16],
+        reps: 3,
+        shards: vec![1, 2, 4],
+    };
     for arg in std::env::args().skip(1).filter(|a| !a.starts_with("--")) {
         let (key, value) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
         match key {
@@ -79,8 +84,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn searcher(ids: Vec<usize>, precision: Precision, kernel: GpuKernel) -> Vec<Box<dyn FlatSearcher + Send>> {
-    gpu::open_searchers(&Device::Cuda(ids), &GpuOptions { precision, kernel, ..Default::default() }).expect("a CUDA device")
+fn searcher(ids: Vec<usize>, precision: Precision) -> Vec<Box<dyn FlatSearcher>> {
+    gpu::open_searchers(&Device::Cuda(ids), &GpuOptions { precision, ..Default::default() }).expect("a CUDA device")
 }
 
 /// Median seconds of `reps` searches of `job` (after one warm-up search on its first rows).
@@ -113,13 +118,17 @@ fn main() {
         let flops = 2.0 * (n as f64) * (n as f64) * d as f64;
         let mut exact: Option<TopKLists> = None;
         for &prec in &c.precisions {
-            let s = searcher(vec![0], prec, GpuKernel::Cublas).remove(0);
-            let (cublas, lists) = time_search(&|j| s.search(j).expect("GPU search"), &job, c.reps);
+            let s = searcher(vec![0], prec).remove(0);
+            let (cublas, lists) = time_search(&|j| s.search(&FlatJob { gpu_path: GpuPath::Cublas, ..*j }).expect("GPU search"), &job, c.reps);
+            let (fused, fused_lists) = time_search(&|j| s.search(&FlatJob { gpu_path: GpuPath::Fused, ..*j }).expect("fused GPU search"), &job, c.reps);
             drop(s);
-            let s = searcher(vec![0], prec, GpuKernel::Fused).remove(0);
-            let (fused, fused_lists) = time_search(&|j| s.search(j).expect("fused GPU search"), &job, c.reps);
-            drop(s);
-            let floor = median(gpu::gemm_floor(0, v, K, &GpuOptions { precision: prec, ..Default::default() }, c.reps).expect("GEMM floor").into_iter().map(|ms| ms as f64 / 1e3).collect());
+            let floor = median(
+                gpu::gemm_floor(0, v, K, &GpuOptions { precision: prec, ..Default::default() }, c.reps)
+                    .expect("GEMM floor")
+                    .into_iter()
+                    .map(|ms| ms as f64 / 1e3)
+                    .collect(),
+            );
             let r = match (&exact, prec) {
                 (None, Precision::F32) => {
                     let r = format!("1 (reference), {:.5}", recall(&fused_lists, &lists));
@@ -155,21 +164,29 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut one = None;
     for &m in &c.shards {
-        let shards = searcher(vec![0; m], Precision::F32, GpuKernel::Auto);
-        let refs: Vec<&dyn FlatSearcher> = shards.iter().map(|s| s.as_ref() as &dyn FlatSearcher).collect();
-        let merge = |p: &[TopKLists], k: usize| gpu::merge_on_device(0, p, k);
-        let run = |j: &FlatJob<'_>| shard::search(&refs, j, ShardMode::Sharded, &merge).expect("sharded search");
-        let (t, lists) = time_search(&run, &job, c.reps);
+        // What the step runs: an engine over m logical shards of GPU 0, the rows loaded once,
+        // the self-join timed (exact layer and device merge included) after one warm-up.
+        let engine = Engine::open(&Device::Cuda(vec![0; m]), EngineOptions::default()).expect("a CUDA device");
+        let loaded = engine.load_shard(&x, d, 0, FlatMetric::L2).expect("load");
+        loaded.self_join(K, &NoProgress).expect("warm-up");
+        let mut times = Vec::new();
+        for _ in 0..c.reps {
+            let t0 = Instant::now();
+            loaded.self_join(K, &NoProgress).expect("sharded self-join");
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        let t = median(times);
         let base = *one.get_or_insert(t);
-        // The merge alone, on the per-shard lists of this split (m = 1 has nothing to merge).
+        // The merge alone, on per-shard lists of this split (m = 1 has nothing to merge).
         let merge_cols = if m > 1 {
+            let shards = searcher(vec![0; m], Precision::F32);
             let parts: Vec<TopKLists> = shard::split_rows(n, m)
                 .into_iter()
                 .zip(&shards)
                 .map(|(r, s)| s.search(&FlatJob { database: v.rows(r.start, r.end), db_offset: r.start as i64, ..job }).expect("shard search"))
                 .collect();
             let (merged, ms) = gpu::merge_on_device_timed(0, &parts, K).expect("device merge");
-            assert_eq!(merged, lists, "the timed merge must give the sharded search's result");
+            assert_eq!(merged, faiss_nn::topk::merge_lists(&parts, K), "the device merge must equal the host merge");
             // It reads m lists of k entries (key f32 + index i64) per row and writes one.
             let bytes = ((m + 1) * n * K * 12) as f64;
             format!("{ms:.3} ms | {:.1} MB | {:.0}", bytes / 1e6, bytes / (ms as f64 / 1e3) / 1e9)

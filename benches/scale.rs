@@ -129,11 +129,7 @@ fn run_ours(path: &Path, k: usize, reps: usize) -> (f64, f64) {
 
 fn run_wheel(path: &Path, k: usize, reps: usize) -> Option<(f64, f64)> {
     let script = root().join("benches/faiss_python.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["--npy", &path.to_string_lossy(), "--k", &k.to_string(), "--reps", &reps.to_string()])
-        .output()
-        .ok()?;
+    let out = Command::new("python3").arg(script).args(["--npy", &path.to_string_lossy(), "--k", &k.to_string(), "--reps", &reps.to_string()]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("RESULT"))?;
     let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|s| s.parse().ok()).collect();
@@ -158,9 +154,8 @@ fn main() {
     if cases.split(',').any(|c| c == "n") {
         plan.extend([20_000, 50_000, 100_000, 200_000].map(|n| (n, 10)));
     }
-    let mut table = String::from(
-        "| rows × 384 | k | ours | ours peak RSS | faiss-cpu wheel | wheel peak RSS | wheel / ours |\n|---|---|---|---|---|---|---|\n",
-    );
+    let mut table =
+        String::from("| rows × 384 | k | ours | ours peak RSS | faiss-cpu wheel | wheel peak RSS | wheel / ours |\n|---|---|---|---|---|---|---|\n");
     for (n, k) in plan {
         let path = data_file(n);
         // One run each above 50k rows: those take minutes.

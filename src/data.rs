@@ -80,7 +80,7 @@ impl<'a> Vectors<'a> {
         if data.is_empty() {
             return Err(Error::Empty { what: what.into(), detail: "no rows".into() });
         }
-        if data.len() % d != 0 {
+        if !data.len().is_multiple_of(d) {
             return Err(Error::Shape { what: what.into(), len: data.len(), d });
         }
         Ok(Vectors { data, n: data.len() / d, d })

@@ -274,12 +274,7 @@ mod tests {
 
     #[test]
     fn missing_column_lists_what_exists() {
-        let e = Error::MissingColumn {
-            path: "t.parquet".into(),
-            location: "schema".into(),
-            column: "vec".into(),
-            available: vec!["text".into(), "e".into()],
-        };
+        let e = Error::MissingColumn { path: "t.parquet".into(), location: "schema".into(), column: "vec".into(), available: vec!["text".into(), "e".into()] };
         assert_eq!(e.to_string(), "t.parquet: schema: no column \"vec\"; the columns are: \"text\", \"e\"");
     }
 }

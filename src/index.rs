@@ -48,12 +48,7 @@ impl Clone for FlatIndex {
 
 impl std::fmt::Debug for FlatIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlatIndex")
-            .field("d", &self.d)
-            .field("metric", &self.metric)
-            .field("ntotal", &self.ntotal())
-            .field("device", &self.device)
-            .finish()
+        f.debug_struct("FlatIndex").field("d", &self.d).field("metric", &self.metric).field("ntotal", &self.ntotal()).field("device", &self.device).finish()
     }
 }
 
@@ -67,14 +62,7 @@ impl FlatIndex {
             metric: metric.faiss_code() as i64,
             reason: "a flat index serves L2 (1) and inner product (0); use the step with this metric for faiss's flat index".into(),
         })?;
-        Ok(FlatIndex {
-            d,
-            metric,
-            data: Arc::new(Vec::new()),
-            device: Device::Cpu,
-            options: EngineOptions::default(),
-            state: RwLock::new(State::default()),
-        })
+        Ok(FlatIndex { d, metric, data: Arc::new(Vec::new()), device: Device::Cpu, options: EngineOptions::default(), state: RwLock::new(State::default()) })
     }
 
     /// Searches on `device` instead of the CPU (needs the `cuda` feature for a GPU; a device

@@ -34,12 +34,7 @@ impl Metric {
             1 => Metric::L2,
             2 => Metric::L1,
             3 => Metric::Linf,
-            4 => {
-                return Err(Error::Metric {
-                    metric: code,
-                    reason: "METRIC_Lp needs a metric_arg (the p of the norm), which this step does not take".into(),
-                })
-            }
+            4 => return Err(Error::Metric { metric: code, reason: "METRIC_Lp needs a metric_arg (the p of the norm), which this step does not take".into() }),
             20 => Metric::Canberra,
             21 => Metric::BrayCurtis,
             22 => Metric::JensenShannon,

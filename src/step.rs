@@ -160,8 +160,7 @@ impl FaissNearestNeighbour {
         }
         if self.exclude_self && k > n - 1 {
             return Err(Error::InvalidK {
-                k,
-                reason: format!("each of the {n} rows has only {} other rows to be its neighbours (k must be ≤ n − 1)", n - 1),
+                k, reason: format!("each of the {n} rows has only {} other rows to be its neighbours (k must be ≤ n − 1)", n - 1)
             });
         }
         if !self.exclude_self && k > n {

@@ -66,8 +66,7 @@ fn jsonl_to_jsonl_default_output_name_and_exact_neighbours() {
     // Points 0, 1, 4, 9, … on a line: row i's nearest other row is i − 1 (row 0's is row 1).
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("pts.jsonl");
-    let lines: Vec<String> =
-        (0..12).map(|i| format!("{{\"id\": {i}, \"name\": \"p{i}\", \"embedding\": [{}, 0]}}", i * i)).collect();
+    let lines: Vec<String> = (0..12).map(|i| format!("{{\"id\": {i}, \"name\": \"p{i}\", \"embedding\": [{}, 0]}}", i * i)).collect();
     std::fs::write(&input, lines.join("\n") + "\n\n").unwrap();
     run(args(&[&"--input", &input, &"--quiet"])).assert_ok();
 

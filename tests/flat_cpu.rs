@@ -18,9 +18,9 @@ fn check(searcher: &CpuSearcher, metric: FlatMetric, q: &[f32], x: &[f32], d: us
     let got = searcher.search(&job).map_err(|e| e.to_string())?.into_neighbours(metric);
     let want = knn(metric, qv.as_slice(), x, d, k, self_join);
     let tol = tolerance(max_norm2(x, d).max(max_norm2(qv.as_slice(), d)));
-    for i in 0..qv.n() {
-        let mut w_ids: Vec<i64> = want[i].iter().map(|p| p.0).collect();
-        let mut w_sc: Vec<f32> = want[i].iter().map(|p| p.1 as f32).collect();
+    for (i, want_i) in want.iter().enumerate() {
+        let mut w_ids: Vec<i64> = want_i.iter().map(|p| p.0).collect();
+        let mut w_sc: Vec<f32> = want_i.iter().map(|p| p.1 as f32).collect();
         w_ids.resize(k, -1);
         w_sc.resize(k, if metric == FlatMetric::L2 { f32::INFINITY } else { f32::NEG_INFINITY });
         let exact = |id: i64| score(metric, qv.row(i), xv.row(id as usize));

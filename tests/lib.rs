@@ -3,10 +3,10 @@
 
 mod common;
 
-mod flat_cpu;
-mod index;
 mod engine;
 mod exact;
+mod flat_cpu;
+mod index;
 mod step;
 mod topk;
 

@@ -1,10 +1,10 @@
 //! The command-line flags. Values are parsed by the library's own parsers (`Metric::parse`,
 //! `Device`, `Precision`), so a bad value gets the same message as from the API, via clap.
 
+use clap::Parser;
 use faiss_nn::device::Device;
 use faiss_nn::metric::Metric;
 use faiss_nn::precision::Precision;
-use clap::Parser;
 use std::path::PathBuf;
 
 /// Shown after the flags in `--help`.

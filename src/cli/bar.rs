@@ -19,8 +19,8 @@ impl Bar {
             return Bar(ProgressBar::hidden());
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template("searching {wide_bar} {percent:>3}% {elapsed}, about {eta} left")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template("searching {wide_bar} {percent:>3}% {elapsed}, about {eta} left").unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         Bar(bar)
     }

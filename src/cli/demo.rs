@@ -1,11 +1,11 @@
 //! Printing some rows next to their neighbours, labelled by the table's text columns: what the
 //! no-argument demo shows instead of writing a file.
 
-use faiss_nn::io::Dataset;
-use faiss_nn::neighbours::Neighbours;
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use arrow_schema::DataType;
+use faiss_nn::io::Dataset;
+use faiss_nn::neighbours::Neighbours;
 use std::io::{self, Write};
 
 /// Label width in characters; a label is cut there so that each neighbour fits one line.

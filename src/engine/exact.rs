@@ -56,7 +56,7 @@ pub(crate) struct Refine<'a> {
     pub threads: usize,
 }
 
-/// What [`refine`] did, for tests and diagnostics.
+/// What the exact re-scoring did, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RefineStats {
     /// Rows whose set could not be proven from the candidates and were searched in f64.
@@ -267,13 +267,13 @@ fn brute_force(r: &Refine<'_>, q64: &[f64], own: Option<i64>, k: usize, scored: 
 #[inline]
 fn key32(metric: FlatMetric, q64: &[f64], x: &[f32]) -> f32 {
     match metric {
-        FlatMetric::L2 => exact::l2(q64, x) as f32,
-        FlatMetric::InnerProduct => -(exact::ip(q64, x) as f32),
+        FlatMetric::L2 => simd::l2(q64, x) as f32,
+        FlatMetric::InnerProduct => -(simd::ip(q64, x) as f32),
     }
 }
 
 /// f64 dot products and squared distances, with AVX2 where the CPU has it.
-mod exact {
+mod simd {
     #[inline]
     pub(super) fn l2(q: &[f64], x: &[f32]) -> f64 {
         #[cfg(target_arch = "x86_64")]
@@ -409,8 +409,8 @@ mod tests {
         let q: Vec<f64> = (0..19).map(|i| 1000.0 + i as f64 * 0.01).collect();
         let x: Vec<f32> = (0..19).map(|i| (1000.0 + i as f64 * 0.01 + 0.001) as f32).collect();
         let want: f64 = q.iter().zip(&x).map(|(a, b)| (a - *b as f64).powi(2)).sum();
-        assert!((exact::l2(&q, &x) - want).abs() <= want * 1e-12);
+        assert!((simd::l2(&q, &x) - want).abs() <= want * 1e-12);
         let want_ip: f64 = q.iter().zip(&x).map(|(a, b)| a * *b as f64).sum();
-        assert!((exact::ip(&q, &x) - want_ip).abs() <= want_ip * 1e-12);
+        assert!((simd::ip(&q, &x) - want_ip).abs() <= want_ip * 1e-12);
     }
 }

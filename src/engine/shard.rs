@@ -78,7 +78,7 @@ impl Engine {
         };
         let n = v.n();
         let ranges: Vec<Range<usize>> = if self.slots() == 1 {
-            vec![0..n]
+            std::iter::once(0..n).collect()
         } else {
             match self.options().shard_mode {
                 ShardMode::Sharded => split_rows(n, self.slots()).into_iter().filter(|r| !r.is_empty()).collect(),
@@ -283,10 +283,7 @@ impl<'a> Shard<'a> {
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = tasks.iter().map(|t| scope.spawn(move || one(t))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| Err(Error::from_panic("a shard's search", p.as_ref()))))
-                    .collect()
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|p| Err(Error::from_panic("a shard's search", p.as_ref())))).collect()
             })
         };
         let mut lists = Vec::with_capacity(results.len());

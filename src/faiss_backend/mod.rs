@@ -40,9 +40,7 @@ pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress
     if !index.is_trained() {
         let sample = training_sample(data, spec.train_sample);
         let rows = sample.len() / d;
-        index
-            .train(&sample)
-            .map_err(fail(format!("training index {:?} on {rows} rows (dimension {d})", spec.factory)))?;
+        index.train(&sample).map_err(fail(format!("training index {:?} on {rows} rows (dimension {d})", spec.factory)))?;
     }
     index.add(data.as_slice()).map_err(fail(format!("adding {n} rows to index {:?}", spec.factory)))?;
 
@@ -54,9 +52,7 @@ pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress
     progress.start(n as u64);
     for q0 in (0..n).step_by(batch) {
         let q1 = (q0 + batch).min(n);
-        let res = index
-            .search(data.rows(q0, q1).as_slice(), k_search)
-            .map_err(fail(format!("searching rows {q0}..{q1} in index {:?}", spec.factory)))?;
+        let res = index.search(data.rows(q0, q1).as_slice(), k_search).map_err(fail(format!("searching rows {q0}..{q1} in index {:?}", spec.factory)))?;
         for (r, i) in (q0..q1).enumerate() {
             let labels = &res.labels[r * k_search..(r + 1) * k_search];
             let dists = &res.distances[r * k_search..(r + 1) * k_search];
@@ -76,12 +72,7 @@ pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress
 /// last hit dropped if it was not found), best first with ties by lower index, unfilled slots as
 /// (−1, ±inf), exactly `k` entries.
 fn finish_row(labels: &[faiss::Idx], dists: &[f32], own: Option<i64>, k: usize, similarity: bool) -> Vec<(i64, f32)> {
-    let mut row: Vec<(i64, f32)> = labels
-        .iter()
-        .zip(dists)
-        .filter_map(|(l, s)| l.get().map(|l| (l as i64, *s)))
-        .filter(|(l, _)| Some(*l) != own)
-        .collect();
+    let mut row: Vec<(i64, f32)> = labels.iter().zip(dists).filter_map(|(l, s)| l.get().map(|l| (l as i64, *s))).filter(|(l, _)| Some(*l) != own).collect();
     row.sort_by(|a, b| {
         let by_score = if similarity { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) };
         by_score.then(a.0.cmp(&b.0))
@@ -121,9 +112,7 @@ pub fn reference_flat(metric: crate::metric::FlatMetric, d: usize, x: &[f32]) ->
 
 /// Runs a query set against an already filled faiss index.
 pub fn search(index: &mut IndexImpl, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<i64>)> {
-    let res = index
-        .search(queries, k)
-        .map_err(|e| Error::Faiss { context: format!("searching {k} neighbours"), message: e.to_string() })?;
+    let res = index.search(queries, k).map_err(|e| Error::Faiss { context: format!("searching {k} neighbours"), message: e.to_string() })?;
     let labels = res.labels.iter().map(|l| l.get().map_or(-1, |v| v as i64)).collect();
     Ok((res.distances, labels))
 }

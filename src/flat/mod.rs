@@ -46,7 +46,18 @@ pub struct FlatJob<'a> {
 impl<'a> FlatJob<'a> {
     /// A self-join of `data` with itself, every row excluded from its own list.
     pub fn self_join(data: Vectors<'a>, metric: FlatMetric, k: usize, progress: &'a dyn Progress) -> Self {
-        FlatJob { queries: data, database: data, metric, k, db_offset: 0, query_offset: Some(0), shift: None, resident: None, gpu_path: GpuPath::Cublas, progress }
+        FlatJob {
+            queries: data,
+            database: data,
+            metric,
+            k,
+            db_offset: 0,
+            query_offset: Some(0),
+            shift: None,
+            resident: None,
+            gpu_path: GpuPath::Cublas,
+            progress,
+        }
     }
 
     /// Queries against a database, no exclusion.

@@ -103,7 +103,7 @@ mod tests {
             let p = PlanInput { nq: n, ndb: n, d: 384, k: 10, workers: 2, budget: DEFAULT_CPU_BUDGET, symmetric: true };
             let plan = plan_cpu(&p, 48);
             assert!(plan.symmetric, "n {n}");
-            assert!(plan.block >= plan.q_tile && plan.block % plan.q_tile.min(plan.db_tile) == 0, "{plan:?}");
+            assert!(plan.block >= plan.q_tile && plan.block.is_multiple_of(plan.q_tile.min(plan.db_tile)), "{plan:?}");
             assert!(plan.block <= 8 * plan.q_tile, "{plan:?}");
         }
         // A budget too small for a block of more than one tile still plans one.
@@ -121,7 +121,7 @@ mod tests {
         for n in [1usize, 7, 500, 999, 10_000] {
             for w in [1usize, 2, 3, 8] {
                 let t = balance(n, 288, w, 6);
-                assert!(t % 6 == 0 && t <= 288 && t >= 6, "n {n} w {w}: {t}");
+                assert!(t.is_multiple_of(6) && (6..=288).contains(&t), "n {n} w {w}: {t}");
             }
         }
     }

@@ -67,9 +67,7 @@ impl Dataset {
                 ),
             ));
         }
-        let keep: Vec<usize> = (0..self.schema.fields().len())
-            .filter(|&i| !matches!(self.schema.field(i).name().as_str(), NN_INDICES | NN_SCORES))
-            .collect();
+        let keep: Vec<usize> = (0..self.schema.fields().len()).filter(|&i| !matches!(self.schema.field(i).name().as_str(), NN_INDICES | NN_SCORES)).collect();
         let mut fields: Vec<Arc<Field>> = keep.iter().map(|&i| self.schema.fields()[i].clone()).collect();
         fields.push(Arc::new(Field::new(NN_INDICES, list_of(DataType::Int64), false)));
         fields.push(Arc::new(Field::new(NN_SCORES, list_of(DataType::Float32), false)));
@@ -82,10 +80,7 @@ impl Dataset {
             let mut columns: Vec<ArrayRef> = keep.iter().map(|&i| b.column(i).clone()).collect();
             columns.push(lists::<Int64Type>(&nn.indices[rows.start * nn.k..rows.end * nn.k], rows.len(), NN_INDICES)?);
             columns.push(lists::<Float32Type>(&nn.scores[rows.start * nn.k..rows.end * nn.k], rows.len(), NN_SCORES)?);
-            out.push(
-                RecordBatch::try_new(schema.clone(), columns)
-                    .map_err(|e| Error::invalid("output table", e.to_string()))?,
-            );
+            out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::invalid("output table", e.to_string()))?);
             start = rows.end;
         }
         Ok((schema, out))
@@ -101,10 +96,7 @@ fn list_of(item: DataType) -> DataType {
 /// rather than left to panic inside the builder.
 fn check_offsets(values: usize, what: &str) -> Result<()> {
     if values > i32::MAX as usize {
-        return Err(Error::invalid(
-            what,
-            format!("{values} values in one record batch exceed the {} an Arrow list can address", i32::MAX),
-        ));
+        return Err(Error::invalid(what, format!("{values} values in one record batch exceed the {} an Arrow list can address", i32::MAX)));
     }
     Ok(())
 }
@@ -113,8 +105,8 @@ fn check_offsets(values: usize, what: &str) -> Result<()> {
 pub(crate) fn lists<T: ArrowPrimitiveType>(values: &[T::Native], rows: usize, what: &str) -> Result<ArrayRef> {
     check_offsets(values.len(), what)?;
     let width = values.len().checked_div(rows).unwrap_or(0);
-    let mut b = ListBuilder::with_capacity(PrimitiveBuilder::<T>::with_capacity(values.len()), rows)
-        .with_field(Arc::new(Field::new("item", T::DATA_TYPE, false)));
+    let mut b =
+        ListBuilder::with_capacity(PrimitiveBuilder::<T>::with_capacity(values.len()), rows).with_field(Arc::new(Field::new("item", T::DATA_TYPE, false)));
     for r in 0..rows {
         b.values().append_slice(&values[r * width..(r + 1) * width]);
         b.append(true);

@@ -4,10 +4,7 @@
 use crate::data::check_finite;
 use crate::error::{Error, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type,
-};
+use arrow_array::types::{Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use std::path::Path;
@@ -29,11 +26,7 @@ pub(crate) fn find_column(schema: &Schema, column: &str, path: &Path) -> Result<
     };
     match item {
         Some(item) if numeric(item) => Ok(index),
-        _ => Err(Error::format(
-            path,
-            format!("column {column:?}"),
-            format!("has type {dt}; embeddings must be a list of numbers (e.g. list<float32>)"),
-        )),
+        _ => Err(Error::format(path, format!("column {column:?}"), format!("has type {dt}; embeddings must be a list of numbers (e.g. list<float32>)"))),
     }
 }
 
@@ -75,11 +68,7 @@ impl Collector<'_> {
         }
         if child_nulls.null_count() > 0 {
             if let Some(j) = (start..end).find(|&j| child_nulls.is_null(j)) {
-                return Err(Error::format(
-                    self.path,
-                    format!("row {row}, column {:?}", self.column),
-                    format!("component {} is null", j - start),
-                ));
+                return Err(Error::format(self.path, format!("row {row}, column {:?}", self.column), format!("component {} is null", j - start)));
             }
         }
         self.values.extend_from_slice(&child[start..end]);
@@ -127,11 +116,7 @@ impl Collector<'_> {
                 }
             }
             other => {
-                return Err(Error::format(
-                    self.path,
-                    format!("column {:?}", self.column),
-                    format!("has type {other}; embeddings must be a list of numbers"),
-                ))
+                return Err(Error::format(self.path, format!("column {:?}", self.column), format!("has type {other}; embeddings must be a list of numbers")))
             }
         }
         Ok(())
@@ -156,13 +141,7 @@ fn to_f32(child: &dyn Array, at: &Collector<'_>) -> Result<Vec<f32>> {
         DataType::UInt16 => conv::<UInt16Type>(child, f32::from),
         DataType::UInt32 => conv::<UInt32Type>(child, |v| v as f32),
         DataType::UInt64 => conv::<UInt64Type>(child, |v| v as f32),
-        other => {
-            return Err(Error::format(
-                at.path,
-                format!("column {:?}", at.column),
-                format!("holds lists of {other}; embeddings must be numbers"),
-            ))
-        }
+        other => return Err(Error::format(at.path, format!("column {:?}", at.column), format!("holds lists of {other}; embeddings must be numbers"))),
     })
 }
 

@@ -56,10 +56,8 @@ impl Scan<'_> {
         loop {
             self.buf.clear();
             self.line += 1;
-            let got = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|source| Error::Io { action: "cannot read".into(), path: self.path.into(), source })?;
+            let got =
+                self.reader.read_until(b'\n', &mut self.buf).map_err(|source| Error::Io { action: "cannot read".into(), path: self.path.into(), source })?;
             if got == 0 {
                 return Ok(None);
             }
@@ -108,10 +106,7 @@ impl Scan<'_> {
             None if items.is_empty() => return Err(self.at(format!("{column:?} is an empty array"))),
             None => self.d = Some((items.len(), self.line)),
             Some((d, first)) if items.len() != d => {
-                return Err(self.at(format!(
-                    "ragged rows: {column:?} has {} values, expected {d} (the dimension on line {first})",
-                    items.len()
-                )))
+                return Err(self.at(format!("ragged rows: {column:?} has {} values, expected {d} (the dimension on line {first})", items.len())))
             }
             Some(_) => {}
         }
@@ -185,9 +180,7 @@ pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
         .with_batch_size(BATCH_ROWS)
         .build(BufReader::new(open(path)?))
         .map_err(|e| Error::format(path, "decoding columns", e.to_string()))?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::format(path, "decoding columns", e.to_string()))?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::format(path, "decoding columns", e.to_string()))?;
     let table_rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if table_rows != scan.rows {
         return Err(Error::format(

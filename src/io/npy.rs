@@ -178,9 +178,7 @@ impl Dtype {
             "<f4" => Ok(Dtype::F4),
             "<f8" => Ok(Dtype::F8),
             "<f2" => Ok(Dtype::F2),
-            other => Err(format!(
-                "dtype {other:?} is not supported; expected little-endian floats: '<f4' (float32), '<f8' (float64) or '<f2' (float16)"
-            )),
+            other => Err(format!("dtype {other:?} is not supported; expected little-endian floats: '<f4' (float32), '<f8' (float64) or '<f2' (float16)")),
         }
     }
     fn size(self) -> usize {
@@ -223,10 +221,7 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usiz
     }
     let values: Vec<f32> = match dtype {
         Dtype::F4 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F8 => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
+        Dtype::F8 => data.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
         Dtype::F2 => data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
     };
     check_finite(&values, d, &what)?;
@@ -265,7 +260,7 @@ mod tests {
     fn npy(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
         let prefix = if version == 1 { 10 } else { 12 };
         let mut h = header.to_owned();
-        while (prefix + h.len() + 1) % 64 != 0 {
+        while !(prefix + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');

@@ -8,12 +8,7 @@ use arrow_schema::DataType;
 use std::fs;
 
 fn nn(n: usize, k: usize, score: impl Fn(usize) -> f32) -> Neighbours {
-    Neighbours {
-        n,
-        k,
-        indices: (0..n * k).map(|i| ((i / k + 1 + i % k) % n) as i64).collect(),
-        scores: (0..n * k).map(score).collect(),
-    }
+    Neighbours { n, k, indices: (0..n * k).map(|i| ((i / k + 1 + i % k) % n) as i64).collect(), scores: (0..n * k).map(score).collect() }
 }
 
 #[test]
@@ -83,7 +78,7 @@ fn npy_to_parquet_and_back() {
     let input = dir.path().join("m.npy");
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }".to_owned();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

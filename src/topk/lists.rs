@@ -18,7 +18,7 @@ impl TopKLists {
     /// Wraps buffers that already are sorted best first per row.
     pub fn from_raw(k: usize, keys: Vec<f32>, ids: Vec<i64>) -> Self {
         debug_assert_eq!(keys.len(), ids.len());
-        debug_assert!(k > 0 && keys.len() % k == 0);
+        debug_assert!(k > 0 && keys.len().is_multiple_of(k));
         TopKLists { k, keys, ids }
     }
 

@@ -37,7 +37,10 @@ pub fn compare_row(metric: FlatMetric, got: Row<'_>, want: Row<'_>, tol: f64, ex
     for t in 0..k {
         let (g, w) = (got.scores[t] as f64, want.scores[t] as f64);
         let both_empty = got.ids[t] < 0 && want.ids[t] < 0;
-        if !both_empty && !((g - w).abs() <= tol) {
+        // Written as !(a <= b) on purpose: a NaN difference must fail the check.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let off = !((g - w).abs() <= tol);
+        if !both_empty && off {
             return Err(format!("position {t}: score {g} vs {w} (tol {tol})"));
         }
     }
@@ -51,7 +54,9 @@ pub fn compare_row(metric: FlatMetric, got: Row<'_>, want: Row<'_>, tol: f64, ex
         }
         if let (Some(f), true) = (exact, *id >= 0) {
             let e = f(*id);
-            if !((e - got.scores[t] as f64).abs() <= tol) {
+            #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN must fail too
+            let off = !((e - got.scores[t] as f64).abs() <= tol);
+            if off {
                 return Err(format!("position {t}: index {id} reported {} but its true score is {e}", got.scores[t]));
             }
         }
@@ -66,7 +71,9 @@ pub fn compare_row(metric: FlatMetric, got: Row<'_>, want: Row<'_>, tol: f64, ex
         FlatMetric::L2 => (s as f64) < edge - tol,
         FlatMetric::InnerProduct => (s as f64) > edge + tol,
     };
-    for (ids_a, sc_a, ids_b, name) in [(want.ids, want.scores, got.ids, "missing from the tested list"), (got.ids, got.scores, want.ids, "not in the reference")] {
+    for (ids_a, sc_a, ids_b, name) in
+        [(want.ids, want.scores, got.ids, "missing from the tested list"), (got.ids, got.scores, want.ids, "not in the reference")]
+    {
         for (id, s) in ids_a.iter().zip(sc_a) {
             if *id >= 0 && clearly_in(*s) && !ids_b.contains(id) {
                 return Err(format!("index {id} (score {s}, inside the list) {name}"));

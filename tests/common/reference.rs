@@ -18,10 +18,7 @@ pub fn knn(metric: FlatMetric, q: &[f32], x: &[f32], d: usize, k: usize, self_jo
     (0..nq)
         .map(|i| {
             let qi = &q[i * d..(i + 1) * d];
-            let mut all: Vec<(i64, f64)> = (0..nx)
-                .filter(|&j| !(self_join && j == i))
-                .map(|j| (j as i64, score(metric, qi, &x[j * d..(j + 1) * d])))
-                .collect();
+            let mut all: Vec<(i64, f64)> = (0..nx).filter(|&j| !(self_join && j == i)).map(|j| (j as i64, score(metric, qi, &x[j * d..(j + 1) * d]))).collect();
             all.sort_by(|a, b| {
                 let o = match metric {
                     FlatMetric::L2 => a.1.total_cmp(&b.1),

@@ -87,8 +87,8 @@ fn any_le(chunk: &[f32], thr: impl Fn(usize) -> f32) -> bool {
     match <&[f32; LANES]>::try_from(chunk) {
         Ok(full) => {
             let mut hit = false;
-            for t in 0..LANES {
-                hit |= full[t] <= thr(t);
+            for (t, key) in full.iter().enumerate() {
+                hit |= *key <= thr(t);
             }
             hit
         }

@@ -35,7 +35,7 @@ impl MicroKernel {
     /// `C[0..6][0..16] (+)= Σ_p a[p·6 + r] · b[p·16 + c]` over `p < kc`.
     ///
     /// `a` holds `kc × MR` values, `b` holds `kc × NR` values (the packed layouts of
-    /// [`super::pack`]), `c` is a row-major block with row stride `ldc` and at least
+    /// `super::pack`), `c` is a row-major block with row stride `ldc` and at least
     /// `5·ldc + 16` elements. `accumulate` adds to `c` instead of overwriting it.
     #[inline]
     pub fn run(self, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {

@@ -25,7 +25,7 @@ pub use norms::squared_norms;
 
 /// Tiles are multiples of both register-block sizes.
 const ALIGN: usize = 48;
-const _: () = assert!(ALIGN % MR == 0 && ALIGN % NR == 0);
+const _: () = assert!(ALIGN.is_multiple_of(MR) && ALIGN.is_multiple_of(NR));
 
 /// The CPU backend.
 #[derive(Debug, Clone)]
@@ -115,21 +115,21 @@ impl CpuSearcher {
     }
 
     fn join_spec<'a>(&self, metric: FlatMetric, shift: Option<&'a [f32]>, plan: &TilePlan, progress: &'a dyn Progress) -> JoinSpec<'a> {
-        JoinSpec {
-            kernel: self.kernel,
-            metric,
-            shift,
-            tile: plan.q_tile.min(plan.db_tile),
-            block: plan.block,
-            workers: self.threads,
-            progress,
-        }
+        JoinSpec { kernel: self.kernel, metric, shift, tile: plan.q_tile.min(plan.db_tile), block: plan.block, workers: self.threads, progress }
     }
 
     /// The bipartite join of two disjoint row sets: the `k` best rows of `b` for every row of
     /// `a`, and the `k` best rows of `a` for every row of `b`, each pair computed once. Indices
     /// are global (`id0` on). Rows are shifted by `shift` (L2 only) before the products.
-    pub fn bipartite(&self, a: JoinSide<'_>, b: JoinSide<'_>, metric: FlatMetric, k: usize, shift: Option<&[f32]>, progress: &dyn Progress) -> Result<(TopKLists, TopKLists)> {
+    pub fn bipartite(
+        &self,
+        a: JoinSide<'_>,
+        b: JoinSide<'_>,
+        metric: FlatMetric,
+        k: usize,
+        shift: Option<&[f32]>,
+        progress: &dyn Progress,
+    ) -> Result<(TopKLists, TopKLists)> {
         let shift = if metric == FlatMetric::L2 { shift } else { None };
         let n = a.rows.n().max(b.rows.n());
         let input = PlanInput { nq: n, ndb: n, d: a.rows.d(), k, workers: self.threads, budget: self.budget, symmetric: true };

@@ -22,10 +22,7 @@ pub fn squared_norms(v: &Vectors<'_>, shift: Option<&[f32]>, what: &str) -> Resu
         };
         let s = sum_of_squares(row);
         if !s.is_finite() {
-            return Err(Error::invalid(
-                what,
-                format!("row {i}: its squared norm overflows f32 (values too large to compare by L2 or inner product)"),
-            ));
+            return Err(Error::invalid(what, format!("row {i}: its squared norm overflows f32 (values too large to compare by L2 or inner product)")));
         }
         out.push(s);
     }

@@ -129,7 +129,19 @@ impl CudaSearcher {
     /// Every database tile against queries `q0..q1`, leaving their top-k in the running half of
     /// `list_*[slot]`.
     #[allow(clippy::too_many_arguments)]
-    fn batch(&self, st: &Lane, job: &FlatJob<'_>, p: &GpuPlan, b: &mut Buffers, held: Option<&Rows>, up: &mut Uploader, slot: usize, src: QuerySrc, q0: usize, q1: usize) -> Result<()> {
+    fn batch(
+        &self,
+        st: &Lane,
+        job: &FlatJob<'_>,
+        p: &GpuPlan,
+        b: &mut Buffers,
+        held: Option<&Rows>,
+        up: &mut Uploader,
+        slot: usize,
+        src: QuerySrc,
+        q0: usize,
+        q1: usize,
+    ) -> Result<()> {
         let (compute, copy, kern) = (&st.compute, &st.copy, st.functions());
         let prec = self.opts.precision;
         let (k, d, ld, elem) = (job.k, job.database.d(), p.ld, elem_bytes(prec));
@@ -138,7 +150,7 @@ impl CudaSearcher {
         let shift = if l2 { job.shift } else { None };
         let db_rows = held.or(b.db.as_ref());
         let stride = p.batch * k; // elements between the running and the tile half
-        // No fill of the running lists: the first tile's select writes every entry of them.
+                                  // No fill of the running lists: the first tile's select writes every entry of them.
         let ndb = job.database.n();
         for t in 0..ndb.div_ceil(p.tile) {
             let (c0, c1) = (t * p.tile, ((t + 1) * p.tile).min(ndb));

@@ -33,7 +33,10 @@ pub(crate) fn gemm_floor(device: usize, data: Vectors<'_>, k: usize, opts: &GpuO
         shrink: 0,
     });
     if !p.resident {
-        return Err(Error::invalid("gemm floor", format!("{n} × {d} rows do not stay resident within the memory budget; the floor is measured on resident data only")));
+        return Err(Error::invalid(
+            "gemm floor",
+            format!("{n} × {d} rows do not stay resident within the memory budget; the floor is measured on resident data only"),
+        ));
     }
     let mut rows = Rows::alloc(compute, n, p.ld, elem_bytes(prec))?;
     let mut up = Uploader::new(copy, p.chunk, d)?;

@@ -126,10 +126,6 @@ fn nvrtc(ctx: &Arc<CudaContext>, src: &str) -> std::result::Result<Ptx, String> 
             }
         }
     }
-    let opts = CompileOptions {
-        options: vec![format!("--gpu-architecture=compute_{major}{minor}"), "-std=c++17".into()],
-        include_paths,
-        ..Default::default()
-    };
+    let opts = CompileOptions { options: vec![format!("--gpu-architecture=compute_{major}{minor}"), "-std=c++17".into()], include_paths, ..Default::default() };
     cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| e.to_string())
 }

@@ -14,9 +14,9 @@ mod resources;
 mod searcher;
 mod upload;
 
-pub(crate) use searcher::open_searchers;
 pub(crate) use floor::gemm_floor;
 pub(crate) use merge::{merge_on_device, merge_on_device_timed};
+pub(crate) use searcher::open_searchers;
 
 use crate::error::Error;
 use cudarc::driver::{sys::CUresult, DriverError};

@@ -53,10 +53,7 @@ pub(crate) fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<B
         Device::Cuda(ids) => ids.clone(),
     };
     if ids.is_empty() {
-        return Err(Error::Unavailable {
-            what: format!("CUDA device {device}"),
-            reason: "the CUDA driver sees no device (check CUDA_VISIBLE_DEVICES)".into(),
-        });
+        return Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: "the CUDA driver sees no device (check CUDA_VISIBLE_DEVICES)".into() });
     }
     if let Some(&bad) = ids.iter().find(|&&i| i >= count) {
         return Err(Error::BadDevice { id: bad, count });
@@ -72,10 +69,8 @@ pub(crate) fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<B
 
 impl CudaSearcher {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Lane>> {
-        let lane = self.lane.lock().map_err(|_| Error::Internal {
-            what: self.name(),
-            message: "a previous search panicked while holding this device".into(),
-        })?;
+        let lane =
+            self.lane.lock().map_err(|_| Error::Internal { what: self.name(), message: "a previous search panicked while holding this device".into() })?;
         lane.ctx().bind_to_thread().ctx(self.device, "binding the CUDA context")?;
         let _ = lane.ctx().check_err(); // forget errors recorded before this call
         Ok(lane)

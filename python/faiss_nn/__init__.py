@@ -1,0 +1,480 @@
+"""faiss_nn: every row's k nearest neighbours among the rows of an embedding dataset.
+
+Exact flat L2 / inner-product search runs on faiss-nn's own multi-threaded CPU kernels (and its
+CUDA kernels, when a GPU and its driver are present); every other faiss index factory string and
+metric goes to faiss, built into the extension. Three entry points:
+
+- :func:`self_knn`: a matrix in, ``(indices, scores)`` out, each ``n × k``;
+- :class:`FlatIndex`: an exact index with faiss's ``IndexFlat`` conventions;
+- :func:`knn_table`: a pyarrow table with an embedding column in, the table plus
+  ``nn_indices`` / ``nn_scores`` out.
+
+The distilabel step lives in :mod:`faiss_nn.distilabel` (``pip install 'faiss-nn[distilabel]'``).
+
+Each row is left out of its own list *by index* (not by dropping the first hit), ties are broken
+by the lower index, and scores are exact: squared L2 distances (ascending) or inner products
+(descending), as faiss reports them. Every error is a :class:`FaissNNError`; bad input is an
+:class:`InvalidInputError`, which is also a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _faiss_nn as _native
+from ._errors import (
+    BackendError,
+    DeviceError,
+    FaissNNError,
+    InternalError,
+    InvalidInputError,
+    IoError,
+    OutOfMemoryError,
+    UnsupportedError,
+)
+
+__version__ = _native.__version__
+
+__all__ = [
+    "self_knn",
+    "knn_table",
+    "FlatIndex",
+    "IndexFlatL2",
+    "IndexFlatIP",
+    "as_matrix",
+    "FaissNNError",
+    "InvalidInputError",
+    "UnsupportedError",
+    "DeviceError",
+    "OutOfMemoryError",
+    "BackendError",
+    "IoError",
+    "InternalError",
+    "METRIC_INNER_PRODUCT",
+    "METRIC_L2",
+    "METRIC_L1",
+    "METRIC_Linf",
+    "METRIC_Canberra",
+    "METRIC_BrayCurtis",
+    "METRIC_JensenShannon",
+]
+
+# faiss's METRIC_* integers, so that code need not import faiss to name a metric.
+METRIC_INNER_PRODUCT = 0
+METRIC_L2 = 1
+METRIC_L1 = 2
+METRIC_Linf = 3
+METRIC_Canberra = 20
+METRIC_BrayCurtis = 21
+METRIC_JensenShannon = 22
+
+Device = Union[None, int, str, Sequence[int]]
+
+
+def as_matrix(x: Any, what: str = "embeddings") -> np.ndarray:
+    """``x`` as the C-contiguous float32 ``n × d`` matrix the search reads.
+
+    A C-contiguous float32 2-D numpy array is returned as it is (no copy). Other numeric arrays
+    (float64, float16, integers; any memory order) are converted; a finite value too large for
+    float32 is refused. A sequence of rows (lists, tuples or 1-D arrays of numbers) is packed in
+    native code, refusing ragged rows and non-numbers by row and component. ``what`` names the
+    input in error messages.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, (list, tuple)):
+        return _native._pack_rows(x, what)
+    elif hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        arr = np.asarray(x)
+    else:
+        try:
+            len(x)
+        except TypeError:
+            raise InvalidInputError(
+                f"{what}: expected a 2-D array or a sequence of rows, got {type(x).__name__}"
+            ) from None
+        if isinstance(x, (str, bytes, dict)):
+            raise InvalidInputError(
+                f"{what}: expected a 2-D array or a sequence of rows, got {type(x).__name__}"
+            )
+        return _native._pack_rows(list(x), what)
+
+    if arr.dtype == object:
+        if arr.ndim == 1:  # e.g. a pandas column of lists or arrays
+            return _native._pack_rows(list(arr), what)
+        raise InvalidInputError(
+            f"{what}: expected an array of numbers, got a {arr.ndim}-D array of Python objects"
+        )
+    if arr.dtype.kind not in "fiu":
+        raise InvalidInputError(
+            f"{what}: expected an array of numbers, got dtype {arr.dtype} "
+            f"({_KIND_NAMES.get(arr.dtype.kind, 'not numeric')})"
+        )
+    if arr.ndim != 2:
+        hint = "; for a single row use x[None, :]" if arr.ndim == 1 else ""
+        raise InvalidInputError(
+            f"{what}: expected a 2-D array (rows × dimensions), got {arr.ndim}-D shape {arr.shape}{hint}"
+        )
+    if arr.dtype == np.float32 and arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative:
+        return arr
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        _check_narrowing(arr, out, what)
+    return out
+
+
+_KIND_NAMES = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "strings",
+    "S": "bytes",
+    "M": "datetimes",
+    "m": "time deltas",
+    "V": "structured records",
+}
+
+
+def _check_narrowing(src: np.ndarray, out: np.ndarray, what: str) -> None:
+    """Refuses a finite value that became infinite in float32 (NaN/inf are the search's to name)."""
+    if np.isfinite(out).all():
+        return
+    overflow = np.isinf(out) & np.isfinite(src)
+    if overflow.any():
+        row, col = np.unravel_index(int(np.flatnonzero(overflow.ravel())[0]), out.shape)
+        raise InvalidInputError(
+            f"{what}: row {row}, component {col} is {float(src[row, col])!r}, which is too large for float32"
+        )
+
+
+def _metric_arg(metric: Any) -> Any:
+    # distilabel's metric_type=None means faiss's default, L2.
+    return METRIC_L2 if metric is None else metric
+
+
+def _check_flags(exclude_self: Any, string_factory: Any) -> None:
+    if not isinstance(exclude_self, (bool, np.bool_)):
+        raise InvalidInputError(f"invalid exclude_self: {exclude_self!r}: expected True or False")
+    if string_factory is not None and not isinstance(string_factory, str):
+        raise InvalidInputError(
+            f"invalid string_factory: {string_factory!r}: expected None or a faiss index factory string"
+        )
+
+
+def self_knn(
+    embeddings: Any,
+    k: int = 1,
+    metric: Union[int, str, None] = "l2",
+    device: Device = None,
+    string_factory: Optional[str] = None,
+    search_batch_size: int = 50,
+    precision: str = "f32",
+    exclude_self: bool = True,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+    train_size: Optional[int] = None,
+    shard_mode: str = "sharded",
+) -> Tuple[np.ndarray, np.ndarray]:
+    """For every row of ``embeddings``, its ``k`` nearest other rows.
+
+    Args:
+        embeddings: ``n × d`` numbers: a numpy array (a C-contiguous float32 one is read in
+            place, without a copy), or a sequence of rows.
+        k: neighbours per row; ``1 ≤ k ≤ n − 1`` (``≤ n`` with ``exclude_self=False``).
+        metric: ``"l2"`` (squared Euclidean, default), ``"ip"`` (inner product), or a faiss
+            ``METRIC_*`` integer: 0 IP, 1 L2, 2 L1, 3 Linf, 20 Canberra, 21 BrayCurtis,
+            22 JensenShannon. ``None`` means L2. Metrics other than L2/IP run on faiss.
+        device: ``None`` (CPU), a CUDA device id, a list of ids (repeats allowed: several
+            shards on one GPU), or a negative id for every GPU.
+        string_factory: a faiss index factory string (``"IVF256,Flat"``, ``"HNSW32"``, …);
+            ``None`` or ``"Flat"`` with L2/IP is exact search on faiss-nn's own kernels.
+        search_batch_size: query rows per search call of a faiss index.
+        precision: GPU products: ``"f32"`` (exact), ``"tf32"``, ``"f16"``, ``"bf16"``.
+        exclude_self: leave each row out of its own list (by index).
+        threads: CPU worker threads (default: every core).
+        memory_budget: working memory for the search's tiles, in bytes (default 512 MiB on the
+            CPU).
+        train_size: at most this many (evenly spaced) rows train a faiss index that needs
+            training.
+        shard_mode: several GPUs: ``"sharded"`` (rows split) or ``"replicated"`` (queries split).
+
+    Returns:
+        ``(indices, scores)``: int64 and float32 arrays of shape ``(n, k)``, best first. A slot
+        an approximate index could not fill holds index -1 and score +inf (distances) or -inf
+        (similarities).
+
+    Raises:
+        InvalidInputError: ragged or non-numeric rows, NaN/inf, ``k`` out of range, an unknown
+            metric, device id or factory string.
+        UnsupportedError: a GPU asked for where none can be used.
+        FaissNNError: any other failure (see its subclasses).
+
+    The GIL is released during the search.
+    """
+    return _self_knn(
+        embeddings, "embeddings", k, metric, device, string_factory, search_batch_size, precision,
+        exclude_self, threads, memory_budget, train_size, shard_mode,
+    )
+
+
+def _self_knn(
+    embeddings: Any,
+    what: str,
+    k: Any,
+    metric: Any,
+    device: Any,
+    string_factory: Any,
+    search_batch_size: Any,
+    precision: Any,
+    exclude_self: Any,
+    threads: Any,
+    memory_budget: Any,
+    train_size: Any,
+    shard_mode: Any,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`self_knn`, naming the input ``what`` in its errors (e.g. a table's column)."""
+    _check_flags(exclude_self, string_factory)
+    x = as_matrix(embeddings, what)
+    try:
+        return _native.self_knn(
+            x, k, _metric_arg(metric), device, string_factory, search_batch_size, precision,
+            bool(exclude_self), threads, memory_budget, train_size, shard_mode,
+        )
+    except InvalidInputError as e:
+        # The native search calls its input "embeddings"; say what the caller passed.
+        msg = str(e)
+        if what != "embeddings" and msg.startswith("embeddings:"):
+            raise InvalidInputError(what + msg[len("embeddings"):]) from None
+        raise
+
+
+class FlatIndex:
+    """An exact L2 or inner-product index with faiss's ``IndexFlat`` conventions.
+
+    ``add(x)`` appends rows (labels ``0 .. ntotal``), ``search(x, k)`` returns
+    ``(distances float32[nq, k], labels int64[nq, k])`` best first, with label -1 and distance
+    +inf (L2) or -inf (inner product) where the index holds fewer than ``k`` rows (faiss writes
+    ±3.4e38 there). Ties are broken by the lower label. The rows stay loaded between searches.
+
+    ``faiss.IndexFlatL2(d)`` becomes ``faiss_nn.FlatIndex(d)`` (or ``faiss_nn.IndexFlatL2(d)``),
+    ``faiss.IndexFlatIP(d)`` becomes ``faiss_nn.FlatIndex(d, "ip")``.
+    """
+
+    def __init__(
+        self,
+        d: int,
+        metric: Union[int, str] = "l2",
+        *,
+        device: Device = None,
+        threads: Optional[int] = None,
+        memory_budget: Optional[int] = None,
+        precision: str = "f32",
+    ) -> None:
+        self._index = _native.FlatIndex(d, _metric_arg(metric), device, threads, memory_budget, precision)
+
+    def add(self, x: Any) -> None:
+        """Appends the rows of ``x`` (``n × d``)."""
+        self._index.add(as_matrix(x, "added vectors"))
+
+    def search(self, x: Any, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest stored rows of each row of ``x``: ``(distances, labels)``."""
+        return self._index.search(as_matrix(x, "queries"), k)
+
+    def reset(self) -> None:
+        """Removes every row."""
+        self._index.reset()
+
+    @property
+    def ntotal(self) -> int:
+        """Rows stored."""
+        return self._index.ntotal
+
+    @property
+    def d(self) -> int:
+        """Dimension."""
+        return self._index.d
+
+    @property
+    def metric_type(self) -> int:
+        """faiss's METRIC_* integer: 1 (L2) or 0 (inner product)."""
+        return self._index.metric_type
+
+    @property
+    def is_trained(self) -> bool:
+        """Always True: a flat index needs no training (as in faiss)."""
+        return True
+
+    @property
+    def device(self) -> str:
+        """Where it searches: ``"cpu"``, an id, a list ``"0,1"``, or ``"-1"`` (every GPU)."""
+        return self._index.device
+
+    @property
+    def loads(self) -> int:
+        """How many times the rows were loaded onto the engine (once per search after an add)."""
+        return self._index.loads
+
+    def __repr__(self) -> str:
+        name = {1: "L2", 0: "IP"}.get(self.metric_type, str(self.metric_type))
+        return f"faiss_nn.FlatIndex(d={self.d}, metric={name}, ntotal={self.ntotal}, device={self.device})"
+
+
+class IndexFlatL2(FlatIndex):
+    """``FlatIndex(d, "l2")``, named like faiss's class."""
+
+    def __init__(self, d: int, **kwargs: Any) -> None:
+        super().__init__(d, "l2", **kwargs)
+
+
+class IndexFlatIP(FlatIndex):
+    """``FlatIndex(d, "ip")``, named like faiss's class."""
+
+    def __init__(self, d: int, **kwargs: Any) -> None:
+        super().__init__(d, "ip", **kwargs)
+
+
+OUTPUT_COLUMNS = ("nn_indices", "nn_scores")
+
+
+def knn_table(
+    table: Any,
+    column: str = "embedding",
+    k: int = 1,
+    metric: Union[int, str, None] = "l2",
+    device: Device = None,
+    string_factory: Optional[str] = None,
+    search_batch_size: int = 50,
+    precision: str = "f32",
+    exclude_self: bool = True,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+    train_size: Optional[int] = None,
+    shard_mode: str = "sharded",
+    overwrite: bool = False,
+) -> "pyarrow.Table":  # noqa: F821
+    """The table plus ``nn_indices`` (``list<int64>``) and ``nn_scores`` (``list<float32>``).
+
+    ``column`` must be a ``list``, ``large_list`` or ``fixed_size_list`` of numbers with no nulls
+    and one length in every row; it is read as one buffer (no Python loop over rows). A table
+    that already has ``nn_indices`` or ``nn_scores`` is refused unless ``overwrite=True``, which
+    replaces them in place. The other arguments are :func:`self_knn`'s. Needs pyarrow.
+    """
+    pa = _pyarrow()
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise InvalidInputError(f"knn_table: expected a pyarrow.Table, got {type(table).__name__}")
+    if not isinstance(column, str):
+        raise InvalidInputError(f"invalid column: {column!r}: expected a column name")
+    present = [c for c in OUTPUT_COLUMNS if c in table.column_names]
+    if present and not overwrite:
+        raise InvalidInputError(
+            f"the table already has column(s) {', '.join(map(repr, present))}; "
+            "pass overwrite=True to replace them"
+        )
+    if column in OUTPUT_COLUMNS:
+        raise InvalidInputError(f"invalid column: {column!r} is an output column name")
+    x = column_matrix(table, column)
+    indices, scores = _self_knn(
+        x, f"column {column!r}", k, metric, device, string_factory, search_batch_size, precision,
+        exclude_self, threads, memory_budget, train_size, shard_mode,
+    )
+    out = table
+    for name, values, typ in (
+        ("nn_indices", indices, pa.int64()),
+        ("nn_scores", scores, pa.float32()),
+    ):
+        arr = _list_array(pa, values, typ)
+        field = pa.field(name, arr.type)
+        if name in out.column_names:
+            out = out.set_column(out.column_names.index(name), field, arr)
+        else:
+            out = out.append_column(field, arr)
+    return out
+
+
+def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarray:  # noqa: F821
+    """A list-of-numbers column of a pyarrow table as an ``n × d`` float32 matrix.
+
+    Reads the column's value buffers (one chunk: no copy of a float32 column); refuses a missing
+    column, a non-list or non-numeric type, null rows or values, and ragged rows, naming the row.
+    """
+    pa = _pyarrow()
+    if column not in table.column_names:
+        names = ", ".join(repr(c) for c in table.column_names) or "none"
+        raise InvalidInputError(f"table: no column {column!r}; the columns are: {names}")
+    col = table.column(column)
+    typ = col.type
+    fixed = pa.types.is_fixed_size_list(typ)
+    if not (fixed or pa.types.is_list(typ) or pa.types.is_large_list(typ)):
+        raise InvalidInputError(
+            f"column {column!r} has type {typ}; expected list<float>, large_list<float> or "
+            "fixed_size_list<float> (one embedding per row)"
+        )
+    vt = typ.value_type
+    if not (pa.types.is_floating(vt) or pa.types.is_integer(vt)):
+        raise InvalidInputError(f"column {column!r} has type {typ}; its values must be numbers, not {vt}")
+    n = len(col)
+    if n == 0:
+        raise InvalidInputError(f"column {column!r} is empty: no rows")
+    if col.null_count:
+        row = _first_true(col.is_null())
+        raise InvalidInputError(f"column {column!r}: row {row} is null; every row needs an embedding")
+    parts = []
+    d: Optional[int] = typ.list_size if fixed else None
+    row0 = 0
+    for chunk in col.chunks:
+        m = len(chunk)
+        if m == 0:
+            continue
+        if not fixed:
+            lengths = np.diff(chunk.offsets.to_numpy())
+            if d is None:
+                d = int(lengths[0])
+            bad = np.flatnonzero(lengths != d)
+            if bad.size:
+                r = int(bad[0])
+                raise InvalidInputError(
+                    f"ragged rows in column {column!r}: row {row0 + r} has {int(lengths[r])} values, "
+                    f"expected {d} (the dimension of row 0)"
+                )
+        values = chunk.flatten()
+        if values.null_count:
+            j = _first_true(values.is_null())
+            raise InvalidInputError(
+                f"column {column!r}: row {row0 + j // max(d, 1)}, component {j % max(d, 1)} is null"
+            )
+        parts.append(values.to_numpy(zero_copy_only=False))
+        row0 += m
+    assert d is not None
+    if d == 0:
+        raise InvalidInputError(f"column {column!r} is empty: row 0 has no values")
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return as_matrix(flat.reshape(n, d), f"column {column!r}")
+
+
+def _first_true(mask: Any) -> int:
+    arr = mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else np.asarray(mask)
+    return int(np.flatnonzero(arr)[0])
+
+
+def _list_array(pa: Any, values: np.ndarray, typ: Any) -> Any:
+    """An ``n × k`` array as a list array (``list`` below 2**31 values, else ``large_list``)."""
+    n, k = values.shape
+    flat = pa.array(values.reshape(-1), type=typ)
+    if n * k < 2**31:
+        offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, flat)
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int64))
+    return pa.LargeListArray.from_arrays(offsets, flat)
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImportError(
+            "faiss_nn.knn_table needs pyarrow: pip install 'faiss-nn[arrow]'"
+        ) from None
+    return pyarrow

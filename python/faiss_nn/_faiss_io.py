@@ -1,0 +1,45 @@
+"""Writes an exact index in faiss's own file format, so that ``faiss.read_index`` loads it.
+
+The distilabel step saves the index it searched as an artifact (``faiss_index/index.faiss``), as
+distilabel's own step does; for flat L2 / inner-product search that index is an ``IndexFlat``
+holding the rows, which this module writes without needing faiss.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Union
+
+import numpy as np
+
+# faiss's IndexFlat file: a fourcc, the index header (d: int32, ntotal: int64, two reserved
+# int64 words, is_trained: bool, metric_type: int32), then the codes as a vector of 4-byte
+# words (count: uint64, then the float32 rows).
+_FOURCC = {0: b"IxFI", 1: b"IxF2"}
+_RESERVED = 1 << 20
+
+
+def write_flat_index(path: Union[str, os.PathLike], x: np.ndarray, metric_type: int) -> None:
+    """Writes ``x`` (C-contiguous float32 ``n × d``) as a faiss ``IndexFlatL2`` (metric 1) or
+    ``IndexFlatIP`` (metric 0) file at ``path``, through a temporary file and a rename."""
+    if metric_type not in _FOURCC:
+        raise ValueError(f"a flat index file holds metric 0 or 1, not {metric_type}")
+    if x.dtype != np.float32 or x.ndim != 2 or not x.flags.c_contiguous:
+        raise ValueError("write_flat_index needs a C-contiguous float32 matrix")
+    n, d = x.shape
+    header = _FOURCC[metric_type] + struct.pack(
+        "<iqqq?i", d, n, _RESERVED, _RESERVED, True, metric_type
+    ) + struct.pack("<Q", n * d)
+    tmp = f"{os.fspath(path)}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(memoryview(x).cast("B"))  # the rows as they are: no copy
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

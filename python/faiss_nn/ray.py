@@ -1,0 +1,457 @@
+"""The exact self-kNN of a data set sharded over a Ray cluster, using the symmetry of the join.
+
+::
+
+    import faiss_nn.ray
+    ds = faiss_nn.ray.self_knn("s3://bucket/embeddings/*.parquet", k=10, shards=8)
+    ds.write_parquet("out/")          # or: output="out/" writes the files directly
+
+How it runs (see ``docs/ray.md`` in the repository for the cost model):
+
+- The rows are split into ``B`` contiguous blocks with global row numbers, stored in Ray's
+  object store (a Ray Dataset's blocks are converted to float32 matrices by tasks on the
+  cluster, never on the driver). Each block has an owner among ``P`` actors (``shards``).
+- **Symmetric schedule** (default): each block's self-join runs on its owner, and each unordered
+  block pair ``(I, J)``, ``I < J``, runs once, on the owner of ``I`` or of ``J`` (alternating, so
+  every actor gets its share); the other block travels to it through the object store. One pair
+  yields exact candidates for the rows of ``I`` from ``J`` *and* for the rows of ``J`` from ``I``:
+  about half the products of the broadcast schedule.
+- **Broadcast schedule** (``schedule="broadcast"``, for comparison): every query block is searched
+  against every block on the block's owner: all ``B²`` ordered pairs.
+- Per row block, its owner merges the candidates (our merge: best first, ties to the lower global
+  index) and writes or returns that block's result. Nothing but row counts and file names comes
+  back to the driver.
+
+The result is identical to :func:`faiss_nn.self_knn` on the whole matrix, whatever ``shards``
+and ``block_rows``: every pair's scores are exact (re-scored in float64), each row is left out of
+its own list by global index, and ties go to the lower global index.
+
+Faults: actors keep no data between calls (each call names its blocks by object reference,
+resolved from the node's shared-memory store without a copy), so a dead actor is simply
+restarted (``max_restarts``) and its unfinished calls retried (``max_task_retries``). Every pair's
+result is one Ray object, merged exactly once. When retries run out the call raises
+:class:`RayRunError` and, with ``output=``, leaves no files. The pool of actors is reused by later
+calls with the same resources; :func:`shutdown` ends it.
+
+Needs ``pip install 'faiss-nn[ray]'``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+try:
+    import ray
+except ImportError as e:  # pragma: no cover - exercised only without ray
+    raise ImportError("faiss_nn.ray needs Ray: pip install 'faiss-nn[ray]'") from e
+
+from . import _faiss_nn as _native
+from . import as_matrix, column_matrix
+from ._errors import FaissNNError, InvalidInputError
+
+__all__ = ["self_knn", "shutdown", "RayRunError", "SCHEDULES", "plan_blocks", "pair_owners", "block_owner"]
+
+SCHEDULES = ("symmetric", "broadcast")
+
+
+class RayRunError(FaissNNError, RuntimeError):
+    """The distributed run failed (an actor or task died after its retries); nothing was written."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning (pure functions: tested without a cluster)
+
+
+def plan_blocks(n: int, shards: int, block_rows: Optional[int] = None) -> List[Tuple[int, int]]:
+    """``[(start, stop)]``: ``n`` rows in contiguous blocks, at least two per shard (so that the
+    pairs spread evenly) unless ``block_rows`` fixes their size."""
+    if n <= 0:
+        raise InvalidInputError("the data set has no rows")
+    if block_rows is None:
+        count = min(n, max(1, 2 * shards))
+        block_rows = math.ceil(n / count)
+    if block_rows <= 0:
+        raise InvalidInputError(f"invalid block_rows: {block_rows}: a block needs at least one row")
+    return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
+
+
+def block_owner(block: int, blocks: int, shards: int) -> int:
+    """The actor holding ``block``: contiguous runs of blocks per actor."""
+    return block * shards // blocks
+
+
+def pair_owners(blocks: int, shards: int) -> List[Tuple[int, int, int]]:
+    """``[(I, J, actor)]`` for every block pair ``I <= J``: the diagonal on the block's owner;
+    ``I < J`` alternately on the owner of ``I`` or of ``J`` by the parity of ``I + J``, so each
+    block's pairs split about evenly between its owner and the others."""
+    out = []
+    for i in range(blocks):
+        for j in range(i, blocks):
+            b = i if (i == j or (i + j) % 2 == 0) else j
+            out.append((i, j, block_owner(b, blocks, shards)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster side
+
+
+def _keys_to_scores(keys: np.ndarray, metric_code: int) -> np.ndarray:
+    # Keys are "smaller is better": L2 distances as they are, inner products negated.
+    return keys if metric_code == 1 else np.negative(keys)
+
+
+def _check_finite(x: np.ndarray, start: int, what: str) -> None:
+    """Names the first NaN / infinite value by its global row (a block would name its own)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), x.shape)
+        raise InvalidInputError(f"{what}: row {start + r}, component {c} is {x[r, c]}; every value must be finite")
+
+
+@ray.remote(num_returns=2)
+def _to_matrix(block: Any, column: str, start: int) -> Tuple[np.ndarray, int]:
+    """An Arrow (or pandas) block of a Ray Dataset (global rows ``start ..``) → its matrix."""
+    import pyarrow as pa
+
+    if not isinstance(block, pa.Table):
+        block = pa.Table.from_pandas(block, preserve_index=False)
+    x = np.ascontiguousarray(column_matrix(block, column))
+    _check_finite(x, start, f"column {column!r}")
+    return x, int(x.shape[0])
+
+
+class _BlockWorker:
+    """One actor of a pool. It keeps no data between calls: every call names its blocks by
+    object reference, which Ray resolves from the node's shared-memory object store without a
+    copy (a block crosses to another node once, then stays cached there). So a pool serves any
+    number of runs, and an actor that restarts after a fault needs nothing back."""
+
+    def __init__(self, fail_after: Optional[Tuple[int, str]] = None) -> None:
+        self.calls = 0
+        # Fault injection for the tests: exit after this many calls, once (marker file).
+        self.fail_after = fail_after
+
+    def _tick(self) -> None:
+        self.calls += 1
+        if self.fail_after is not None:
+            after, marker = self.fail_after
+            if self.calls > after and not os.path.exists(marker):
+                Path(marker).write_text("died")
+                os._exit(1)
+
+    def self_join(self, job: "_Job", i: int, block: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        self._tick()
+        return _native._block_self_join(block, job.starts[i], job.k, job.metric, job.device, job.threads)
+
+    def pair_join(self, job: "_Job", i: int, j: int, a: np.ndarray, b: np.ndarray) -> Tuple[Any, Any]:
+        """Block pair (i, j), i < j: candidates for the rows of i from j, and of j from i."""
+        self._tick()
+        ia, ka, ib, kb = _native._block_pair_join(
+            a, job.starts[i], b, job.starts[j], job.k, job.metric, job.device, job.threads
+        )
+        return (ia, ka), (ib, kb)
+
+    def search(self, job: "_Job", i: int, j: int, queries: np.ndarray, block: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Candidates from block ``j`` for the rows of block ``i`` (the broadcast schedule)."""
+        self._tick()
+        return _native._block_search(
+            queries, job.starts[i], block, job.starts[j], job.k, job.metric, job.device, job.threads
+        )
+
+    def merge(self, job: "_Job", i: int, source: Any, output: Optional[str], *parts: Tuple[np.ndarray, np.ndarray]) -> Any:
+        """Merges row block ``i``'s candidates and writes or returns its result (on an actor of
+        the pool: the pool holds every CPU it asked for, so no other task need be scheduled)."""
+        self._tick()
+        return _merge_block(job.k, job.metric, job.starts[i], source, output, i, *parts)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+class _Job:
+    """What every call of one run shares (small: sent with each call)."""
+
+    def __init__(self, starts: List[int], k: int, metric: int, threads: Optional[int], device: Any) -> None:
+        self.starts, self.k, self.metric, self.threads, self.device = starts, k, metric, threads, device
+
+
+# The pool of actors, reused by later runs with the same resources in the same Ray session:
+# starting an actor (a process that imports numpy and this package) costs about a second.
+_POOLS: Dict[Tuple[Any, ...], List[Any]] = {}
+
+
+def _pool(shards: int, cpus: float, gpus: float, max_restarts: int, max_task_retries: int, fail_after: Any) -> Tuple[List[Any], bool]:
+    """``(actors, cached)``: a pool from the cache, or new actors (cached unless a fault is
+    being injected)."""
+    key = (ray.get_runtime_context().get_job_id(), shards, cpus, gpus, max_restarts, max_task_retries)
+    if fail_after is None and key in _POOLS:
+        return _POOLS[key], True
+    # One pool at a time: a pool holds its CPUs (and GPUs) while it lives.
+    shutdown()
+    cls = ray.remote(_BlockWorker).options(
+        num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
+    )
+    workers = [cls.remote(fail_after if p == 0 else None) for p in range(shards)]
+    if fail_after is None:
+        _POOLS[key] = workers
+    return workers, fail_after is None
+
+
+def shutdown() -> None:
+    """Ends every cached actor pool of this process (they also end with the Ray session)."""
+    for workers in _POOLS.values():
+        for w in workers:
+            try:
+                ray.kill(w)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+    _POOLS.clear()
+
+
+def _drop_pool(workers: List[Any]) -> None:
+    for key, pool in list(_POOLS.items()):
+        if pool is workers:
+            del _POOLS[key]
+    for w in workers:
+        try:
+            ray.kill(w)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def _merge_block(
+    k: int,
+    metric: int,
+    start: int,
+    source: Any,
+    output: Optional[str],
+    index: int,
+    *parts: Tuple[np.ndarray, np.ndarray],
+) -> Any:
+    """Merges one row block's candidates; writes a Parquet file (returns its name) or returns an
+    Arrow table."""
+    import pyarrow as pa
+
+    ids, keys = _native._merge_lists(list(parts), k)
+    scores = _keys_to_scores(keys, metric)
+    n = ids.shape[0]
+    if source is None:
+        table = pa.table({"row": pa.array(np.arange(start, start + n, dtype=np.int64))})
+    else:
+        table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    table = table.append_column("nn_indices", pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1))))
+    table = table.append_column("nn_scores", pa.ListArray.from_arrays(offsets, pa.array(scores.reshape(-1))))
+    if output is None:
+        return table
+    import pyarrow.parquet as pq
+
+    name = f"part-{index:05d}.parquet"
+    pq.write_table(table, os.path.join(output, name))
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver side
+
+
+def _metric_code(metric: Any) -> int:
+    if metric is None:
+        return 1
+    if isinstance(metric, str):
+        names = {"l2": 1, "ip": 0, "inner_product": 0}
+        if metric.lower() not in names:
+            raise InvalidInputError(f"invalid metric: {metric!r}: the distributed self-join runs \"l2\" or \"ip\"")
+        return names[metric.lower()]
+    if isinstance(metric, bool) or not isinstance(metric, (int, np.integer)) or int(metric) not in (0, 1):
+        raise InvalidInputError(f"invalid metric: {metric!r}: the distributed self-join runs \"l2\" (1) or \"ip\" (0)")
+    return int(metric)
+
+
+def _source_blocks(source: Any, column: str, shards: int, block_rows: Optional[int]):
+    """``(block_refs, bounds, source_refs)``: float32 matrices in the object store, their global
+    row ranges, and (for a Ray Dataset) the Arrow blocks the output extends."""
+    if isinstance(source, (str, os.PathLike)) or (
+        isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)
+    ):
+        source = ray.data.read_parquet(source if isinstance(source, (str, os.PathLike)) else list(source))
+    if isinstance(source, ray.data.Dataset):
+        ds = source
+        n = ds.count()
+        bounds = plan_blocks(n, shards, block_rows)
+        # One dataset block per row block: split at the planned row boundaries, on the cluster.
+        splits = ds.split_at_indices([s for s, _ in bounds[1:]])
+        arrow_refs, block_refs, counts = [], [], []
+        for part, (start, _) in zip(splits, bounds):
+            refs = part.to_arrow_refs()
+            table = _concat_tables.remote(*refs) if len(refs) != 1 else refs[0]
+            matrix, count = _to_matrix.remote(table, column, start)
+            arrow_refs.append(table)
+            block_refs.append(matrix)
+            counts.append(count)
+        # Only the row counts come to the driver; a bad block raises its own error here.
+        try:
+            got = ray.get(counts)
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, FaissNNError):
+                raise type(e.cause)(str(e.cause)) from None
+            raise
+        want = [e - s for s, e in bounds]
+        if got != want:
+            raise RayRunError(f"the data set's blocks hold {got} rows, expected {want}")
+        return block_refs, bounds, arrow_refs
+    x = as_matrix(source, "embeddings")
+    _check_finite(x, 0, "embeddings")
+    bounds = plan_blocks(x.shape[0], shards, block_rows)
+    return [ray.put(np.ascontiguousarray(x[s:e])) for s, e in bounds], bounds, None
+
+
+@ray.remote
+def _concat_tables(*tables: Any) -> Any:
+    import pyarrow as pa
+
+    tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, preserve_index=False) for t in tables]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def self_knn(
+    source: Any,
+    k: int = 1,
+    metric: Union[int, str, None] = "l2",
+    *,
+    shards: int = 2,
+    block_rows: Optional[int] = None,
+    column: str = "embedding",
+    output: Optional[Union[str, os.PathLike]] = None,
+    schedule: str = "symmetric",
+    threads_per_shard: Optional[int] = 1,
+    num_gpus_per_shard: float = 0,
+    device: Any = None,
+    max_restarts: int = 3,
+    max_task_retries: int = 3,
+    collect: bool = False,
+    _fail_after: Optional[Tuple[int, str]] = None,
+) -> Any:
+    """Every row's ``k`` nearest other rows, computed by ``shards`` Ray actors.
+
+    Args:
+        source: a Ray Dataset, a Parquet path / glob / list of paths (read with
+            ``ray.data.read_parquet``), or an ``n × d`` matrix (numpy array or sequence of rows).
+        k, metric: as in :func:`faiss_nn.self_knn` (flat ``"l2"`` or ``"ip"``).
+        shards: actors holding the blocks (each with ``threads_per_shard`` CPU threads and
+            ``num_gpus_per_shard`` GPUs; with a GPU, pass ``device=0``: Ray sets each actor's
+            visible device).
+        block_rows: rows per block (default: ``n / (2·shards)``, rounded up).
+        column: the embedding column of a table source.
+        output: a directory to write ``part-NNNNN.parquet`` files into (one per block, in row
+            order); it must not exist. The files appear together at the end (written into a
+            temporary sibling, then renamed); on failure nothing is left.
+        schedule: ``"symmetric"`` (each block pair once) or ``"broadcast"`` (every query block
+            against every block).
+        max_restarts, max_task_retries: Ray's fault tolerance of the actors.
+        collect: return ``(indices, scores)`` numpy arrays on the driver instead (for data that
+            fits one machine, as the distilabel step does).
+
+    Returns:
+        the directory (with ``output``), ``(indices, scores)`` (with ``collect``), else a Ray
+        Dataset in row order: the source's columns (or ``row``, the global row number, for a
+        matrix source) plus ``nn_indices`` and ``nn_scores``.
+    """
+    if schedule not in SCHEDULES:
+        raise InvalidInputError(f"invalid schedule: {schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
+        raise InvalidInputError(f"invalid shards: {shards!r}: expected a positive number of actors")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidInputError(f"k = {k!r} is invalid: at least one neighbour must be asked for")
+    if output is not None and collect:
+        raise InvalidInputError("pass output= or collect=True, not both")
+    out_dir = tmp_dir = None
+    if output is not None:
+        out_dir = Path(output)
+        if out_dir.exists():
+            raise InvalidInputError(f"output directory {str(out_dir)!r} already exists")
+        if not out_dir.parent.is_dir():
+            raise InvalidInputError(f"cannot write {str(out_dir)!r}: {str(out_dir.parent)!r} is not a directory")
+        tmp_dir = out_dir.parent / f".{out_dir.name}.faiss-nn-tmp-{uuid.uuid4().hex[:12]}"
+    code = _metric_code(metric)
+    k = int(k)
+    if not ray.is_initialized():
+        ray.init()
+
+    block_refs, bounds, arrow_refs = _source_blocks(source, column, int(shards), block_rows)
+    n = bounds[-1][1]
+    if k > n - 1:
+        raise InvalidInputError(f"k = {k} is invalid: the data set has {n} rows, so at most {n - 1} other rows")
+    blocks = len(bounds)
+    shards = min(int(shards), blocks)
+
+    # The blocks exist before the actors take their CPUs (conversion tasks need one each);
+    # nothing is fetched to the driver.
+    ray.wait(block_refs, num_returns=len(block_refs), fetch_local=False)
+    workers, cached = _pool(shards, threads_per_shard or 1, num_gpus_per_shard, max_restarts, max_task_retries, _fail_after)
+    job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device)
+
+    def owner(b: int) -> Any:
+        return workers[block_owner(b, blocks, shards)]
+
+    # Candidates per row block: refs to (ids, keys).
+    parts: List[List[Any]] = [[] for _ in range(blocks)]
+    if schedule == "symmetric":
+        for i, j, p in pair_owners(blocks, shards):
+            if i == j:
+                parts[i].append(workers[p].self_join.remote(job, i, block_refs[i]))
+            else:
+                ci, cj = workers[p].pair_join.options(num_returns=2).remote(job, i, j, block_refs[i], block_refs[j])
+                parts[i].append(ci)
+                parts[j].append(cj)
+    else:
+        for j in range(blocks):
+            for i in range(blocks):
+                parts[i].append(owner(j).search.remote(job, i, j, block_refs[i], block_refs[j]))
+
+    try:
+        if tmp_dir is not None:
+            tmp_dir.mkdir()
+        merged = [
+            owner(i).merge.remote(
+                job,
+                i,
+                arrow_refs[i] if arrow_refs is not None else None,
+                str(tmp_dir) if tmp_dir is not None else None,
+                *parts[i],
+            )
+            for i in range(blocks)
+        ]
+        if tmp_dir is not None:
+            ray.get(merged)
+            tmp_dir.rename(out_dir)
+            return str(out_dir)
+        if collect:
+            tables = ray.get(merged)
+            ids = np.concatenate([np.asarray(t.column("nn_indices").combine_chunks().flatten()) for t in tables])
+            scores = np.concatenate([np.asarray(t.column("nn_scores").combine_chunks().flatten()) for t in tables])
+            return ids.reshape(n, k), scores.reshape(n, k).astype(np.float32, copy=False)
+        ray.wait(merged, num_returns=len(merged))
+        ray.get(merged)  # raise here, on the driver, if any block failed
+        return ray.data.from_arrow_refs(merged)
+    except (ray.exceptions.RayError, OSError) as e:
+        _drop_pool(workers)  # an actor may be dead for good: the next run starts a fresh pool
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise RayRunError(f"the distributed self-join failed: {e}") from e
+    except BaseException:
+        _drop_pool(workers)
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    finally:
+        if not cached:
+            _drop_pool(workers)

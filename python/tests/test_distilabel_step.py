@@ -1,0 +1,149 @@
+"""faiss_nn.distilabel.FaissNearestNeighbour: distilabel's own unit-test expectations, side by
+side with distilabel's step, and bad input."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from distilabel.steps.embeddings.nearest_neighbour import FaissNearestNeighbour as DistilabelStep
+
+import faiss_nn
+from conftest import SMALL, assert_tie_aware
+from faiss_nn.distilabel import FaissNearestNeighbour
+
+# distilabel 1.5.3, tests/unit/steps/embeddings/test_nearest_neighbour.py: nine 4-d rows with the
+# default parameters (k = 1, L2) and, for each, its nearest other row and faiss's squared distance.
+ROWS = [
+    [0.1, -0.4, 0.7, 0.2],
+    [-0.3, 0.9, 0.1, -0.5],
+    [0.6, 0.2, -0.1, 0.8],
+    [-0.2, -0.6, 0.4, 0.3],
+    [0.9, 0.1, -0.3, -0.2],
+    [0.4, -0.7, 0.6, 0.1],
+    [-0.5, 0.3, -0.2, 0.9],
+    [0.7, 0.5, -0.4, -0.1],
+    [-0.1, -0.9, 0.8, 0.6],
+]
+EXPECTED = [
+    (5, 0.19999998807907104),
+    (7, 1.5699999332427979),
+    (7, 1.0000001192092896),
+    (0, 0.23000000417232513),
+    (7, 0.2200000137090683),
+    (0, 0.19999998807907104),
+    (2, 1.2400000095367432),
+    (4, 0.2200000137090683),
+    (3, 0.3499999940395355),
+]
+# faiss's float32 distances against our exact ones rounded to float32: at most a few float32
+# ulps apart at these magnitudes (an ulp is 1.2e-7 at 1.0).
+SCORE_TOL = 1e-6
+
+
+def run(step, rows):
+    step.load()
+    out = list(step.process(rows))
+    assert len(out) == 1, "a global step yields its rows once"
+    return out[0]
+
+
+def test_distilabel_unit_test_expectations():
+    step = FaissNearestNeighbour()
+    results = run(step, [{"embedding": e} for e in ROWS])
+    assert len(results) == len(ROWS)
+    for i, (row, (idx, score)) in enumerate(zip(results, EXPECTED)):
+        assert set(row) == {"embedding", "nn_indices", "nn_scores"}, i
+        assert row["embedding"] == ROWS[i]
+        assert row["nn_indices"] == [idx], i
+        assert type(row["nn_indices"][0]) is int and type(row["nn_scores"][0]) is float
+        assert len(row["nn_scores"]) == 1
+        assert abs(row["nn_scores"][0] - score) <= SCORE_TOL, (i, row["nn_scores"][0], score)
+
+
+def test_same_runtime_parameters_and_defaults_as_distilabels_step():
+    ours = FaissNearestNeighbour()
+    theirs = DistilabelStep()
+    for name in ("device", "string_factory", "metric_type", "k", "search_batch_size", "train_size"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert set(theirs.runtime_parameters_names) <= set(ours.runtime_parameters_names)
+    assert ours.inputs == theirs.inputs and ours.outputs == theirs.outputs
+    dumped = ours.dump()
+    assert dumped["type_info"] == {"module": "faiss_nn.distilabel", "name": "FaissNearestNeighbour"}
+
+
+@pytest.mark.parametrize("metric_type", [None, faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT])
+def test_same_neighbours_as_distilabels_step_on_real_rows(metric_type):
+    table = pq.read_table(SMALL)
+    rows = table.to_pylist()
+    kw = {"k": 5, "metric_type": metric_type}
+    ours = run(FaissNearestNeighbour(**kw), rows)
+    theirs = run(DistilabelStep(**kw), rows)
+    assert [r["text"] for r in ours] == [r["text"] for r in theirs]
+    assert [r["embedding"] for r in ours] == [r["embedding"] for r in rows]
+    oi = np.array([r["nn_indices"] for r in ours])
+    os_ = np.array([r["nn_scores"] for r in ours], dtype=np.float32)
+    ti = np.array([r["nn_indices"] for r in theirs])
+    ts = np.array([r["nn_scores"] for r in theirs], dtype=np.float32)
+    assert_tie_aware(oi, os_, ti, ts, 1e-5, f"metric {metric_type}")
+    # ... and exactly what self_knn gives.
+    x = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    si, ss = faiss_nn.self_knn(x, k=5, metric=1 if metric_type is None else metric_type)
+    assert oi.tolist() == si.tolist() and os_.tolist() == ss.tolist()
+
+
+def test_inputs_are_not_modified():
+    rows = [{"embedding": e, "id": i} for i, e in enumerate(ROWS)]
+    snapshot = [dict(r) for r in rows]
+    out = run(FaissNearestNeighbour(k=2), rows)
+    assert rows == snapshot
+    assert [r["id"] for r in out] == list(range(len(ROWS)))
+
+
+def test_parameters_reach_the_search():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((400, 16)).astype(np.float32)
+    rows = [{"embedding": r} for r in x.tolist()]
+    out = run(FaissNearestNeighbour(k=3, metric_type=0, threads=1, memory_budget=1 << 20), rows)
+    i, s = faiss_nn.self_knn(x, k=3, metric="ip")
+    assert [r["nn_indices"] for r in out] == i.tolist()
+    out = run(FaissNearestNeighbour(k=3, string_factory="IVF8,Flat", train_size=200), rows)
+    assert all(len(r["nn_indices"]) == 3 and i not in r["nn_indices"] for i, r in enumerate(out))
+
+
+@pytest.mark.parametrize(
+    "rows,match",
+    [
+        ([{"embedding": [1.0, 2.0]}, {"text": "no embedding"}], r"row 1: no column 'embedding'; its columns are: 'text'"),
+        ([{"embedding": [1.0, 2.0]}, {"embedding": [1.0]}], r"ragged rows in column 'embedding': row 1 has 1 values, expected 2"),
+        ([{"embedding": [1.0, 2.0]}, {"embedding": ["a", 2.0]}], r"column 'embedding': row 1, component 0 is 'a' \(str\)"),
+        ([{"embedding": [1.0, 2.0]}, {"embedding": None}], r"column 'embedding': row 1 is None"),
+        ([{"embedding": [1.0, 2.0]}, {"embedding": [np.nan, 2.0]}], r"column 'embedding': row 1, component 0 is NaN"),
+        ([{"embedding": [1.0, 2.0]}], r"k = 1 is invalid: each of the 1 rows has only 0 other rows"),
+        ([], r"column 'embedding' is empty: no rows"),
+        ([{"embedding": [1.0, 2.0]}, [1.0, 2.0]], r"row 1 is list, expected a dict of columns"),
+    ],
+)
+def test_bad_rows_are_named(rows, match):
+    snapshot = [dict(r) if isinstance(r, dict) else r for r in rows]
+    step = FaissNearestNeighbour()
+    step.load()
+    with pytest.raises(faiss_nn.InvalidInputError, match=match):
+        next(step.process(rows))
+    assert repr(rows) == repr(snapshot)  # untouched (repr: NaN compares unequal to itself)
+
+
+def test_bad_parameters_are_named():
+    rows = [{"embedding": e} for e in ROWS]
+    for kwargs, match in (
+        ({"k": 0}, r"k = 0 is invalid"),
+        ({"k": 9}, r"k = 9 is invalid"),
+        ({"metric_type": 9}, r"metric_type 9: unknown metric"),
+        ({"device": [0, -1]}, r"cannot appear in a list"),
+        ({"search_batch_size": 0}, r"invalid search_batch_size: 0"),
+    ):
+        step = FaissNearestNeighbour(**kwargs)
+        step.load()
+        with pytest.raises(faiss_nn.InvalidInputError, match=match):
+            next(step.process(rows))

