@@ -1,6 +1,7 @@
-"""faiss_nn.ray: the self-join sharded over Ray actors equals the single-process call, on a
-local cluster (P = 1..4, uneven blocks, a block smaller than k, both metrics), on a two-node
-cluster on loopback, under an actor that dies mid-run, and inside a distilabel Pipeline."""
+"""faiss_nn.ray: the self-join sharded over Ray actors equals the single-process call on a local
+cluster (P = 1..4, uneven blocks, blocks smaller than k, both metrics, both schedules, matrix,
+Dataset and Parquet sources), under an actor that dies mid-run, and refuses bad arguments. The
+two-node cluster: test_ray_two_nodes.py; the distilabel step with shards: test_distilabel_pipeline.py."""
 
 from __future__ import annotations
 
