@@ -279,7 +279,7 @@ mod simd {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the features the function is compiled for were detected just now.
-            return unsafe { l2_avx2(q, x) };
+            return unsafe { sum_avx2::<true>(q, x) };
         }
         l2_portable(q, x)
     }
@@ -289,7 +289,7 @@ mod simd {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { ip_avx2(q, x) };
+            return unsafe { sum_avx2::<false>(q, x) };
         }
         ip_portable(q, x)
     }
@@ -328,13 +328,13 @@ mod simd {
         acc.iter().sum()
     }
 
-    /// Σ (q − x)² with 16 lanes of f64 FMAs.
+    /// Σ (q − x)² (`L2`) or Σ q·x, with 16 lanes of f64 FMAs.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn l2_avx2(q: &[f64], x: &[f32]) -> f64 {
+    unsafe fn sum_avx2<const L2: bool>(q: &[f64], x: &[f32]) -> f64 {
         use std::arch::x86_64::*;
         let n = q.len().min(x.len());
         let (qp, xp) = (q.as_ptr(), x.as_ptr());
@@ -343,41 +343,19 @@ mod simd {
         while i + 16 <= n {
             for (t, a) in acc.iter_mut().enumerate() {
                 let xv = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i + 4 * t)));
-                let dv = _mm256_sub_pd(_mm256_loadu_pd(qp.add(i + 4 * t)), xv);
-                *a = _mm256_fmadd_pd(dv, dv, *a);
+                let qv = _mm256_loadu_pd(qp.add(i + 4 * t));
+                *a = if L2 {
+                    let dv = _mm256_sub_pd(qv, xv);
+                    _mm256_fmadd_pd(dv, dv, *a)
+                } else {
+                    _mm256_fmadd_pd(qv, xv, *a)
+                };
             }
             i += 16;
         }
         let mut tail = 0.0;
         for j in i..n {
-            let v = q[j] - x[j] as f64;
-            tail += v * v;
-        }
-        hsum(acc) + tail
-    }
-
-    /// Σ q·x with 16 lanes of f64 FMAs.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn ip_avx2(q: &[f64], x: &[f32]) -> f64 {
-        use std::arch::x86_64::*;
-        let n = q.len().min(x.len());
-        let (qp, xp) = (q.as_ptr(), x.as_ptr());
-        let mut acc = [_mm256_setzero_pd(); 4];
-        let mut i = 0;
-        while i + 16 <= n {
-            for (t, a) in acc.iter_mut().enumerate() {
-                let xv = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i + 4 * t)));
-                *a = _mm256_fmadd_pd(_mm256_loadu_pd(qp.add(i + 4 * t)), xv, *a);
-            }
-            i += 16;
-        }
-        let mut tail = 0.0;
-        for j in i..n {
-            tail += q[j] * x[j] as f64;
+            tail += if L2 { (q[j] - x[j] as f64).powi(2) } else { q[j] * x[j] as f64 };
         }
         hsum(acc) + tail
     }
