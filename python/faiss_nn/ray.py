@@ -109,11 +109,16 @@ def _keys_to_scores(keys: np.ndarray, metric_code: int) -> np.ndarray:
 
 
 def _check_finite(x: np.ndarray, start: int, what: str) -> None:
-    """Names the first NaN / infinite value by its global row (a block would name its own)."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        r, c = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), x.shape)
-        raise InvalidInputError(f"{what}: row {start + r}, component {c} is {x[r, c]}; every value must be finite")
+    """Names the first NaN / infinite value by its global row (a block would name its own).
+    Checked in slices of rows, so the mask never costs more than a few MiB beside the data."""
+    step = max(1, (1 << 22) // max(1, x.shape[1] if x.ndim == 2 else 1))
+    for r0 in range(0, x.shape[0], step):
+        bad = ~np.isfinite(x[r0 : r0 + step])
+        if bad.any():
+            r, c = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), bad.shape)
+            raise InvalidInputError(
+                f"{what}: row {start + r0 + r}, component {c} is {x[r0 + r, c]}; every value must be finite"
+            )
 
 
 @ray.remote(num_returns=2)
