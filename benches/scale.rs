@@ -27,7 +27,7 @@ fn real_rows() -> (Vec<f32>, usize) {
     let full = root().join("../shared/data/pypi-minilm-10k.parquet");
     let path = if full.exists() { full } else { root().join("data/demo.parquet") };
     let ds = faiss_nn::io::read_embeddings(&path, "embedding").expect("bench data");
-    (ds.embeddings, ds.d)
+    (ds.embeddings.to_vec(), ds.d)
 }
 
 /// `n` MiniLM-like rows (see the module doc).

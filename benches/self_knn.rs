@@ -19,7 +19,7 @@ fn minilm() -> (Vec<f32>, usize, &'static str) {
     let full = root.join("../shared/data/pypi-minilm-10k.parquet");
     let (path, name) = if full.exists() { (full, "minilm_10k_x384") } else { (root.join("data/demo.parquet"), "minilm_demo_3k_x384") };
     let ds = faiss_nn::io::read_embeddings(&path, "embedding").expect("bench data");
-    (ds.embeddings, ds.d, name)
+    (ds.embeddings.to_vec(), ds.d, name)
 }
 
 /// Seeded standard-normal data (xorshift + Box–Muller; no RNG crate needed).

@@ -8,6 +8,7 @@
 mod args;
 mod bar;
 mod demo;
+mod signals;
 
 use args::Args;
 
@@ -29,6 +30,7 @@ const DEMO_ROWS: usize = 5;
 pub(crate) fn main() -> ExitCode {
     // The default hook prints a backtrace when RUST_BACKTRACE is set; users get one line.
     std::panic::set_hook(Box::new(|info| {
+        signals::unmute();
         eprintln!("error: internal error (a bug in faiss-nn, please report it): {info}");
     }));
     let args = Args::parse();
@@ -71,24 +73,36 @@ fn run(args: &Args) -> Result<()> {
         (None, Some(i)) => Some(default_output(i)?),
         (None, None) => None,
     };
-    // Created before anything else so that an unwritable destination fails fast.
+    // Created before anything else so that an unwritable destination fails fast; removed if a
+    // signal ends the process.
     let output = output_path.as_deref().map(Output::create).transpose()?;
+    let _cleanup = output.as_ref().and_then(|o| signals::TempGuard::new(o.temp_path()));
 
     let t = Instant::now();
-    let data = io::read_embeddings(&input, &args.column)?;
+    let mut data = io::read_embeddings(&input, &args.column)?;
+    if args.overwrite && !matches!(data.column.as_str(), io::NN_INDICES | io::NN_SCORES) {
+        data.drop_neighbour_columns()?;
+    }
+    if output.is_some() {
+        data.check_output_columns()?;
+    }
     let read_time = t.elapsed();
 
     let k = args.k();
     let step = FaissNearestNeighbour::new()
-        .device(args.device.clone())
+        .device(args.device.device.clone())
         .string_factory(args.string_factory.as_deref())
+        .search_params(args.search_params.as_deref())
         .metric_type(i64::from(args.metric.faiss_code()))
         .k(k)
         .search_batch_size(args.search_batch_size)
         .precision(args.precision);
     let bar = Bar::new(data.n, args.quiet);
     let t = Instant::now();
+    // faiss prints its training warnings straight to the standard error.
+    let mute = if args.quiet { signals::Mute::stderr() } else { None };
     let result = step.run_with_progress(&data.embeddings, data.d, &bar);
+    drop(mute);
     bar.finish();
     let nn = result?;
     let search_time = t.elapsed();
@@ -134,7 +148,7 @@ fn describe(args: &Args, data: &Dataset, k: usize) -> String {
         args.metric,
         args.device,
         args.string_factory.as_deref().unwrap_or("Flat (exact)"),
-    )
+    ) + &args.search_params.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
 }
 
 /// The no-argument run: what was done, then a few rows with their neighbours, on stdout.

@@ -135,6 +135,7 @@ impl FlatIndex {
             return Ok((Vec::new(), Vec::new()));
         }
         let q = Vectors::new(queries, self.d, "queries")?;
+        crate::engine::host_memory::check_lists(q.n(), k, k)?;
         let lists = if self.data.is_empty() { TopKLists::empty(q.n(), k) } else { self.search_loaded(queries, k)? };
         let nn = lists.into_neighbours(self.metric);
         Ok((nn.scores, nn.indices))

@@ -27,6 +27,7 @@ pub struct FaissNearestNeighbour {
     exclude_self: bool,
     options: EngineOptions,
     train_sample: usize,
+    search_params: Option<String>,
 }
 
 impl Default for FaissNearestNeighbour {
@@ -48,6 +49,7 @@ impl FaissNearestNeighbour {
             exclude_self: true,
             options: EngineOptions::default(),
             train_sample: 1 << 17,
+            search_params: None,
         }
     }
     /// Where to run.
@@ -117,6 +119,14 @@ impl FaissNearestNeighbour {
         self
     }
 
+    /// Search-time parameters of a faiss index in faiss's syntax, e.g. `"nprobe=16,efSearch=64"`
+    /// (`nprobe`, `efSearch`, `quantizer_efSearch`, `k_factor_rf`, `ht`). Exact flat search has
+    /// none: setting them with it is an error rather than silently ignored.
+    pub fn search_params(mut self, params: Option<&str>) -> Self {
+        self.search_params = params.map(str::to_owned).filter(|p| !p.trim().is_empty());
+        self
+    }
+
     /// The decision [`engine::strategy`] makes for these controls on `n` rows (after the same
     /// argument checks as [`run`](Self::run)).
     pub fn strategy(&self, n: usize) -> Result<engine::Strategy> {
@@ -125,7 +135,14 @@ impl FaissNearestNeighbour {
             return Err(Error::invalid("search_batch_size", "0: a batch needs at least one row"));
         }
         self.check_k(n)?;
-        engine::choose(&self.device, self.string_factory.as_deref(), metric, self.k, &self.options)
+        let strategy = engine::choose(&self.device, self.string_factory.as_deref(), metric, self.k, &self.options)?;
+        if let (Some(p), false) = (&self.search_params, strategy.backend == Backend::Faiss) {
+            return Err(Error::invalid(
+                "search_params",
+                format!("{p:?}: exact flat search has no search parameters; they apply to faiss indexes (string_factory)"),
+            ));
+        }
+        Ok(strategy)
     }
 
     /// Runs on `n × d` row-major data.
@@ -138,8 +155,13 @@ impl FaissNearestNeighbour {
         let data = widen(data);
         let v = Vectors::new(&data, d, "embeddings")?;
         let strat = self.strategy(v.n())?;
+        engine::host_memory::check_lists(v.n(), self.k, strat.candidates)?;
         let metric = Metric::from_faiss(self.metric_type)?;
         match (strat.backend, strat.flat) {
+            (Backend::CpuTermwise, _) => {
+                let threads = self.options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                crate::flat::termwise::self_knn(v, metric, self.k, self.exclude_self, threads, progress)
+            }
             (Backend::Faiss, _) | (_, None) => {
                 let factory = self.string_factory.as_deref().map(str::trim).unwrap_or("Flat");
                 self.run_faiss(v, factory, metric, progress)
@@ -178,6 +200,7 @@ impl FaissNearestNeighbour {
             exclude_self: self.exclude_self,
             batch: self.search_batch_size,
             train_sample: self.train_sample,
+            search_params: self.search_params.as_deref().unwrap_or(""),
         };
         crate::faiss_backend::self_knn(v, &spec, progress)
     }

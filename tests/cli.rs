@@ -2,7 +2,10 @@
 //! kept, neighbour columns typed and correct) and, for each kind of bad input, a non-zero exit,
 //! a message naming the problem, and no output file left behind.
 
+#[cfg(feature = "faiss")]
+mod faiss_guard;
 mod fixtures;
+mod whole;
 
 use crate::common::parity::{max_norm2, tolerance};
 use crate::common::reference;
@@ -13,7 +16,9 @@ use std::ffi::OsString;
 use std::path::Path;
 
 /// Checks neighbour lists against the f64 reference: length k, never the row itself, every
-/// index a row, scores equal to the reference's position by position (ties may swap indices).
+/// index a row, no index twice, each reported score equal to the true score of the index
+/// reported with it (so a writer that shifted or shuffled lists between rows fails), and scores
+/// equal to the reference's position by position (ties may swap indices).
 fn check_neighbours(metric: FlatMetric, x: &[f32], d: usize, k: usize, idx: &[Vec<i64>], scores: &[Vec<f32>]) {
     let n = x.len() / d;
     assert_eq!((idx.len(), scores.len()), (n, n));
@@ -23,6 +28,14 @@ fn check_neighbours(metric: FlatMetric, x: &[f32], d: usize, k: usize, idx: &[Ve
         assert_eq!((idx[i].len(), scores[i].len()), (k, k), "row {i}");
         assert!(!idx[i].contains(&(i as i64)), "row {i} is in its own list {:?}", idx[i]);
         assert!(idx[i].iter().all(|&j| (0..n as i64).contains(&j)), "row {i}: {:?}", idx[i]);
+        let mut unique = idx[i].clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), k, "row {i} lists an index twice: {:?}", idx[i]);
+        for (t, &j) in idx[i].iter().enumerate() {
+            let truth = reference::score(metric, &x[i * d..(i + 1) * d], &x[j as usize * d..(j as usize + 1) * d]);
+            assert!((scores[i][t] as f64 - truth).abs() <= tol, "row {i} position {t}: index {j} is reported at {} but scores {truth}", scores[i][t]);
+        }
         for t in 0..k {
             let (g, w) = (scores[i][t] as f64, want[i][t].1);
             assert!((g - w).abs() <= tol, "row {i} position {t}: score {g}, reference {w}");
@@ -151,11 +164,20 @@ fn help_lists_the_flags() {
 /// Runs with `--input input --output <dir>/out.parquet` plus `extra`, expects a clean failure
 /// mentioning `needles`, and checks that `dir` holds only what it held before.
 fn fails(dir: &Path, input: &Path, extra: &[&str], needles: &[&str]) {
+    fails_with(dir, input, extra, |r| r.assert_fails(needles));
+}
+
+/// As [`fails`], for a value the flag parser refuses (exit status 2).
+fn flag_fails(dir: &Path, input: &Path, extra: &[&str], needles: &[&str]) {
+    fails_with(dir, input, extra, |r| r.assert_flag_error(needles));
+}
+
+fn fails_with(dir: &Path, input: &Path, extra: &[&str], check: impl FnOnce(&Run)) {
     let before = entries(dir);
     let out = dir.join("out.parquet");
     let mut argv = args(&[&"--input", &input, &"--output", &out]);
     argv.extend(extra.iter().map(OsString::from));
-    run(argv).assert_fails(needles);
+    check(&run(argv));
     assert_eq!(entries(dir), before, "a failed run left files behind");
 }
 
@@ -240,8 +262,8 @@ fn invalid_factory_string() {
 fn unknown_metric() {
     let dir = tempfile::tempdir().unwrap();
     let input = five_points(dir.path());
-    fails(dir.path(), &input, &["--metric", "99"], &["99", "metric"]);
-    fails(dir.path(), &input, &["--metric", "cosine"], &["cosine", "metric"]);
+    flag_fails(dir.path(), &input, &["--metric", "99"], &["99", "metric"]);
+    flag_fails(dir.path(), &input, &["--metric", "cosine"], &["cosine", "metric"]);
 }
 
 #[test]
@@ -286,15 +308,24 @@ fn corrupted_files() {
 fn bad_device() {
     let dir = tempfile::tempdir().unwrap();
     let input = five_points(dir.path());
-    fails(dir.path(), &input, &["--device", "abc"], &["device", "abc"]);
-    fails(dir.path(), &input, &["--device", "0,x"], &["device"]);
+    flag_fails(dir.path(), &input, &["--device", "abc"], &["device", "abc"]);
+    flag_fails(dir.path(), &input, &["--device", "0,x"], &["device"]);
 }
 
-#[cfg(not(feature = "cuda"))]
+/// Without a GPU (this build with or without the `cuda` feature), asking for one is a clean
+/// error that says so; with one, the same runs succeed.
 #[test]
-fn gpu_device_without_cuda() {
+fn gpu_device_without_a_gpu() {
     let dir = tempfile::tempdir().unwrap();
     let input = five_points(dir.path());
-    fails(dir.path(), &input, &["--device", "0"], &["cuda"]);
-    fails(dir.path(), &input, &["--device", "-1"], &["cuda"]);
+    let has_gpu = cfg!(feature = "cuda") && Path::new("/dev/nvidia0").exists();
+    for device in ["0", "-1", "-2"] {
+        if has_gpu {
+            let out = dir.path().join("gpu.parquet");
+            run(args(&[&"--input", &input, &"--output", &out, &"--device", &device])).assert_ok();
+            std::fs::remove_file(out).unwrap();
+        } else {
+            fails(dir.path(), &input, &["--device", device], &["cuda"]);
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod emulation;
 mod engine;
 mod exact;
 mod flat_cpu;

@@ -63,7 +63,39 @@ fn k_zero_and_k_beyond_n_minus_one_are_errors() {
     let e = FaissNearestNeighbour::new().k(5).run(&x, 3).unwrap_err();
     assert!(matches!(e, Error::InvalidK { k: 5, .. }), "{e}");
     assert!(e.to_string().contains("n − 1"), "{e}");
-    assert!(FaissNearestNeighbour::new().k(4).run(&x, 3).is_ok());
+    // k = n − 1: each list is every other row, in (score, index) order.
+    let nn = FaissNearestNeighbour::new().k(4).run(&x, 3).unwrap();
+    for i in 0..5 {
+        let mut want: Vec<(f64, i64)> = (0..5)
+            .filter(|&j| j != i)
+            .map(|j| (crate::common::reference::score(faiss_nn::FlatMetric::L2, &x[i * 3..i * 3 + 3], &x[j * 3..j * 3 + 3]), j as i64))
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        assert_eq!(nn.indices_of(i), want.iter().map(|w| w.1).collect::<Vec<_>>(), "row {i}");
+        for (s, w) in nn.scores_of(i).iter().zip(&want) {
+            assert!((f64::from(*s) - w.0).abs() <= 1e-6 * (1.0 + w.0), "row {i}: {s} vs {}", w.0);
+        }
+    }
+}
+
+/// Degenerate shapes: two rows, one dimension, every row identical (all distances tie at 0:
+/// lists in index order), both metrics.
+#[test]
+fn two_rows_one_dimension_and_identical_rows() {
+    for metric in [0i64, 1] {
+        let nn = FaissNearestNeighbour::new().metric_type(metric).run(&[1.0f32, 3.0], 1).unwrap();
+        assert_eq!((nn.indices_of(0), nn.indices_of(1)), (&[1i64][..], &[0i64][..]));
+        let want = if metric == 1 { 4.0 } else { 3.0 };
+        assert_eq!((nn.scores_of(0)[0], nn.scores_of(1)[0]), (want, want));
+        let same = vec![0.25f32; 6 * 4];
+        let nn = FaissNearestNeighbour::new().metric_type(metric).k(5).run(&same, 4).unwrap();
+        for i in 0..6 {
+            let others: Vec<i64> = (0..6i64).filter(|&j| j != i as i64).collect();
+            assert_eq!(nn.indices_of(i), &others[..], "metric {metric}, row {i}");
+            let s = if metric == 1 { 0.0 } else { 0.25 };
+            assert!(nn.scores_of(i).iter().all(|v| *v == s), "metric {metric}, row {i}: {:?}", nn.scores_of(i));
+        }
+    }
 }
 
 #[test]
@@ -172,12 +204,41 @@ mod faiss_backed {
     }
 
     #[test]
-    fn too_few_rows_to_train_is_faiss_error_with_context() {
+    fn too_few_rows_to_train_is_refused_before_faiss() {
         let x = normal(100, 8, 4);
         let e = FaissNearestNeighbour::new().string_factory(Some("IVF256,Flat")).run(&x, 8).unwrap_err();
-        assert!(matches!(e, Error::Faiss { .. }), "{e}");
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("training") && msg.contains("100 rows"), "{msg}");
+        assert!(msg.contains("IVF256") && msg.contains("training rows") && msg.contains("there are 100"), "{msg}");
+        // The training sample caps the rows k-means sees.
+        let e = FaissNearestNeighbour::new().string_factory(Some("IVF64,Flat")).train_sample(50).run(&x, 8).unwrap_err();
+        assert!(e.to_string().contains("there are 50"), "{e}");
+    }
+
+    #[test]
+    fn search_params_reach_faiss_and_are_checked() {
+        let x = normal(2000, 16, 5);
+        let run = |p: Option<&str>| FaissNearestNeighbour::new().string_factory(Some("IVF64,Flat")).k(10).search_params(p).run(&x, 16);
+        let exact = FaissNearestNeighbour::new().k(10).run(&x, 16).unwrap();
+        let recall = |nn: &faiss_nn::Neighbours| {
+            (0..2000).map(|i| nn.indices_of(i).iter().filter(|j| exact.indices_of(i).contains(j)).count()).sum::<usize>() as f64 / 20_000.0
+        };
+        // nprobe = nlist visits every list: exact; the default (1) does not.
+        let (one, all) = (recall(&run(None).unwrap()), recall(&run(Some("nprobe=64")).unwrap()));
+        assert!(all > 0.999 && one < 0.9, "recall nprobe 1: {one}, nprobe 64: {all}");
+        let e = run(Some("efSearch=16")).unwrap_err().to_string();
+        assert!(e.contains("efSearch") && e.contains("IVF64,Flat"), "{e}");
+        let e = run(Some("nprobe=-1")).unwrap_err().to_string();
+        assert!(e.contains("from 1 to"), "{e}");
+        let e = FaissNearestNeighbour::new().search_params(Some("nprobe=4")).run(&x, 16).unwrap_err().to_string();
+        assert!(e.contains("exact flat search has no search parameters"), "{e}");
+        let hnsw = |p: &str| recall(&FaissNearestNeighbour::new().string_factory(Some("HNSW8")).k(10).search_params(Some(p)).run(&x, 16).unwrap());
+        let (narrow, wide) = (hnsw("efSearch=1"), hnsw("efSearch=256"));
+        assert!(wide > 0.99 && wide > narrow + 0.02, "HNSW recall efSearch 1: {narrow}, 256: {wide}");
+        // RFlat re-ranks k_factor_rf × k candidates by their exact distances.
+        let refine = |p: &str| recall(&FaissNearestNeighbour::new().string_factory(Some("PQ4np,RFlat")).k(10).search_params(Some(p)).run(&x, 16).unwrap());
+        let (one, many) = (refine("k_factor_rf=1"), refine("k_factor_rf=64"));
+        assert!(many > one + 0.1, "PQ4,RFlat recall k_factor_rf 1: {one}, 64: {many}");
     }
 
     #[test]

@@ -175,6 +175,7 @@ def self_knn(
     memory_budget: Optional[int] = None,
     train_size: Optional[int] = None,
     shard_mode: str = "sharded",
+    search_params: Optional[str] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """For every row of ``embeddings``, its ``k`` nearest other rows.
 
@@ -198,6 +199,8 @@ def self_knn(
         train_size: at most this many (evenly spaced) rows train a faiss index that needs
             training.
         shard_mode: several GPUs: ``"sharded"`` (rows split) or ``"replicated"`` (queries split).
+        search_params: search-time parameters of a faiss index in faiss's syntax, e.g.
+            ``"nprobe=16"`` (IVF) or ``"efSearch=64"`` (HNSW); an error with exact flat search.
 
     Returns:
         ``(indices, scores)``: int64 and float32 arrays of shape ``(n, k)``, best first. A slot
@@ -214,7 +217,7 @@ def self_knn(
     """
     return _self_knn(
         embeddings, "embeddings", k, metric, device, string_factory, search_batch_size, precision,
-        exclude_self, threads, memory_budget, train_size, shard_mode,
+        exclude_self, threads, memory_budget, train_size, shard_mode, search_params,
     )
 
 
@@ -232,14 +235,17 @@ def _self_knn(
     memory_budget: Any,
     train_size: Any,
     shard_mode: Any,
+    search_params: Any = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`self_knn`, naming the input ``what`` in its errors (e.g. a table's column)."""
     _check_flags(exclude_self, string_factory)
+    if search_params is not None and not isinstance(search_params, str):
+        raise InvalidInputError(f"invalid search_params: {search_params!r}: expected None or a string such as 'nprobe=16'")
     x = as_matrix(embeddings, what)
     try:
         return _native.self_knn(
             x, k, _metric_arg(metric), device, string_factory, search_batch_size, precision,
-            bool(exclude_self), threads, memory_budget, train_size, shard_mode,
+            bool(exclude_self), threads, memory_budget, train_size, shard_mode, search_params,
         )
     except InvalidInputError as e:
         # The native search calls its input "embeddings"; say what the caller passed.
@@ -352,6 +358,7 @@ def knn_table(
     train_size: Optional[int] = None,
     shard_mode: str = "sharded",
     overwrite: bool = False,
+    search_params: Optional[str] = None,
 ) -> "pyarrow.Table":  # noqa: F821
     """The table plus ``nn_indices`` (``list<int64>``) and ``nn_scores`` (``list<float32>``).
 
@@ -378,7 +385,7 @@ def knn_table(
     x = column_matrix(table, column)
     indices, scores = _self_knn(
         x, f"column {column!r}", k, metric, device, string_factory, search_batch_size, precision,
-        exclude_self, threads, memory_budget, train_size, shard_mode,
+        exclude_self, threads, memory_budget, train_size, shard_mode, search_params,
     )
     out = table
     for name, values, typ in (

@@ -59,6 +59,8 @@ class FaissNearestNeighbour(GlobalStep):
             20 Canberra, 21 BrayCurtis, 22 JensenShannon). Defaults to `None` (L2).
         k: the number of nearest neighbours to search for each input row. Defaults to `1`.
         search_batch_size: query rows per search call of a faiss index. Defaults to `50`.
+        search_params: search-time parameters of a faiss index in faiss's syntax, e.g.
+            `"nprobe=16"` (IVF) or `"efSearch=64"` (HNSW). Defaults to `None`.
         train_size: if the index needs a training step, how many vectors (evenly spaced over
             the dataset) train it. Defaults to `None` (up to 131,072).
         precision: GPU product arithmetic: `"f32"` (exact), `"tf32"`, `"f16"` or `"bf16"`.
@@ -106,6 +108,11 @@ class FaissNearestNeighbour(GlobalStep):
     search_batch_size: Optional[RuntimeParameter[int]] = Field(
         default=50,
         description="Query rows per search call of a faiss index.",
+    )
+    search_params: Optional[RuntimeParameter[str]] = Field(
+        default=None,
+        description="Search-time parameters of a faiss index in faiss's syntax, e.g."
+        " 'nprobe=16' (IVF) or 'efSearch=64' (HNSW); an error with exact flat search.",
     )
     train_size: Optional[RuntimeParameter[int]] = Field(
         default=None,
@@ -160,6 +167,10 @@ class FaissNearestNeighbour(GlobalStep):
         yield out
 
     def _fan_out(self, x: Any, metric: Any) -> Any:
+        if self.search_params:
+            raise InvalidInputError(
+                f"shards={self.shards} runs exact flat search, which has no search_params (got {self.search_params!r})"
+            )
         if (self.string_factory or "Flat").strip() != "Flat":
             raise InvalidInputError(
                 f"shards={self.shards} runs exact flat search only, not string_factory={self.string_factory!r}"
@@ -193,6 +204,7 @@ class FaissNearestNeighbour(GlobalStep):
             self.memory_budget,
             self.train_size,
             "sharded",
+            self.search_params,
         )
 
     def _save_index(self, x: Any, metric: Any) -> None:

@@ -309,7 +309,7 @@ static LAST_INPUT: AtomicUsize = AtomicUsize::new(0);
 
 /// Every row's k nearest other rows: `(indices int64[n, k], scores float32[n, k])`.
 #[pyfunction]
-#[pyo3(signature = (embeddings, k, metric, device, string_factory, search_batch_size, precision, exclude_self, threads, memory_budget, train_size, shard_mode))]
+#[pyo3(signature = (embeddings, k, metric, device, string_factory, search_batch_size, precision, exclude_self, threads, memory_budget, train_size, shard_mode, search_params=None))]
 #[allow(clippy::too_many_arguments)]
 fn self_knn<'py>(
     py: Python<'py>,
@@ -325,6 +325,7 @@ fn self_knn<'py>(
     memory_budget: Option<&Bound<'py, PyAny>>,
     train_size: Option<&Bound<'py, PyAny>>,
     shard_mode: &Bound<'py, PyAny>,
+    search_params: Option<String>,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
     let k = k_arg(py, k)?;
     let metric = metric_arg(py, metric)?;
@@ -341,6 +342,7 @@ fn self_knn<'py>(
         .metric_type(metric.faiss_code() as i64)
         .device(device)
         .string_factory(string_factory.as_deref())
+        .search_params(search_params.as_deref())
         .search_batch_size(batch)
         .precision(precision)
         .shard_mode(shard_mode)

@@ -110,6 +110,11 @@ def test_parameters_reach_the_search():
     assert [r["nn_indices"] for r in out] == i.tolist()
     out = run(FaissNearestNeighbour(k=3, string_factory="IVF8,Flat", train_size=200), rows)
     assert all(len(r["nn_indices"]) == 3 and i not in r["nn_indices"] for i, r in enumerate(out))
+    # nprobe = nlist: the IVF index visits every list, so its answer is the exact one.
+    out = run(FaissNearestNeighbour(k=3, string_factory="IVF8,Flat", train_size=200, search_params="nprobe=8"), rows)
+    exact, _ = faiss_nn.self_knn(x, k=3)
+    hits = sum(len(set(r["nn_indices"]) & set(e)) for r, e in zip(out, exact.tolist()))
+    assert hits >= 0.99 * 3 * len(rows), hits
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,7 @@ def test_threads_and_memory_budget_do_not_change_the_answer():
 
 
 @pytest.mark.parametrize("metric,faiss_metric", [(2, faiss.METRIC_L1), (3, faiss.METRIC_Linf), (20, faiss.METRIC_Canberra)])
-def test_other_metrics_run_on_faiss(metric, faiss_metric):
+def test_other_metrics_match_faiss_where_it_is_defined(metric, faiss_metric):
     x = np.abs(rand(120, 6, seed=metric))
     i, s = faiss_nn.self_knn(x, k=3, metric=metric)
     index = faiss.IndexFlat(6, faiss_metric)
@@ -172,6 +172,46 @@ def test_other_metrics_run_on_faiss(metric, faiss_metric):
     dist, lab = index.search(x, 4)
     assert not (i == np.arange(120)[:, None]).any()
     assert np.allclose(s, dist[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_zero_components_have_defined_scores():
+    # Probability rows with zeros: faiss computes NaN for the 0/0 Canberra and 0·log 0
+    # Jensen–Shannon terms; they count 0 here (as in scipy), checked against a float64 reference.
+    rng = np.random.default_rng(3)
+    x = rng.random((60, 8)) * (rng.random((60, 8)) < 0.5)
+    x = (x / np.maximum(x.sum(1, keepdims=True), 1e-9)).astype(np.float32)
+    a, b = x[:, None, :].astype(np.float64), x[None, :, :].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        canberra = np.nan_to_num(np.abs(a - b) / (np.abs(a) + np.abs(b))).sum(-1)
+        m = (a + b) / 2
+        js = 0.5 * (np.nan_to_num(a * np.log(a / m)) + np.nan_to_num(b * np.log(b / m))).sum(-1)
+    for metric, ref in ((20, canberra), (22, js)):
+        i, s = faiss_nn.self_knn(x, k=3, metric=metric)
+        assert np.isfinite(s).all() and (i >= 0).all()
+        assert not (i == np.arange(60)[:, None]).any()
+        np.fill_diagonal(ref, np.inf)
+        assert np.allclose(s, np.sort(ref, axis=1)[:, :3], rtol=1e-5, atol=1e-6), metric
+        assert np.allclose(np.take_along_axis(ref, i, 1), s, rtol=1e-5, atol=1e-6), metric
+    with pytest.raises(faiss_nn.InvalidInputError, match="non-negative"):
+        faiss_nn.self_knn(x - 0.1, k=3, metric=22)
+
+
+def test_search_params_reach_faiss():
+    x = rand(2000, 16, seed=8)
+    exact, _ = faiss_nn.self_knn(x, k=10)
+
+    def recall(i):
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, exact)])
+
+    one, _ = faiss_nn.self_knn(x, k=10, string_factory="IVF64,Flat")
+    every, _ = faiss_nn.self_knn(x, k=10, string_factory="IVF64,Flat", search_params="nprobe=64")
+    assert recall(every) > 0.999 and recall(one) < 0.9
+    with pytest.raises(faiss_nn.InvalidInputError, match="unknown parameter"):
+        faiss_nn.self_knn(x, k=10, string_factory="IVF64,Flat", search_params="nprob=4")
+    with pytest.raises(faiss_nn.InvalidInputError, match="no search parameters"):
+        faiss_nn.self_knn(x, k=10, search_params="nprobe=4")
+    with pytest.raises(faiss_nn.InvalidInputError, match="search_params"):
+        faiss_nn.self_knn(x, k=10, string_factory="IVF64,Flat", search_params=16)
 
 
 def test_string_factory_builds_a_faiss_index():

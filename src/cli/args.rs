@@ -57,12 +57,17 @@ pub struct Args {
     /// -1 for every GPU
     #[arg(long, value_name = "cpu|ID|ID,ID,..|-1", default_value = "cpu", allow_hyphen_values = true,
           value_parser = parse_device)]
-    pub device: Device,
+    pub device: DeviceArg,
 
     /// faiss index factory string, e.g. "IVF256,Flat" or "HNSW32" [default: none, exact search
     /// on this crate's own flat kernels]
     #[arg(long, value_name = "S")]
     pub string_factory: Option<String>,
+
+    /// Search-time parameters of the faiss index, faiss's syntax: e.g. "nprobe=16" (IVF),
+    /// "efSearch=64" (HNSW), "nprobe=16,k_factor_rf=4" (IVF…,RFlat)
+    #[arg(long, value_name = "NAME=V,..")]
+    pub search_params: Option<String>,
 
     /// Query rows per search batch
     #[arg(long, value_name = "N", default_value_t = 50)]
@@ -72,13 +77,37 @@ pub struct Args {
     #[arg(long, value_name = "f32|tf32|f16|bf16", default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
 
-    /// No progress bar and no summary on stderr
+    /// Replace the nn_indices / nn_scores columns of an input that already has them (the
+    /// output of an earlier run); without it such an input is refused
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// No progress bar, no summary and no warnings from faiss on stderr (errors are still shown)
     #[arg(long, short)]
     pub quiet: bool,
 }
 
-fn parse_device(s: &str) -> faiss_nn::Result<Device> {
-    s.parse()
+/// A `--device` value as parsed, with the spelling given (reported as given: `-2` is every GPU,
+/// and is shown as `-2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceArg {
+    /// What the user wrote, trimmed.
+    pub given: String,
+    /// What it means.
+    pub device: Device,
+}
+
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.device {
+            Device::AllCuda => write!(f, "{} (every GPU)", self.given),
+            _ => write!(f, "{}", self.device),
+        }
+    }
+}
+
+fn parse_device(s: &str) -> faiss_nn::Result<DeviceArg> {
+    Ok(DeviceArg { given: s.trim().to_owned(), device: s.parse()? })
 }
 
 fn parse_precision(s: &str) -> faiss_nn::Result<Precision> {
@@ -106,11 +135,12 @@ mod tests {
     fn defaults_and_values() {
         let a = Args::try_parse_from(["faiss-nn"]).unwrap();
         assert!(a.is_demo_display());
-        assert_eq!((a.k(), a.metric, &a.device, a.search_batch_size, &a.column), (3, Metric::L2, &Device::Cpu, 50, &"embedding".to_owned()));
-        let a = Args::try_parse_from(["faiss-nn", "--input", "x.npy", "--metric", "0", "--device", "-1", "--k", "4"]).unwrap();
-        assert_eq!((a.k(), a.metric, a.device), (4, Metric::InnerProduct, Device::AllCuda));
+        assert_eq!((a.k(), a.metric, &a.device.device, a.search_batch_size, &a.column), (3, Metric::L2, &Device::Cpu, 50, &"embedding".to_owned()));
+        let a = Args::try_parse_from(["faiss-nn", "--input", "x.npy", "--metric", "0", "--device", "-2", "--k", "4"]).unwrap();
+        assert_eq!((a.k(), a.metric, &a.device.device), (4, Metric::InnerProduct, &Device::AllCuda));
+        assert_eq!(a.device.to_string(), "-2 (every GPU)");
         let a = Args::try_parse_from(["faiss-nn", "--output", "o.parquet", "--device", "0,1"]).unwrap();
-        assert_eq!((a.k(), a.device), (1, Device::Cuda(vec![0, 1])));
+        assert_eq!((a.k(), a.device.device), (1, Device::Cuda(vec![0, 1])));
         let e = Args::try_parse_from(["faiss-nn", "--metric", "99"]).unwrap_err().to_string();
         assert!(e.contains("99") && e.contains("unknown metric"), "{e}");
         let e = Args::try_parse_from(["faiss-nn", "--device", "abc"]).unwrap_err().to_string();

@@ -24,6 +24,7 @@
 //! total order on exact keys, a result is the same however the rows were split.
 
 pub mod exact;
+pub mod host_memory;
 mod shard;
 pub mod strategy;
 

@@ -21,8 +21,11 @@ pub enum Backend {
     GpuCublas,
     /// Our fused tensor-core kernel.
     GpuFused,
-    /// faiss itself: any other factory string or metric (CPU).
+    /// faiss itself: any other factory string (CPU).
     Faiss,
+    /// Our term-by-term exact search ([`crate::flat::termwise`]) for the metrics other than L2
+    /// and inner product with a flat index (CPU).
+    CpuTermwise,
 }
 
 /// Where the lists of several shards are merged.
@@ -62,6 +65,13 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
     };
     let flat = match (factory, metric.flat()) {
         (None, Some(fm)) => fm,
+        (None, None) if !device.is_gpu() && crate::flat::termwise::serves(metric) => {
+            if k == 0 {
+                return Err(Error::InvalidK { k, reason: "at least one neighbour must be asked for".into() });
+            }
+            let merge = MergeAt::Host;
+            return Ok(Strategy { backend: Backend::CpuTermwise, flat: None, precision: Precision::F32, merge, proven: false, candidates: k });
+        }
         (factory, _) => {
             if device.is_gpu() {
                 let what = match factory {
@@ -124,8 +134,12 @@ mod tests {
         // A reduced precision does not apply to the CPU.
         let s = choose(&Device::Cpu, None, Metric::L2, 5, &EngineOptions { precision: Precision::Bf16, ..opts() }).unwrap();
         assert_eq!((s.precision, s.proven), (Precision::F32, true));
-        for (f, m) in [(Some("IVF16,Flat"), Metric::L2), (Some("HNSW32"), Metric::InnerProduct), (None, Metric::L1), (Some("Flat"), Metric::Linf)] {
+        for (f, m) in [(Some("IVF16,Flat"), Metric::L2), (Some("HNSW32"), Metric::InnerProduct), (Some("HNSW32"), Metric::L1)] {
             assert_eq!(choose(&Device::Cpu, f, m, 3, &opts()).unwrap().backend, Backend::Faiss, "{f:?} {m:?}");
+        }
+        // Flat under the term-by-term metrics is our own exact search, never faiss's NaN terms.
+        for (f, m) in [(None, Metric::L1), (Some("Flat"), Metric::Linf), (None, Metric::Canberra), (Some("Flat"), Metric::JensenShannon)] {
+            assert_eq!(choose(&Device::Cpu, f, m, 3, &opts()).unwrap().backend, Backend::CpuTermwise, "{f:?} {m:?}");
         }
         assert!(choose(&Device::Cpu, Some(""), Metric::L2, 3, &opts()).is_err());
     }

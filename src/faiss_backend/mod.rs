@@ -5,7 +5,10 @@
 //! sample when n is large), every row is added, queries run in batches of `search_batch_size`,
 //! a row is removed from its own list by index, and ties are ordered by the lower index.
 
+mod blas;
+pub mod factory;
 mod native;
+pub mod params;
 
 use crate::data::Vectors;
 use crate::error::{Error, Result};
@@ -13,7 +16,7 @@ use crate::metric::Metric;
 use crate::neighbours::Neighbours;
 use crate::progress::Progress;
 use faiss::index::{Index, IndexImpl};
-pub use native::index_factory;
+use native::index_factory;
 
 /// What to build and how to search it.
 #[derive(Debug, Clone)]
@@ -30,12 +33,18 @@ pub struct FaissSpec<'a> {
     pub batch: usize,
     /// At most this many rows train the index; more are sampled down to it.
     pub train_sample: usize,
+    /// Search-time parameters in faiss's syntax (`"nprobe=16,efSearch=64"`); empty for none.
+    pub search_params: &'a str,
 }
 
 /// Builds, trains and fills a faiss index on `data`, then searches every row against it.
 pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress) -> Result<Neighbours> {
     let (n, d) = (data.n(), data.d());
+    let plan = factory::check(spec.factory, d, n.min(spec.train_sample.max(1)), spec.metric)?;
+    let params = params::SearchParams::parse(spec.search_params)?;
+    let _blas = blas::OneBlasThread::new();
     let mut index = index_factory(d, spec.factory, spec.metric)?;
+    params.apply(&mut index, spec.factory)?;
     let fail = |context: String| move |e: faiss::error::Error| Error::Faiss { context, message: e.to_string() };
     if !index.is_trained() {
         let sample = training_sample(data, spec.train_sample);
@@ -64,6 +73,22 @@ pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress
             }
         }
         progress.advance((q1 - q0) as u64);
+    }
+    // An exhaustive index compares every pair: a slot it left empty held a NaN distance, which
+    // faiss drops from its lists. Refuse rather than return a list with a hole.
+    let available = if spec.exclude_self { n - 1 } else { n };
+    if plan.exhaustive && spec.k <= available {
+        if let Some(p) = indices.iter().position(|&i| i < 0) {
+            return Err(Error::Faiss {
+                context: format!("searching index {:?}", spec.factory),
+                message: format!(
+                    "row {} has fewer than {} neighbours from an index that compares every pair: faiss computed NaN distances \
+                     (a whitening PCA of rank-deficient data, or values whose transform overflows)",
+                    p / spec.k,
+                    spec.k
+                ),
+            });
+        }
     }
     Ok(Neighbours { n, k: spec.k, indices, scores })
 }

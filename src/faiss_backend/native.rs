@@ -25,7 +25,7 @@ pub fn index_factory(d: usize, factory: &str, metric: Metric) -> Result<IndexImp
 }
 
 /// faiss's message for the last failed call on this thread.
-fn last_error() -> String {
+pub(super) fn last_error() -> String {
     // SAFETY: faiss returns NULL or a NUL-terminated string valid until its next call.
     unsafe {
         let p = faiss_sys::faiss_get_last_error();

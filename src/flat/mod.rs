@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod plan;
+pub mod termwise;
 
 use crate::data::Vectors;
 use crate::error::Result;

@@ -6,6 +6,9 @@
 /// output, or the top-k state, which has the output's size): 512 MiB.
 pub const DEFAULT_CPU_BUDGET: usize = 512 << 20;
 
+/// The least scratch the CPU plan keeps, whatever the data's size.
+pub const MIN_SCRATCH: usize = 32 << 20;
+
 /// What a search needs to plan.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput {
@@ -45,6 +48,10 @@ pub struct TilePlan {
 /// register block) and sized so that one tile's distance block fits in L2 cache; the budget
 /// bounds the per-worker packed panels and blocks.
 pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
+    // Scratch stays small next to the data itself: a quarter of the larger operand (at least
+    // MIN_SCRATCH), so that a few very wide rows (1,000 × 100,000) do not pack half a GiB.
+    let data = p.nq.max(p.ndb).saturating_mul(p.d).saturating_mul(4);
+    let p = &PlanInput { budget: p.budget.min((data / 4).max(MIN_SCRATCH)), ..*p };
     // A tile's products (q_tile × db_tile f32) should stay cache resident: 256 × 256 × 4 = 256 KiB.
     let base = 256usize;
     let mut q_tile = round_up(base.min(p.nq.max(1)), align).max(align);
@@ -110,6 +117,11 @@ mod tests {
         let p = PlanInput { nq: 50_000, ndb: 50_000, d: 1024, k: 10, workers: 2, budget: 1 << 20, symmetric: true };
         let plan = plan_cpu(&p, 48);
         assert!(plan.symmetric && plan.block == plan.q_tile.min(plan.db_tile), "{plan:?}");
+        // Few very wide rows: the packed block and tile stay within a quarter of the data.
+        let p = PlanInput { nq: 1000, ndb: 1000, d: 100_000, k: 10, workers: 2, budget: DEFAULT_CPU_BUDGET, symmetric: true };
+        let plan = plan_cpu(&p, 48);
+        let scratch = 2 * (plan.block + plan.q_tile.min(plan.db_tile)) * p.d * 4;
+        assert!(scratch <= 1000 * 100_000 * 4 / 4, "{plan:?}: {scratch} bytes");
     }
 
     #[test]

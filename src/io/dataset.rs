@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 use crate::neighbours::Neighbours;
 use arrow_array::builder::{ListBuilder, PrimitiveBuilder};
 use arrow_array::types::{Float32Type, Int64Type};
-use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, FixedSizeListArray, Float32Array, GenericListArray, OffsetSizeTrait, RecordBatch};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,8 +30,10 @@ pub struct Dataset {
     pub schema: SchemaRef,
     /// Every input row, in order.
     pub batches: Vec<RecordBatch>,
-    /// Row-major `n × d` embeddings, every value finite.
-    pub embeddings: Vec<f32>,
+    /// Row-major `n × d` embeddings, every value finite. Where the embedding column holds
+    /// float32 lists (and for `.npy` input) the table's column is a view of this very buffer,
+    /// so the matrix is held once.
+    pub embeddings: ScalarBuffer<f32>,
     /// Number of rows (at least 1).
     pub n: usize,
     /// Dimension (at least 1).
@@ -50,9 +53,48 @@ impl Dataset {
         None
     }
 
-    /// The output table: every input column, then `nn_indices` and `nn_scores`. An input that
-    /// already has columns of those names (the output of an earlier run) has them replaced.
+    /// Refuses a table whose columns would be lost or overwritten by the output columns: an
+    /// embedding column named `nn_indices` / `nn_scores`, or an input that already has columns
+    /// of those names (the output of an earlier run; see [`Dataset::drop_neighbour_columns`]).
+    pub fn check_output_columns(&self) -> Result<()> {
+        if matches!(self.column.as_str(), NN_INDICES | NN_SCORES) {
+            return Err(Error::invalid(
+                "column",
+                format!(
+                    "{:?} of {}: the embedding column has the name of an output column, which would replace it; rename the column",
+                    self.column,
+                    self.path.display()
+                ),
+            ));
+        }
+        let existing: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).filter(|n| matches!(*n, NN_INDICES | NN_SCORES)).collect();
+        if !existing.is_empty() {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "{} already has column(s) {}; they would be overwritten (the CLI's --overwrite replaces them)",
+                    self.path.display(),
+                    existing.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" and ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes the columns `nn_indices` and `nn_scores` from the table (an earlier run's output),
+    /// so that a new run can write its own.
+    pub fn drop_neighbour_columns(&mut self) -> Result<()> {
+        let keep: Vec<usize> = (0..self.schema.fields().len()).filter(|&i| !matches!(self.schema.field(i).name().as_str(), NN_INDICES | NN_SCORES)).collect();
+        self.schema = Arc::new(self.schema.project(&keep).map_err(|e| Error::invalid("input table", e.to_string()))?);
+        self.batches =
+            self.batches.iter().map(|b| b.project(&keep)).collect::<std::result::Result<_, _>>().map_err(|e| Error::invalid("input table", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The output table: every input column, then `nn_indices` and `nn_scores`. Fails (see
+    /// [`Dataset::check_output_columns`]) rather than overwrite a column.
     pub fn with_neighbours(&self, nn: &Neighbours) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.check_output_columns()?;
         let table_rows: usize = self.batches.iter().map(RecordBatch::num_rows).sum();
         if nn.n != self.n || table_rows != self.n || nn.indices.len() != nn.n * nn.k || nn.scores.len() != nn.n * nn.k {
             return Err(Error::invalid(
@@ -99,6 +141,55 @@ fn check_offsets(values: usize, what: &str) -> Result<()> {
         return Err(Error::invalid(what, format!("{values} values in one record batch exceed the {} an Arrow list can address", i32::MAX)));
     }
     Ok(())
+}
+
+/// True for the embedding column types that [`view_column`] can rebuild over the matrix.
+pub(crate) fn viewable(field: &Field) -> bool {
+    match field.data_type() {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => item.data_type() == &DataType::Float32,
+        _ => false,
+    }
+}
+
+/// Rows `row0 .. row0 + rows` of the `d`-wide matrix `values` as a column of `field`'s type
+/// (`list`, `large_list` or `fixed_size_list` of float32; see [`viewable`]), without copying
+/// the values.
+pub(crate) fn view_column(field: &Field, values: &ScalarBuffer<f32>, d: usize, row0: usize, rows: usize) -> Result<ArrayRef> {
+    let bad = |e: arrow_schema::ArrowError| Error::invalid(field.name().as_str(), e.to_string());
+    let child = Float32Array::new(values.slice(row0 * d, rows * d), None);
+    fn offsets<O: OffsetSizeTrait>(rows: usize, d: usize) -> Result<OffsetBuffer<O>> {
+        let o: Option<Vec<O>> = (0..=rows).map(|r| O::from_usize(r * d)).collect();
+        let o = o.ok_or_else(|| Error::invalid("embedding column", format!("{} values exceed the list offsets' range", rows * d)))?;
+        Ok(OffsetBuffer::new(ScalarBuffer::from(o)))
+    }
+    Ok(match field.data_type() {
+        DataType::List(item) => Arc::new(GenericListArray::<i32>::try_new(item.clone(), offsets(rows, d)?, Arc::new(child), None).map_err(bad)?),
+        DataType::LargeList(item) => Arc::new(GenericListArray::<i64>::try_new(item.clone(), offsets(rows, d)?, Arc::new(child), None).map_err(bad)?),
+        DataType::FixedSizeList(item, w) => Arc::new(FixedSizeListArray::try_new(item.clone(), *w, Arc::new(child), None).map_err(bad)?),
+        other => return Err(Error::invalid(field.name().as_str(), format!("type {other} cannot view a float32 matrix"))),
+    })
+}
+
+/// Inserts the matrix view of `field` at position `index` into every batch (which lack it),
+/// giving batches of `schema`.
+pub(crate) fn insert_view(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    index: usize,
+    field: &FieldRef,
+    values: &ScalarBuffer<f32>,
+    d: usize,
+) -> Result<Vec<RecordBatch>> {
+    let mut row0 = 0;
+    batches
+        .into_iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            columns.insert(index, view_column(field, values, d, row0, b.num_rows())?);
+            row0 += b.num_rows();
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::invalid("input table", e.to_string()))
+        })
+        .collect()
 }
 
 /// `rows` lists of `values.len() / rows` items each, as `list<T>` with non-null items.

@@ -6,6 +6,11 @@
 /// JSON object; on anything unexpected this returns what it found so far (the caller only uses
 /// the result to order columns, never to decide validity).
 pub(crate) fn top_level_keys(line: &str) -> Vec<String> {
+    top_level_keys_at(line).into_iter().map(|(k, _)| k).collect()
+}
+
+/// [`top_level_keys`] with the byte offset where each key (its opening quote) starts.
+pub(crate) fn top_level_keys_at(line: &str) -> Vec<(String, usize)> {
     let b = line.as_bytes();
     let mut keys = Vec::new();
     let mut depth = 0usize;
@@ -24,7 +29,7 @@ pub(crate) fn top_level_keys(line: &str) -> Vec<String> {
                 let end = (i + 1).min(b.len());
                 if depth == 1 && expect_key {
                     if let Ok(k) = serde_json::from_str::<String>(&line[start..end]) {
-                        keys.push(k);
+                        keys.push((k, start));
                     }
                     expect_key = false;
                 }

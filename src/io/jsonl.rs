@@ -1,17 +1,22 @@
-//! JSON Lines input: one object per line. A first pass parses every line with `serde_json`,
-//! validating the embedding field with line numbers in every message and feeding arrow-json's
-//! schema inference; a second pass decodes the whole file into Arrow columns with that schema.
+//! JSON Lines input: one object per line. The file is read once (so a pipe or FIFO works),
+//! a UTF-8 byte-order mark is skipped and CRLF or CR line ends are read as LF. A first pass
+//! parses every line with `serde_json`, validating the embedding field and the other fields'
+//! types with line numbers in every message and feeding arrow-json's schema inference; a second
+//! pass decodes the text into Arrow columns with that schema.
+//!
+//! A column keeps its values exactly or the file is refused: a field that holds a number on one
+//! line and a string on another, an integer beyond the int64 range, or integers beyond 2^53 in a
+//! column that also holds fractional numbers (a float64 column would round them).
 
 use super::dataset::Dataset;
 use super::format::Format;
-use super::json_keys::top_level_keys;
+use super::json_keys::{top_level_keys, top_level_keys_at};
+use super::json_types::{kind, FieldTypes};
 use crate::error::{Error, Result};
 use arrow_json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
 use arrow_schema::{ArrowError, Schema};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,9 +27,9 @@ const BATCH_ROWS: usize = 8192;
 struct Scan<'a> {
     path: &'a Path,
     column: &'a str,
-    reader: BufReader<File>,
+    lines: std::iter::Enumerate<std::str::Split<'a, char>>,
     line: usize,
-    buf: Vec<u8>,
+    types: FieldTypes,
     values: Vec<f32>,
     /// Dimension and the line that fixed it.
     d: Option<(usize, usize)>,
@@ -35,17 +40,6 @@ struct Scan<'a> {
     error: Option<Error>,
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl Scan<'_> {
     fn at(&self, message: String) -> Error {
         Error::format(self.path, format!("line {}", self.line), message)
@@ -54,14 +48,8 @@ impl Scan<'_> {
     /// Reads the next non-blank line; `None` at the end of the file.
     fn next_line(&mut self) -> Result<Option<Value>> {
         loop {
-            self.buf.clear();
-            self.line += 1;
-            let got =
-                self.reader.read_until(b'\n', &mut self.buf).map_err(|source| Error::Io { action: "cannot read".into(), path: self.path.into(), source })?;
-            if got == 0 {
-                return Ok(None);
-            }
-            let text = std::str::from_utf8(&self.buf).map_err(|e| self.at(format!("not valid UTF-8 ({e})")))?;
+            let Some((i, text)) = self.lines.next() else { return Ok(None) };
+            self.line = i + 1;
             if text.trim().is_empty() {
                 continue;
             }
@@ -71,7 +59,14 @@ impl Scan<'_> {
             } else {
                 ""
             };
-            let value: Value = serde_json::from_str(text).map_err(|e| self.at(format!("invalid JSON: {e}{hint}")))?;
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                // Name the field the parser was in: the last key that starts before the error
+                // (serde's column counts bytes from 1).
+                let at = e.column().saturating_sub(1);
+                let field = top_level_keys_at(text).into_iter().rev().find(|(_, p)| *p < at).map(|(k, _)| format!(" in field {k:?}")).unwrap_or_default();
+                let chars = text.get(..at).map_or(at, |t| t.chars().count()) + 1;
+                self.at(format!("invalid JSON at character {chars}{field}: {e}{hint}"))
+            })?;
             let Value::Object(map) = &value else {
                 return Err(self.at(format!("expected a JSON object, found {}{hint}", kind(&value))));
             };
@@ -82,7 +77,12 @@ impl Scan<'_> {
                     }
                 }
             }
+            if text.matches(&format!("{:?}", self.column)).nth(1).is_some() && top_level_keys(text).iter().filter(|k| *k == self.column).count() > 1 {
+                return Err(self.at(format!("the field {:?} appears more than once in the object", self.column)));
+            }
             self.take_embedding(&value)?;
+            let (line, column) = (self.line, self.column);
+            self.types.check(line, text, map, column).map_err(|m| Error::format(self.path, format!("line {line}"), m))?;
             return Ok(Some(value));
         }
     }
@@ -116,7 +116,7 @@ impl Scan<'_> {
             };
             let x32 = x as f32;
             if !x32.is_finite() {
-                return Err(self.at(format!("{column:?} component {j} is {x}, which is not a finite 32-bit float")));
+                return Err(self.at(format!("{column:?} component {j} is {x:e}, which overflows float32 (largest finite: {:e})", f32::MAX)));
             }
             self.values.push(x32);
         }
@@ -142,18 +142,35 @@ impl Iterator for Scan<'_> {
     }
 }
 
-fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|source| Error::Io { action: "cannot read".into(), path: path.into(), source })
+/// The file's text, read once: a byte-order mark dropped, CRLF and CR line ends read as LF (in
+/// place: the CR of a CRLF becomes a space, which JSON ignores), UTF-8 checked (naming the line
+/// of a bad byte).
+fn read_text(path: &Path) -> Result<String> {
+    let mut bytes = std::fs::read(path).map_err(|source| Error::Io { action: "cannot read".into(), path: path.into(), source })?;
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
+    for i in 0..bytes.len() {
+        if bytes[i] == b'\r' {
+            bytes[i] = if bytes.get(i + 1) == Some(&b'\n') { b' ' } else { b'\n' };
+        }
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        Error::format(path, format!("line {line}"), format!("not valid UTF-8 ({})", e.utf8_error()))
+    })
 }
 
 /// Reads a JSON Lines file, taking the embeddings from field `column`.
 pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
+    let text = read_text(path)?;
     let mut scan = Scan {
         path,
         column,
-        reader: BufReader::new(open(path)?),
+        lines: text.split('\n').enumerate(),
         line: 0,
-        buf: Vec::new(),
+        types: FieldTypes::default(),
         values: Vec::new(),
         d: None,
         rows: 0,
@@ -176,9 +193,8 @@ pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
     let schema = Arc::new(Schema::new(fields));
 
     let reader = ReaderBuilder::new(schema.clone())
-        .with_coerce_primitive(true)
         .with_batch_size(BATCH_ROWS)
-        .build(BufReader::new(open(path)?))
+        .build(std::io::Cursor::new(text.as_bytes()))
         .map_err(|e| Error::format(path, "decoding columns", e.to_string()))?;
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::format(path, "decoding columns", e.to_string()))?;
     let table_rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -195,7 +211,7 @@ pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
         column: column.into(),
         schema,
         batches,
-        embeddings: std::mem::take(&mut scan.values),
+        embeddings: std::mem::take(&mut scan.values).into(),
         n: scan.rows,
         d,
     })

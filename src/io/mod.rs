@@ -21,6 +21,7 @@ mod dataset;
 mod embedding;
 mod format;
 mod json_keys;
+mod json_types;
 mod jsonl;
 pub mod npy;
 mod read_parquet;

@@ -2,12 +2,12 @@
 //! (`<f4`, `<f8` or `<f2`) becomes an `n × d` f32 matrix. Anything else is refused with the
 //! header field that is wrong, since a silently reinterpreted buffer would give wrong neighbours.
 
-use super::dataset::{lists, Dataset};
+use super::dataset::{insert_view, Dataset};
 use super::format::Format;
 use crate::data::check_finite;
 use crate::error::{Error, Result};
-use arrow_array::types::Float32Type;
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchOptions};
+use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use half::f16;
 use std::path::Path;
@@ -190,9 +190,9 @@ impl Dtype {
     }
 }
 
-/// Decodes a whole `.npy` file held in memory into `(values, n, d)`, validated finite.
-pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    let (h, data_start) = split(bytes, path)?;
+/// The checked shape and element type of an array: 2-D, C order, n ≥ 1, d ≥ 1, and the
+/// number of data bytes that must follow the header.
+fn layout(h: &Header, path: &Path) -> Result<(Dtype, usize, usize, usize)> {
     let bad = |msg: String| Error::format(path, "npy header", msg);
     let dtype = Dtype::parse(&h.descr).map_err(bad)?;
     if h.fortran_order {
@@ -209,46 +209,153 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usiz
         return Err(Error::Empty { what, detail: format!("shape ({n}, {d}) has no dimensions") });
     }
     let (n, d) = (usize::try_from(n).map_err(|_| bad("too many rows".into()))?, usize::try_from(d).map_err(|_| bad("too many dimensions".into()))?);
-    let data = &bytes[data_start..];
     let need = n.checked_mul(d).and_then(|v| v.checked_mul(dtype.size()));
-    if need != Some(data.len()) {
-        let need = need.map_or("more than can be addressed".to_owned(), |b| format!("{b} bytes"));
-        return Err(Error::format(
-            path,
-            "npy data",
-            format!("shape ({n}, {d}) of {} needs {need} of data but the file holds {} (truncated or corrupted)", h.descr, data.len()),
-        ));
+    let need = need.ok_or_else(|| bad(format!("shape ({n}, {d}) of {} is more than can be addressed (truncated or corrupted)", h.descr)))?;
+    Ok((dtype, n, d, need))
+}
+
+fn size_error(path: &Path, h: &Header, n: usize, d: usize, need: usize, have: &str) -> Error {
+    Error::format(path, "npy data", format!("shape ({n}, {d}) of {} needs {need} bytes of data but the file holds {have} (truncated or corrupted)", h.descr))
+}
+
+/// Appends the values in `bytes` (whole elements of `dtype`) to `out`, recording the first
+/// float64 that is finite but beyond float32's range (its flat position and value).
+fn convert(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>, overflow: &mut Option<(usize, f64)>) {
+    match dtype {
+        Dtype::F4 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F2 => out.extend(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::F8 => {
+            for c in bytes.chunks_exact(8) {
+                let v = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                let x = v as f32;
+                if overflow.is_none() && v.is_finite() && !x.is_finite() {
+                    *overflow = Some((out.len(), v));
+                }
+                out.push(x);
+            }
+        }
     }
-    let values: Vec<f32> = match dtype {
-        Dtype::F4 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F8 => data.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
-        Dtype::F2 => data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-    };
-    check_finite(&values, d, &what)?;
+}
+
+/// The finiteness check, after a float64 that overflowed float32 is named as such.
+fn finish(values: Vec<f32>, n: usize, d: usize, overflow: Option<(usize, f64)>, path: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    if let Some((at, v)) = overflow {
+        return Err(Error::format(path, format!("row {}, component {}", at / d, at % d), format!("{v:e} overflows float32 (largest finite: {:e})", f32::MAX)));
+    }
+    check_finite(&values, d, &path.display().to_string())?;
     Ok((values, n, d))
 }
 
-/// Reads a `.npy` file into `(values, n, d)`: row-major, finite, n ≥ 1, d ≥ 1.
+/// Decodes a whole `.npy` file held in memory into `(values, n, d)`, validated finite (the
+/// reference the streaming reader is tested against).
+#[cfg(test)]
+pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    let (h, data_start) = split(bytes, path)?;
+    let (dtype, n, d, need) = layout(&h, path)?;
+    let data = &bytes[data_start..];
+    if need != data.len() {
+        return Err(size_error(path, &h, n, d, need, &format!("{}", data.len())));
+    }
+    let mut values = Vec::with_capacity(n * d);
+    let mut overflow = None;
+    convert(dtype, data, &mut values, &mut overflow);
+    finish(values, n, d, overflow, path)
+}
+
+/// The longest header read (numpy writes a few hundred bytes; version 2 allows 4 GiB).
+const MAX_HEADER: usize = 1 << 20;
+/// Bytes converted per read of the data.
+const CHUNK: usize = 1 << 20;
+
+/// Reads a `.npy` file into `(values, n, d)`: row-major, finite, n ≥ 1, d ≥ 1. The header is
+/// read and checked against the file's size before any data is read, and the data is converted
+/// as it streams in, so memory holds the matrix once.
 pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { action: "cannot read".into(), path: path.into(), source })?;
-    decode(&bytes, path)
+    use std::io::Read;
+    let io = |source| Error::Io { action: "cannot read".into(), path: path.into(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    // The magic, the version and the header's length, then the header itself.
+    let mut head = vec![0u8; 12];
+    let got = read_full(&mut file, &mut head).map_err(io)?;
+    head.truncate(got);
+    let (start, len) = match head.get(6) {
+        Some(1) if got >= 10 => (10, u16::from_le_bytes([head[8], head[9]]) as usize),
+        Some(2 | 3) if got >= 12 => (12, u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize),
+        _ => return Err(split(&head, path).err().unwrap_or_else(|| Error::format(path, "npy header", "the file ends inside the header"))),
+    };
+    if len > MAX_HEADER {
+        return Err(Error::format(path, "npy header", format!("the header claims {len} bytes (more than {MAX_HEADER}); the file is corrupted")));
+    }
+    let mut header = head;
+    header.resize(start + len, 0);
+    let more = read_full(&mut file, &mut header[got.min(start + len)..]).map_err(io)?;
+    header.truncate(got.min(start + len) + more);
+    let (h, data_start) = split(&header, path)?;
+    let (dtype, n, d, need) = layout(&h, path)?;
+    if got > data_start {
+        return Err(Error::format(path, "npy header", "the header is shorter than its own prefix; the file is corrupted"));
+    }
+    if let Some(size) = size {
+        let have = size.saturating_sub(data_start as u64);
+        if have != need as u64 {
+            return Err(size_error(path, &h, n, d, need, &have.to_string()));
+        }
+    }
+    let mut values = Vec::new();
+    values.try_reserve_exact(n * d).map_err(|_| Error::OutOfMemory {
+        device: "cpu".into(),
+        context: format!("reading {} ({n} × {d})", path.display()),
+        needed_bytes: n.saturating_mul(d).saturating_mul(4),
+    })?;
+    let mut overflow = None;
+    let mut buf = vec![0u8; CHUNK - CHUNK % dtype.size()];
+    let mut left = need;
+    while left > 0 {
+        let want = buf.len().min(left);
+        let got = read_full(&mut file, &mut buf[..want]).map_err(io)?;
+        if got < want {
+            return Err(size_error(path, &h, n, d, need, &(need - left + got).to_string()));
+        }
+        convert(dtype, &buf[..got], &mut values, &mut overflow);
+        left -= got;
+    }
+    if size.is_none() && file.read(&mut [0u8]).map_err(io)? != 0 {
+        return Err(size_error(path, &h, n, d, need, "more"));
+    }
+    finish(values, n, d, overflow, path)
+}
+
+/// Reads until `buf` is full or the input ends; the number of bytes read.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(k) => at += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
 }
 
 /// Reads a `.npy` file as a [`Dataset`] whose table has one column, `embedding`
-/// (`list<float32>`), in record batches of at most 8192 rows.
+/// (`list<float32>`), in record batches of at most 8192 rows that view the matrix (no copy).
 pub(crate) fn read_dataset(path: &Path) -> Result<Dataset> {
-    let (embeddings, n, d) = read_matrix(path)?;
+    let (values, n, d) = read_matrix(path)?;
+    let embeddings = ScalarBuffer::from(values);
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let schema = Arc::new(Schema::new(vec![Field::new("embedding", DataType::List(item), false)]));
+    let field = Arc::new(Field::new("embedding", DataType::List(item), false));
+    let schema = Arc::new(Schema::new(vec![field.clone()]));
     // Arrow lists address their values with i32 offsets.
     let per_batch = (i32::MAX as usize / d).clamp(1, 8192);
-    let batches = embeddings
-        .chunks(per_batch * d)
-        .map(|chunk| {
-            let column = lists::<Float32Type>(chunk, chunk.len() / d, "embedding")?;
-            RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::invalid("npy table", e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let empty: Vec<RecordBatch> = (0..n)
+        .step_by(per_batch)
+        .map(|r0| RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &RecordBatchOptions::new().with_row_count(Some(per_batch.min(n - r0)))))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::invalid("npy table", e.to_string()))?;
+    let batches = insert_view(empty, &schema, 0, &field, &embeddings, d)?;
     Ok(Dataset { path: path.into(), format: Format::Npy, column: "embedding".into(), schema, batches, embeddings, n, d })
 }
 

@@ -89,7 +89,7 @@ fn npy_to_parquet_and_back() {
     fs::write(&input, bytes).unwrap();
 
     let data = read_embeddings(&input, "ignored").unwrap();
-    assert_eq!((data.n, data.d, data.embeddings.as_slice()), (4, 2, &values[..]));
+    assert_eq!((data.n, data.d, &data.embeddings[..]), (4, 2, &values[..]));
     let out = dir.path().join("m.nn.parquet");
     write_with_neighbours(&data, &nn(4, 2, |i| i as f32), &out).unwrap();
 
@@ -104,10 +104,18 @@ fn npy_to_parquet_and_back() {
     let sc = b.column(2).as_list::<i32>();
     assert_eq!(sc.value(3).as_primitive::<Float32Type>().values(), &[6.0, 7.0]);
 
-    // Writing the output again replaces the neighbour columns instead of duplicating them.
+    // Writing the output again is refused (it would overwrite the neighbour columns) unless
+    // the earlier columns are dropped first; then they are replaced, not duplicated.
     let again = dir.path().join("again.parquet");
+    let e = write_with_neighbours(&back, &nn(4, 1, |_| 1.0), &again).unwrap_err().to_string();
+    assert!(e.contains("already has column(s) \"nn_indices\" and \"nn_scores\""), "{e}");
+    assert!(!again.exists());
+    let mut back = back;
+    back.drop_neighbour_columns().unwrap();
     write_with_neighbours(&back, &nn(4, 1, |_| 1.0), &again).unwrap();
-    assert_eq!(read_embeddings(&again, "embedding").unwrap().schema.fields().len(), 3);
+    let again = read_embeddings(&again, "embedding").unwrap();
+    assert_eq!(again.schema.fields().len(), 3);
+    assert_eq!(&again.embeddings[..], &values[..]);
 }
 
 #[test]

@@ -17,6 +17,24 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
+/// The temporary file's suffix, so that a file left by a killed process is recognisable.
+const TEMP_SUFFIX: &str = ".faiss-nn-tmp";
+/// Random characters in the temporary file's name.
+const TEMP_RAND: usize = 6;
+/// The longest file name most file systems take (bytes).
+const NAME_MAX: usize = 255;
+
+/// `.<name>.`, with `name` cut (at a character boundary) so that the whole temporary name stays
+/// within [`NAME_MAX`] even when the output's own name is as long as allowed.
+fn temp_prefix(name: &str) -> String {
+    let room = NAME_MAX - 2 - TEMP_RAND - TEMP_SUFFIX.len();
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.", &name[..end])
+}
+
 /// An output file being prepared: create it with [`Output::create`], fill it with
 /// [`Output::write`]. Dropping it unwritten removes every trace.
 #[derive(Debug)]
@@ -30,14 +48,20 @@ impl Output {
     /// Checks the format (from the extension) and creates the temporary file next to `path`.
     pub fn create(path: &Path) -> Result<Output> {
         let format = Format::output_from_path(path)?;
+        if path.is_dir() {
+            return Err(Error::invalid(
+                "output",
+                format!("{} is a directory; give a file name such as {}", path.display(), path.join("out.parquet").display()),
+            ));
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let prefix = format!(".{name}.");
+        let prefix = temp_prefix(&name);
         let mut b = tempfile::Builder::new();
-        b.prefix(&prefix).suffix(".tmp");
+        b.prefix(&prefix).suffix(TEMP_SUFFIX).rand_bytes(TEMP_RAND);
         // NamedTempFile defaults to owner-only access; the output should get the permissions
         // of any file the user creates (0666 less the umask).
         #[cfg(unix)]
@@ -47,6 +71,12 @@ impl Output {
         }
         let temp = b.tempfile_in(dir).map_err(|source| Error::Io { action: "cannot write".into(), path: path.into(), source })?;
         Ok(Output { path: path.into(), format, temp })
+    }
+
+    /// The temporary file the output is written to before it is renamed into place (named
+    /// `.<output name>.<random>.faiss-nn-tmp`, in the output's directory).
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
     }
 
     /// The final path.
@@ -84,20 +114,36 @@ fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// Encoded bytes a row group may buffer before it is written out. ArrowWriter holds a whole row
+/// group encoded in memory until it is complete, and its default (a million rows) would hold a
+/// second copy of a 1M × 384 embedding column.
+const ROW_GROUP_BYTES: usize = 16 << 20;
+
 fn write_parquet(file: &mut std::fs::File, schema: SchemaRef, batches: &[RecordBatch]) -> std::io::Result<()> {
-    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-    // ArrowWriter buffers its output itself.
+    // No dictionary encoding: embeddings are distinct floats, and a dictionary of millions of
+    // them would be built (in memory) only to be abandoned.
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_enabled(false)
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build();
     let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(other)?;
     for b in batches {
-        w.write(b).map_err(other)?;
+        // Row groups close between writes: write wide batches in slices of about a row group.
+        let bytes: usize = b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum();
+        let rows = (b.num_rows() * ROW_GROUP_BYTES).checked_div(bytes).unwrap_or(b.num_rows()).clamp(1, b.num_rows().max(1));
+        for start in (0..b.num_rows()).step_by(rows) {
+            w.write(&b.slice(start, rows.min(b.num_rows() - start))).map_err(other)?;
+        }
     }
     w.into_inner().map_err(other)?.flush()
 }
 
-/// One JSON object per line. arrow-json writes non-finite floats (the ±inf of unfilled
-/// neighbour slots) as `null`, keeping every line valid JSON; a unit test holds it to that.
+/// One JSON object per line, null fields written as `null` (not dropped). arrow-json writes
+/// non-finite floats (the ±inf of unfilled neighbour slots) as `null`, keeping every line valid
+/// JSON; a unit test holds it to that.
 fn write_jsonl(file: &mut std::fs::File, batches: &[RecordBatch]) -> std::io::Result<()> {
-    let mut w = arrow_json::LineDelimitedWriter::new(BufWriter::new(file));
+    let mut w = arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow_json::writer::LineDelimited>(BufWriter::new(file));
     for b in batches {
         w.write(b).map_err(other)?;
     }

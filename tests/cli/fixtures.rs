@@ -46,10 +46,22 @@ impl Run {
         self
     }
 
-    /// Asserts a clean failure: non-zero exit, an `error:` message containing every `needle`
-    /// (case-insensitive), and no panic or backtrace.
+    /// Asserts a clean failure of the run: exit status 1 (the documented status of an error;
+    /// death by a signal has none), nothing on stdout, an `error:` message containing every
+    /// `needle` (case-insensitive), and no panic or backtrace.
     pub fn assert_fails(&self, needles: &[&str]) {
+        self.assert_failure(1, needles);
+    }
+
+    /// Asserts a flag error: exit status 2 (clap's convention), otherwise as [`Run::assert_fails`].
+    pub fn assert_flag_error(&self, needles: &[&str]) {
+        self.assert_failure(2, needles);
+    }
+
+    fn assert_failure(&self, code: i32, needles: &[&str]) {
         assert!(!self.ok, "expected a failure, got success; stderr:\n{}", self.stderr);
+        assert_eq!(self.code, Some(code), "exit status (None: killed by a signal); stderr:\n{}", self.stderr);
+        assert_eq!(self.stdout, "", "a failed run printed to stdout");
         assert!(self.stderr.contains("error"), "no error message:\n{}", self.stderr);
         assert!(!self.stderr.contains("panicked") && !self.stderr.contains("stack backtrace"), "panicked:\n{}", self.stderr);
         let lower = self.stderr.to_lowercase();

@@ -70,7 +70,7 @@ pub fn demo_path() -> PathBuf {
 /// The demo set's embeddings, `(data, d)`.
 pub fn demo_embeddings() -> (Vec<f32>, usize) {
     let ds = faiss_nn::io::read_embeddings(&demo_path(), "embedding").expect("the demo set is readable");
-    (ds.embeddings, ds.d)
+    (ds.embeddings.to_vec(), ds.d)
 }
 
 /// The full 10,000-row set, if the shared data folder is beside the checkout.

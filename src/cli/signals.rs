@@ -1,0 +1,118 @@
+//! Process-level care the binary takes around a run: the temporary output file is removed when
+//! the process is interrupted (SIGINT, SIGTERM, SIGHUP) or killed by a fault or abort inside a
+//! native library (SIGABRT, SIGSEGV, SIGBUS, SIGFPE), and `--quiet` mutes what faiss prints
+//! straight to the standard error (its training warnings).
+
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+/// The temporary file to remove, as a C string owned by [`TempGuard`] (null: none).
+static TEMP: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+const SIGNALS: [libc::c_int; 7] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGABRT, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
+
+/// While alive, a signal removes `path` before the process ends as the signal says.
+pub struct TempGuard(*mut libc::c_char);
+
+impl TempGuard {
+    /// Registers `path` and installs the handlers. A signal the process inherited as ignored
+    /// (`nohup`, a background job of a script) stays ignored.
+    pub fn new(path: &Path) -> Option<TempGuard> {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = CString::new(path.as_os_str().as_bytes()).ok()?.into_raw();
+        TEMP.store(raw, Ordering::SeqCst);
+        for sig in SIGNALS {
+            // SAFETY: sigaction with zeroed, then filled, structures; `on_signal` only calls
+            // async-signal-safe functions (unlink, signal, raise).
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                // On the alternate stack where one is set up (Rust's, for stack overflows).
+                new.sa_flags = libc::SA_ONSTACK;
+                libc::sigemptyset(&mut new.sa_mask);
+                libc::sigaction(sig, &new, std::ptr::null_mut());
+            }
+        }
+        Some(TempGuard(raw))
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        TEMP.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: the pointer came from `CString::into_raw` in `new` and no handler can read it
+        // any more (TEMP was cleared first).
+        drop(unsafe { CString::from_raw(self.0) });
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let p = TEMP.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // A crash message from native code under --quiet went to /dev/null; what follows should not.
+    unmute();
+    // SAFETY: `p` is null or the NUL-terminated path registered by `TempGuard::new`, alive until
+    // the guard is dropped; unlink, signal and raise are async-signal-safe.
+    unsafe {
+        if !p.is_null() {
+            libc::unlink(p);
+        }
+        // End the way the signal would have: default action, raised again.
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// The real standard error while [`Mute`] holds fd 2 (−1: not muted).
+static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+
+/// Gives fd 2 back its real destination (the panic hook calls this, so that an internal error
+/// is printed even under `--quiet`).
+pub fn unmute() {
+    let saved = SAVED_STDERR.swap(-1, Ordering::SeqCst);
+    if saved >= 0 {
+        // SAFETY: `saved` is the descriptor Mute duplicated from 2.
+        unsafe { libc::dup2(saved, 2) };
+    }
+}
+
+/// While alive, the process's standard error goes to /dev/null (what native code writes there
+/// directly, which Rust cannot intercept); dropping it restores the original.
+pub struct Mute(libc::c_int);
+
+impl Mute {
+    /// Redirects file descriptor 2, or does nothing if that fails.
+    pub fn stderr() -> Option<Mute> {
+        // SAFETY: plain descriptor calls; each result is checked before use.
+        unsafe {
+            let saved = libc::dup(2);
+            if saved < 0 {
+                return None;
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if null < 0 {
+                libc::close(saved);
+                return None;
+            }
+            libc::dup2(null, 2);
+            libc::close(null);
+            SAVED_STDERR.store(saved, Ordering::SeqCst);
+            Some(Mute(saved))
+        }
+    }
+}
+
+impl Drop for Mute {
+    fn drop(&mut self) {
+        SAVED_STDERR.store(-1, Ordering::SeqCst);
+        // SAFETY: `self.0` is the descriptor duplicated from 2 in `stderr`.
+        unsafe {
+            libc::dup2(self.0, 2);
+            libc::close(self.0);
+        }
+    }
+}
