@@ -3,11 +3,19 @@
 //! `python3 benches/ratios.py` prints the ratio table that BENCHMARKS.md records.
 //!
 //! faiss's self-kNN is the original step's method: search every row for k + 1 neighbours.
+//!
+//! What each side includes: *ours* is the whole step (input checks, centring, the symmetric
+//! join, the exact f64 re-scoring and its proof) or `FlatIndex::search`; *kernel* is our CPU
+//! searcher alone (`CpuSearcher::search` of the same job: products, epilogue and selection, no
+//! checks and no exact layer), to compare kernel with kernel; *faiss* is `IndexFlat::search` on
+//! an index filled before the timing (its `add` is not timed).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use faiss::index::Index;
 use faiss::FlatIndex as FaissFlat;
-use faiss_nn::{FaissNearestNeighbour, FlatIndex, FlatMetric};
+use faiss_nn::flat::cpu::CpuSearcher;
+use faiss_nn::flat::{FlatJob, FlatSearcher};
+use faiss_nn::{FaissNearestNeighbour, FlatIndex, FlatMetric, NoProgress, Vectors};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +69,11 @@ fn self_join_group(c: &mut Criterion, name: &str, x: &[f32], d: usize) {
         g.bench_function(BenchmarkId::new("ours", tag(metric)), |b| {
             b.iter(|| black_box(FaissNearestNeighbour::new().metric_type(code(metric)).k(K).run(x, d).unwrap()))
         });
+        let v = Vectors::new(x, d, "x").unwrap();
+        let cpu = CpuSearcher::new();
+        g.bench_function(BenchmarkId::new("kernel", tag(metric)), |b| {
+            b.iter(|| black_box(cpu.search(&FlatJob::self_join(v, metric, K, &NoProgress)).unwrap()))
+        });
         let mut f = faiss_flat(metric, d, x);
         g.bench_function(BenchmarkId::new("faiss", tag(metric)), |b| b.iter(|| black_box(f.search(x, K + 1).unwrap())));
     }
@@ -74,6 +87,11 @@ fn query_group(c: &mut Criterion, name: &str, q: &[f32], x: &[f32], d: usize) {
         let mut ours = FlatIndex::new(d, metric.metric()).unwrap();
         ours.add(x).unwrap();
         g.bench_function(BenchmarkId::new("ours", tag(metric)), |b| b.iter(|| black_box(ours.search(q, K).unwrap())));
+        let (qv, xv) = (Vectors::new(q, d, "q").unwrap(), Vectors::new(x, d, "x").unwrap());
+        let cpu = CpuSearcher::new();
+        g.bench_function(BenchmarkId::new("kernel", tag(metric)), |b| {
+            b.iter(|| black_box(cpu.search(&FlatJob::search(qv, xv, metric, K, &NoProgress)).unwrap()))
+        });
         let mut f = faiss_flat(metric, d, x);
         g.bench_function(BenchmarkId::new("faiss", tag(metric)), |b| b.iter(|| black_box(f.search(q, K).unwrap())));
     }

@@ -64,6 +64,19 @@ impl FromStr for Device {
     }
 }
 
+impl Device {
+    /// What the device is, for messages: "CUDA device 0", "CUDA devices 0,1", or "every CUDA
+    /// device (a negative device id)" — never a number the user did not give.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu => "the CPU".into(),
+            Device::AllCuda => "every CUDA device (a negative device id)".into(),
+            Device::Cuda(ids) if ids.len() == 1 => format!("CUDA device {}", ids[0]),
+            Device::Cuda(_) => format!("CUDA devices {self}"),
+        }
+    }
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -325,7 +325,9 @@ fn gpu_device_without_a_gpu() {
             run(args(&[&"--input", &input, &"--output", &out, &"--device", &device])).assert_ok();
             std::fs::remove_file(out).unwrap();
         } else {
-            fails(dir.path(), &input, &["--device", device], &["cuda"]);
+            // A negative id means every GPU, whichever negative number was given: never "-1".
+            let named = if device.starts_with('-') { "every CUDA device" } else { "CUDA device 0" };
+            fails(dir.path(), &input, &["--device", device], &["cuda", named]);
         }
     }
 }

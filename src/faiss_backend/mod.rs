@@ -108,17 +108,18 @@ fn finish_row(labels: &[faiss::Idx], dists: &[f32], own: Option<i64>, k: usize, 
     row
 }
 
-/// All rows, or `cap` rows spread evenly over the data (deterministic, so runs repeat).
-fn training_sample(data: Vectors<'_>, cap: usize) -> Vec<f32> {
+/// All rows (borrowed, not copied), or `cap` rows spread evenly over the data (deterministic, so
+/// runs repeat).
+fn training_sample(data: Vectors<'_>, cap: usize) -> std::borrow::Cow<'_, [f32]> {
     let n = data.n();
     if n <= cap.max(1) {
-        return data.as_slice().to_vec();
+        return std::borrow::Cow::Borrowed(data.as_slice());
     }
     let mut out = Vec::with_capacity(cap * data.d());
     for s in 0..cap {
         out.extend_from_slice(data.row(s * n / cap));
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// faiss's own `IndexFlatL2` / `IndexFlatIP` holding `x`: the reference of the parity tests and

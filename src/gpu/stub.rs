@@ -10,7 +10,7 @@ use crate::topk::TopKLists;
 const REASON: &str = "this build has no `cuda` feature; rebuild with --features cuda";
 
 pub(crate) fn open_searchers(device: &Device, _: &GpuOptions) -> Result<Vec<Box<dyn FlatSearcher>>> {
-    Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: REASON.into() })
+    Err(Error::Unavailable { what: device.describe(), reason: REASON.into() })
 }
 
 pub(crate) fn merge_on_device(device: usize, _: &[TopKLists], _: usize) -> Result<TopKLists> {

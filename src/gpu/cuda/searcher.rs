@@ -45,7 +45,7 @@ pub(super) struct ResidentRows {
 /// GPU (its own streams and cuBLAS handle, a share of the memory budget); [`Device::AllCuda`] is
 /// every visible device. See [`crate::gpu::open_searchers`].
 pub(crate) fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<Box<dyn FlatSearcher>>> {
-    super::driver::check_runtime(&format!("CUDA device {device}"))?;
+    super::driver::check_runtime(&device.describe())?;
     let count = super::driver::device_count()?;
     let ids: Vec<usize> = match device {
         Device::Cpu => return Err(Error::invalid("device", "cpu is not a CUDA device")),
@@ -53,7 +53,7 @@ pub(crate) fn open_searchers(device: &Device, opts: &GpuOptions) -> Result<Vec<B
         Device::Cuda(ids) => ids.clone(),
     };
     if ids.is_empty() {
-        return Err(Error::Unavailable { what: format!("CUDA device {device}"), reason: "the CUDA driver sees no device (check CUDA_VISIBLE_DEVICES)".into() });
+        return Err(Error::Unavailable { what: device.describe(), reason: "the CUDA driver sees no device (check CUDA_VISIBLE_DEVICES)".into() });
     }
     if let Some(&bad) = ids.iter().find(|&&i| i >= count) {
         return Err(Error::BadDevice { id: bad, count });
