@@ -27,6 +27,8 @@ const BATCH_ROWS: usize = 8192;
 struct Scan<'a> {
     path: &'a Path,
     column: &'a str,
+    /// `"<column>"` as it appears in the text: the quick test for a repeated embedding key.
+    column_key: String,
     lines: std::iter::Enumerate<std::str::Split<'a, char>>,
     line: usize,
     types: FieldTypes,
@@ -77,7 +79,7 @@ impl Scan<'_> {
                     }
                 }
             }
-            if text.matches(&format!("{:?}", self.column)).nth(1).is_some() && top_level_keys(text).iter().filter(|k| *k == self.column).count() > 1 {
+            if text.matches(self.column_key.as_str()).nth(1).is_some() && top_level_keys(text).iter().filter(|k| *k == self.column).count() > 1 {
                 return Err(self.at(format!("the field {:?} appears more than once in the object", self.column)));
             }
             self.take_embedding(&value)?;
@@ -168,6 +170,7 @@ pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
     let mut scan = Scan {
         path,
         column,
+        column_key: format!("{column:?}"),
         lines: text.split('\n').enumerate(),
         line: 0,
         types: FieldTypes::default(),
