@@ -128,7 +128,7 @@ mod tests {
     fn cpu_flat_and_faiss() {
         let s = choose(&Device::Cpu, None, Metric::L2, 10, &opts()).unwrap();
         assert_eq!((s.backend, s.flat, s.precision, s.merge, s.proven), (Backend::Cpu, Some(FlatMetric::L2), Precision::F32, MergeAt::Host, true));
-        assert_eq!(s.candidates, 18);
+        assert_eq!(s.candidates, 14);
         let s = choose(&Device::Cpu, Some(" Flat "), Metric::InnerProduct, 1000, &opts()).unwrap();
         assert_eq!((s.backend, s.candidates), (Backend::Cpu, 1062));
         // A reduced precision does not apply to the CPU.
@@ -148,7 +148,7 @@ mod tests {
     fn gpu_paths_precisions_and_merge() {
         let one = Device::Cuda(vec![1]);
         let s = choose(&one, None, Metric::L2, 10, &opts()).unwrap();
-        assert_eq!((s.backend, s.merge, s.proven, s.candidates), (Backend::GpuCublas, MergeAt::Host, true, 18));
+        assert_eq!((s.backend, s.merge, s.proven, s.candidates), (Backend::GpuCublas, MergeAt::Host, true, 14));
         let bf16 = EngineOptions { precision: Precision::Bf16, ..opts() };
         let s = choose(&one, None, Metric::L2, 10, &bf16).unwrap();
         assert_eq!((s.precision, s.proven, s.candidates), (Precision::Bf16, false, 10));

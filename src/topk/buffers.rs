@@ -28,7 +28,7 @@ pub const MAX_ID_SPAN: u64 = u32::MAX as u64;
 /// Order-preserving bits of an f32 key (not NaN): negative keys below positive ones, and −0
 /// equal to +0 (as `<` and `==` see them).
 #[inline(always)]
-fn key_bits(key: f32) -> u32 {
+pub(crate) fn key_bits(key: f32) -> u32 {
     let b = (key + 0.0).to_bits();
     if b & 0x8000_0000 != 0 {
         !b
@@ -38,7 +38,7 @@ fn key_bits(key: f32) -> u32 {
 }
 
 #[inline(always)]
-fn key_from_bits(b: u32) -> f32 {
+pub(crate) fn key_from_bits(b: u32) -> f32 {
     f32::from_bits(if b & 0x8000_0000 != 0 { b & 0x7fff_ffff } else { !b })
 }
 

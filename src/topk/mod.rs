@@ -12,6 +12,7 @@ mod heaps;
 mod lists;
 mod merge;
 
+pub(crate) use buffers::{key_bits, key_from_bits};
 pub use buffers::{TopKBuffers, MAX_ID_SPAN};
 pub use heaps::{RowSink, TopKHeaps};
 pub use lists::TopKLists;
