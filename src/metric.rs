@@ -115,7 +115,8 @@ impl FlatMetric {
     pub fn score_from_key(self, key: f32) -> f32 {
         match self {
             FlatMetric::L2 => key,
-            FlatMetric::InnerProduct => -key,
+            // 0 − key rather than −key: a zero product is reported as +0, never −0.
+            FlatMetric::InnerProduct => 0.0 - key,
         }
     }
 }

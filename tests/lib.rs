@@ -12,6 +12,8 @@ mod step;
 mod topk;
 
 #[cfg(feature = "faiss")]
+mod faiss_factories;
+#[cfg(feature = "faiss")]
 mod parity_faiss;
 
 mod cli;

@@ -246,9 +246,10 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
                     } else if valid < ak.len() || scored.len() < k {
                         false // a backend that returned fewer than it could: do not trust it
                     } else {
+                        // An infinite f32 key says nothing of the rows behind it: not proven.
                         let worst = ak[ak.len() - 1] as f64;
                         let kth = scored[k - 1].0;
-                        worst - e > next_up(kth) as f64
+                        worst.is_finite() && worst - e > next_up(kth) as f64
                     }
                 }
             };
@@ -279,7 +280,11 @@ fn reach((ak, ai): (&[f32], &[i64]), k: usize, e: Option<f64>) -> usize {
         return valid;
     }
     let c = ak[k - 1] as f64;
-    let cut = next_up((c + e) as f32) as f64 + e;
+    let top = (c + e) as f32;
+    if !top.is_finite() {
+        return valid; // keys at the top of f32's range: no cut can be proven
+    }
+    let cut = next_up(top) as f64 + e;
     k + ak[k..valid].iter().take_while(|a| (**a as f64) <= cut).count()
 }
 
@@ -306,8 +311,11 @@ fn prefetch(row: &[f32]) {
     let _ = row;
 }
 
-/// The smallest f32 above `x` (x finite).
+/// The smallest f32 above `x` (`x` itself when infinite or NaN).
 fn next_up(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
     if x == 0.0 {
         return f32::from_bits(1);
     }
@@ -480,6 +488,9 @@ mod tests {
         assert_eq!(reach((&keys, &ids), 2, None), 5);
         assert_eq!(reach((&keys, &ids), 5, Some(0.0)), 5);
         assert_eq!(reach((&keys, &ids), 6, Some(0.1)), 5);
+        // At the top of f32's range the cut would be infinite: every candidate is re-scored.
+        let top = [f32::MAX, f32::MAX, f32::MAX];
+        assert_eq!(reach((&top, &[0, 1, 2]), 1, Some(1e38)), 3);
     }
 
     #[test]
