@@ -28,6 +28,13 @@ const PTX_ARCH: &str = "80";
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(faiss_nn_kernels)");
+    println!("cargo::rustc-check-cfg=cfg(faiss_nn_avx2)");
+    println!("cargo::rerun-if-env-changed=CXXFLAGS_x86_64_unknown_linux_gnu");
+    // The bundled faiss is compiled with the C++ flags of this variable (.cargo/config.toml):
+    // with `-mavx2` in them, the faiss backend checks the CPU before faiss runs.
+    if env::var("CXXFLAGS_x86_64_unknown_linux_gnu").is_ok_and(|f| f.split_whitespace().any(|w| w == "-mavx2")) {
+        println!("cargo::rustc-cfg=faiss_nn_avx2");
+    }
     println!("cargo::rerun-if-changed=kernels");
     println!("cargo::rerun-if-env-changed=NVCC");
     println!("cargo::rerun-if-changed=build.rs");

@@ -57,3 +57,19 @@ then
   echo "setup: installing the Python build and test requirements"
   python3 -m pip install -q --disable-pip-version-check "${py_reqs[@]}"
 fi
+
+# faiss-sys does not rebuild faiss when the C++ flags it is compiled with change
+# (.cargo/config.toml, or the environment variable that overrides it): a build directory made
+# with other flags has its faiss builds dropped, so that the next build compiles them again.
+flags="${CXXFLAGS_x86_64_unknown_linux_gnu-$(sed -n 's/^CXXFLAGS_x86_64_unknown_linux_gnu *= *"\(.*\)"/\1/p' .cargo/config.toml)}"
+for dir in "${CARGO_TARGET_DIR:-target}" python/target; do
+  stamp="$dir/.faiss-cxxflags"
+  if [ -d "$dir" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$flags" ]; then
+    echo "setup: faiss in $dir was built with other flags; it will be rebuilt"
+    CARGO_TARGET_DIR="$dir" cargo clean -q -p faiss-sys
+    CARGO_TARGET_DIR="$dir" cargo clean -q -p faiss-sys --release
+  fi
+  if [ -d "$dir" ] || [ "$dir" != python/target ]; then
+    mkdir -p "$dir" && printf '%s' "$flags" > "$stamp"
+  fi
+done

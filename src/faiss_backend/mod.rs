@@ -9,6 +9,7 @@ mod blas;
 pub mod factory;
 mod native;
 pub mod params;
+pub mod simd;
 
 use crate::data::Vectors;
 use crate::error::{Error, Result};
@@ -126,6 +127,7 @@ fn training_sample(data: Vectors<'_>, cap: usize) -> std::borrow::Cow<'_, [f32]>
 /// the benchmarks.
 pub fn reference_flat(metric: crate::metric::FlatMetric, d: usize, x: &[f32]) -> Result<faiss::FlatIndex> {
     use crate::metric::FlatMetric;
+    simd::require_cpu()?;
     let fail = |e: faiss::error::Error| Error::Faiss { context: format!("building IndexFlat of {} rows", x.len() / d.max(1)), message: e.to_string() };
     let mut idx = match metric {
         FlatMetric::L2 => faiss::FlatIndex::new_l2(d as u32),
@@ -138,6 +140,7 @@ pub fn reference_flat(metric: crate::metric::FlatMetric, d: usize, x: &[f32]) ->
 
 /// Runs a query set against an already filled faiss index.
 pub fn search(index: &mut IndexImpl, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<i64>)> {
+    simd::require_cpu()?;
     let res = index.search(queries, k).map_err(|e| Error::Faiss { context: format!("searching {k} neighbours"), message: e.to_string() })?;
     let labels = res.labels.iter().map(|l| l.get().map_or(-1, |v| v as i64)).collect();
     Ok((res.distances, labels))

@@ -8,6 +8,7 @@ use std::ffi::{CStr, CString};
 
 /// `faiss::index_factory(d, factory, metric)`, with faiss's own message on failure.
 pub fn index_factory(d: usize, factory: &str, metric: Metric) -> Result<IndexImpl> {
+    super::simd::require_cpu()?;
     let bad = |reason: String| Error::invalid("string_factory", format!("{factory:?}: {reason}"));
     if factory.trim().is_empty() {
         return Err(bad("empty".into()));
