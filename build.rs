@@ -21,6 +21,21 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Whether the bundled faiss is compiled for AVX2 CPUs: an x86-64 target whose C++ flags (the
+/// variables the cc crate reads for faiss-sys's cmake build; `.cargo/config.toml` sets one)
+/// ask for AVX2. The faiss backend then checks the CPU before faiss runs.
+fn faiss_uses_avx2() -> bool {
+    let target = env::var("TARGET").unwrap_or_default();
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("x86_64") {
+        return false;
+    }
+    let names = [format!("CXXFLAGS_{target}"), format!("CXXFLAGS_{}", target.replace('-', "_")), "TARGET_CXXFLAGS".into(), "CXXFLAGS".into()];
+    names.iter().any(|name| {
+        println!("cargo::rerun-if-env-changed={name}");
+        env::var(name).is_ok_and(|f| f.split_whitespace().any(|w| matches!(w, "-mavx2" | "-march=x86-64-v3" | "-march=x86-64-v4")))
+    })
+}
+
 /// Real architectures compiled to SASS; the last entry's virtual architecture also ships as PTX.
 const SASS_ARCHS: &[&str] = &["80", "90"];
 /// Virtual architecture of the embedded PTX (the JIT fallback for newer GPUs).
@@ -29,10 +44,7 @@ const PTX_ARCH: &str = "80";
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(faiss_nn_kernels)");
     println!("cargo::rustc-check-cfg=cfg(faiss_nn_avx2)");
-    println!("cargo::rerun-if-env-changed=CXXFLAGS_x86_64_unknown_linux_gnu");
-    // The bundled faiss is compiled with the C++ flags of this variable (.cargo/config.toml):
-    // with `-mavx2` in them, the faiss backend checks the CPU before faiss runs.
-    if env::var("CXXFLAGS_x86_64_unknown_linux_gnu").is_ok_and(|f| f.split_whitespace().any(|w| w == "-mavx2")) {
+    if faiss_uses_avx2() {
         println!("cargo::rustc-cfg=faiss_nn_avx2");
     }
     println!("cargo::rerun-if-changed=kernels");

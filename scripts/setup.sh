@@ -69,7 +69,5 @@ for dir in "${CARGO_TARGET_DIR:-target}" python/target; do
     CARGO_TARGET_DIR="$dir" cargo clean -q -p faiss-sys
     CARGO_TARGET_DIR="$dir" cargo clean -q -p faiss-sys --release
   fi
-  if [ -d "$dir" ] || [ "$dir" != python/target ]; then
-    mkdir -p "$dir" && printf '%s' "$flags" > "$stamp"
-  fi
+  mkdir -p "$dir" && printf '%s' "$flags" > "$stamp"
 done

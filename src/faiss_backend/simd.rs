@@ -3,15 +3,18 @@
 //! x86-64. On a CPU without those instructions such code dies of SIGILL, and not only mid-search:
 //! the compiler also uses AVX instructions in faiss's static initialisers, which run when the
 //! program (or the Python module) is loaded, before `main`. So:
-//! - [`startup_check`] runs as a load-time initialiser ordered before every C++ one (an
+//! - `startup_check` runs as a load-time initialiser ordered before every C++ one (an
 //!   `.init_array` entry with a priority); on a CPU without the instructions it writes one line
 //!   naming them and the portable build to stderr and exits with status 1: a clear error at
 //!   start, never SIGILL;
 //! - every entry into faiss also asks [`require_cpu`] (an [`Error`], for any code path that
 //!   reaches faiss without the initialiser, e.g. a build for another loader).
 //!
-//! A portable build (`CXXFLAGS_x86_64_unknown_linux_gnu=` set to nothing) compiles faiss without
-//! them; then neither check requires anything.
+//! A portable build (`CXXFLAGS_x86_64_unknown_linux_gnu=` set to nothing, and faiss compiled
+//! again: see `.cargo/config.toml`) compiles faiss without them; then neither check requires
+//! anything. In the Python module the load-time check runs at `import`, so on such a CPU the
+//! import ends the interpreter with that message (there is no way to refuse only the faiss part
+//! once faiss's own initialisers would fault).
 
 use crate::error::{Error, Result};
 
@@ -30,8 +33,7 @@ pub fn require_cpu() -> Result<()> {
         what: "the faiss backend".into(),
         reason: format!(
             "this build's faiss uses {} instructions, which this CPU lacks ({}); rebuild with \
-             CXXFLAGS_x86_64_unknown_linux_gnu= set to nothing for a portable faiss (exact flat L2 / \
-             inner-product search does not use faiss and runs anyway)",
+             CXXFLAGS_x86_64_unknown_linux_gnu= set to nothing (see .cargo/config.toml) for a portable faiss",
             COMPILED_FOR.join("/"),
             missing.join(", ")
         ),
@@ -41,7 +43,7 @@ pub fn require_cpu() -> Result<()> {
 /// Set once the load-time check ran (and passed): tests assert that it is wired in.
 static CHECKED_AT_LOAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether [`startup_check`] ran when this program or module was loaded.
+/// Whether `startup_check` ran when this program or module was loaded.
 pub fn checked_at_load() -> bool {
     CHECKED_AT_LOAD.load(std::sync::atomic::Ordering::Relaxed)
 }
