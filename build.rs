@@ -41,7 +41,10 @@ const SASS_ARCHS: &[&str] = &["80", "90"];
 /// Virtual architecture of the embedded PTX (the JIT fallback for newer GPUs).
 const PTX_ARCH: &str = "80";
 
+include!("build-support/openmp_blas.rs");
+
 fn main() {
+    link_openmp_blas();
     println!("cargo::rustc-check-cfg=cfg(faiss_nn_kernels)");
     println!("cargo::rustc-check-cfg=cfg(faiss_nn_avx2)");
     if faiss_uses_avx2() {
@@ -50,6 +53,7 @@ fn main() {
     println!("cargo::rerun-if-changed=kernels");
     println!("cargo::rerun-if-env-changed=NVCC");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=build-support/openmp_blas.rs");
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

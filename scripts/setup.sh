@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing faiss-nn needs on a fresh Debian machine, and nothing twice:
 #   - cmake, OpenBLAS and LAPACK: the faiss crate's `static` feature builds faiss from source;
+#     OpenBLAS's OpenMP build, which the binaries load for faiss (build-support/openmp_blas.rs);
 #   - nvcc 13.0 from PyPI into ./.cuda: build.rs compiles kernels/*.cu with it (the `cuda` feature);
 #   - cuobjdump and nvdisasm into ./.cuda/tools, for the test that reads the kernels' SASS.
 # The nvcc wheels are pinned to 13.0 as a set: an unpinned nvidia-nvvm pulls a newer cicc whose PTX
@@ -12,6 +13,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
 dpkg -s liblapack-dev >/dev/null 2>&1 || need+=(liblapack-dev)
+# faiss's BLAS at run time: the OpenMP build shares faiss's OpenMP threads (build-support/openmp_blas.rs).
+dpkg -s libopenblas0-openmp >/dev/null 2>&1 || need+=(libopenblas0-openmp)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -18,6 +18,13 @@
 
 use crate::error::{Error, Result};
 
+/// The way out for a CPU without the instructions, in both checks' messages.
+macro_rules! portable_build {
+    () => {
+        "rebuild with CXXFLAGS_x86_64_unknown_linux_gnu= set to nothing (see .cargo/config.toml) for a portable faiss"
+    };
+}
+
 /// The instructions faiss was compiled to use, as `std::arch` names them (empty for a
 /// portable build).
 pub const COMPILED_FOR: &[&str] = if cfg!(faiss_nn_avx2) { &["avx2", "fma", "f16c", "popcnt"] } else { &[] };
@@ -32,8 +39,7 @@ pub fn require_cpu() -> Result<()> {
     Err(Error::Unavailable {
         what: "the faiss backend".into(),
         reason: format!(
-            "this build's faiss uses {} instructions, which this CPU lacks ({}); rebuild with \
-             CXXFLAGS_x86_64_unknown_linux_gnu= set to nothing (see .cargo/config.toml) for a portable faiss",
+            concat!("this build's faiss uses {} instructions, which this CPU lacks ({}); ", portable_build!()),
             COMPILED_FOR.join("/"),
             missing.join(", ")
         ),
@@ -53,8 +59,12 @@ pub fn checked_at_load() -> bool {
 extern "C" fn startup_check() {
     let missing = COMPILED_FOR.iter().any(|f| !has(f));
     if missing {
-        let msg: &[u8] = b"faiss-nn: this build's bundled faiss needs an x86-64 CPU with AVX2, FMA, F16C and POPCNT, \
-which this CPU lacks; rebuild with CXXFLAGS_x86_64_unknown_linux_gnu= set to nothing for a portable build\n";
+        let msg: &[u8] = concat!(
+            "faiss-nn: this build's bundled faiss needs an x86-64 CPU with AVX2, FMA, F16C and POPCNT, which this CPU lacks; ",
+            portable_build!(),
+            "\n"
+        )
+        .as_bytes();
         // SAFETY: writing a static buffer to fd 2 and ending the process; nothing else has run.
         unsafe {
             libc::write(2, msg.as_ptr().cast(), msg.len());
