@@ -8,10 +8,14 @@
 /// BLAS shares faiss's threads in both cases (it runs single-threaded inside a parallel region
 /// and on every OpenMP thread outside one, as the faiss-cpu wheels' OpenBLAS does). With the
 /// pthreads build the faiss backend has to pin BLAS to one thread while faiss runs, which leaves
-/// k-means one core. `LD_LIBRARY_PATH` still overrides the choice at run time.
+/// k-means one core. For the executables `LD_LIBRARY_PATH` still overrides the choice at run
+/// time (a run path is searched after it); the wheel carries its own copy of the BLAS it was
+/// built with. `FAISS_NN_SYSTEM_BLAS` set to anything but the empty string at build time
+/// leaves the system's default.
 fn link_openmp_blas() {
     println!("cargo::rerun-if-env-changed=FAISS_NN_SYSTEM_BLAS");
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") || std::env::var_os("FAISS_NN_SYSTEM_BLAS").is_some() {
+    let system = std::env::var_os("FAISS_NN_SYSTEM_BLAS").is_some_and(|v| !v.is_empty());
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") || system {
         return;
     }
     let multiarch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {

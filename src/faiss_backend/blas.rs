@@ -79,9 +79,45 @@ impl Drop for OneBlasThread {
 mod tests {
     use super::*;
 
+    // The unit-test binary contains no faiss code, so nothing in it pulls BLAS in: one BLAS
+    // routine is called here, so that it loads the BLAS the crate's programs load (through
+    // the same run path).
+    #[link(name = "blas")]
+    extern "C" {
+        fn sdot_(n: *const c_int, x: *const f32, incx: *const c_int, y: *const f32, incy: *const c_int) -> f32;
+    }
+
+    fn load_blas() {
+        let (one, two, three): (c_int, f32, f32) = (1, 2.0, 3.0);
+        // SAFETY: the Fortran BLAS `sdot` on one element of two valid buffers.
+        let dot = unsafe { sdot_(&one, &two, &one, &three, &one) };
+        assert_eq!(dot, 6.0, "BLAS sdot");
+    }
+
+    /// Set for the child process of `the_pin_is_tested_on_the_pthreads_build`: the pthreads
+    /// OpenBLAS must then be the one loaded.
+    const EXPECT_PTHREADS: &str = "FAISS_NN_TEST_EXPECT_PTHREADS_BLAS";
+    /// Debian's two OpenBLAS builds.
+    const OPENMP_DIR: &str = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
+    const PTHREAD_DIR: &str = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
+
+    fn installed(dir: &str) -> bool {
+        cfg!(all(target_os = "linux", target_arch = "x86_64")) && std::path::Path::new(dir).join("libblas.so.3").is_file()
+    }
+
+    /// Whether `LD_LIBRARY_PATH` names a directory with a `libblas.so.3` (it then wins over the
+    /// run path). Cargo itself sets the variable for test binaries, to its own directories.
+    fn blas_from_library_path() -> bool {
+        std::env::var_os("LD_LIBRARY_PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("libblas.so.3").exists()))
+    }
+
     #[test]
     fn one_thread_inside_and_the_old_setting_after() {
-        let Some((_, get)) = symbols() else { return };
+        load_blas();
+        let Some((_, get)) = symbols() else {
+            assert!(std::env::var_os(EXPECT_PTHREADS).is_none(), "the pthreads OpenBLAS was expected to be loaded");
+            return;
+        };
         // SAFETY: OpenBLAS's getter.
         let before = unsafe { get() };
         {
@@ -93,15 +129,35 @@ mod tests {
     }
 
     #[test]
+    fn the_pin_is_tested_on_the_pthreads_build() {
+        // Where the OpenMP build is loaded the pin is off and the test above checks nothing: it
+        // runs again in a child process that loads the pthreads build (`LD_LIBRARY_PATH` first).
+        if !installed(PTHREAD_DIR) || std::env::var_os(EXPECT_PTHREADS).is_some() {
+            return;
+        }
+        let mut path = std::ffi::OsString::from(PTHREAD_DIR);
+        if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+            path.push(":");
+            path.push(old);
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "faiss_backend::blas::tests::one_thread_inside_and_the_old_setting_after", "--test-threads=1"])
+            .env("LD_LIBRARY_PATH", path)
+            .env(EXPECT_PTHREADS, "1")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
     fn the_openmp_openblas_is_loaded_where_installed() {
         // build.rs gives the test binaries a run path to Debian's OpenMP OpenBLAS when it is
         // installed (setup.sh installs it): faiss must then run on it, not the pthreads default.
-        let dir = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3";
-        if !cfg!(all(target_os = "linux", target_arch = "x86_64")) || !std::path::Path::new(dir).is_file() {
-            return;
-        }
-        if std::env::var_os("FAISS_NN_SYSTEM_BLAS").is_some() || std::env::var_os("LD_LIBRARY_PATH").is_some_and(|p| !p.is_empty()) {
-            return; // the user chose the BLAS
+        load_blas();
+        let chosen = option_env!("FAISS_NN_SYSTEM_BLAS").is_some_and(|v| !v.is_empty()) || blas_from_library_path();
+        if !installed(OPENMP_DIR) || chosen {
+            return; // not installed, or the user chose the BLAS
         }
         // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; the symbol is OpenBLAS's
         // `int openblas_get_parallel(void)`.
