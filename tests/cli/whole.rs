@@ -190,8 +190,22 @@ fn a_signal_removes_the_temporary_file() {
     write_npy_f32(&input, &x, d);
     for sig in ["INT", "TERM", "HUP"] {
         let out = dir.path().join("out.parquet");
-        let mut child =
-            Command::new(env!("CARGO_BIN_EXE_faiss-nn")).arg("--input").arg(&input).arg("--output").arg(&out).args(["--k", "10", "-q"]).spawn().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_faiss-nn"));
+        cmd.arg("--input").arg(&input).arg("--output").arg(&out).args(["--k", "10", "-q"]);
+        // The binary leaves a signal it inherited as ignored ignored (nohup, a background job of
+        // a script), and the test harness itself may run that way: the child starts with the
+        // default dispositions, as from an interactive shell.
+        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
         let start = Instant::now();
         let temp = loop {
             let found = entries(dir.path()).into_iter().find(|e| e.ends_with(".faiss-nn-tmp"));
