@@ -27,19 +27,28 @@ static STATE: Mutex<(usize, c_int)> = Mutex::new((0, 0));
 /// `openblas_get_parallel()`'s answer for the pthreads build.
 const PTHREADS_BUILD: c_int = 1;
 
+/// `openblas_get_parallel()` of the loaded OpenBLAS (0 sequential, 1 pthreads, 2 OpenMP), or
+/// `None` where no OpenBLAS is loaded.
+fn openblas_parallel() -> Option<c_int> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; a non-null result is OpenBLAS's
+    // `int openblas_get_parallel(void)`.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_parallel".as_ptr());
+        (!f.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, GetThreads>(f)())
+    }
+}
+
 /// OpenBLAS's thread-count setter and getter, where the linked BLAS is OpenBLAS's pthreads build.
 fn symbols() -> Option<(SetThreads, GetThreads)> {
+    if openblas_parallel()? != PTHREADS_BUILD {
+        return None;
+    }
     // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; a non-null result is the
     // function OpenBLAS exports under that name, with these C signatures.
     unsafe {
         let set = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr());
         let get = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_num_threads".as_ptr());
-        let parallel = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_parallel".as_ptr());
-        if set.is_null() || get.is_null() || parallel.is_null() {
-            return None;
-        }
-        let parallel = std::mem::transmute::<*mut libc::c_void, GetThreads>(parallel);
-        if parallel() != PTHREADS_BUILD {
+        if set.is_null() || get.is_null() {
             return None;
         }
         Some((std::mem::transmute::<*mut libc::c_void, SetThreads>(set), std::mem::transmute::<*mut libc::c_void, GetThreads>(get)))
@@ -97,12 +106,22 @@ mod tests {
     /// Set for the child process of `the_pin_is_tested_on_the_pthreads_build`: the pthreads
     /// OpenBLAS must then be the one loaded.
     const EXPECT_PTHREADS: &str = "FAISS_NN_TEST_EXPECT_PTHREADS_BLAS";
-    /// Debian's two OpenBLAS builds.
-    const OPENMP_DIR: &str = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
-    const PTHREAD_DIR: &str = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
+    /// Debian's multiarch library directory, as `build-support/openmp_blas.rs` derives it.
+    const LIB_DIR: Option<&str> = if cfg!(not(target_os = "linux")) {
+        None
+    } else if cfg!(target_arch = "x86_64") {
+        Some("/usr/lib/x86_64-linux-gnu")
+    } else if cfg!(target_arch = "aarch64") {
+        Some("/usr/lib/aarch64-linux-gnu")
+    } else {
+        None
+    };
 
-    fn installed(dir: &str) -> bool {
-        cfg!(all(target_os = "linux", target_arch = "x86_64")) && std::path::Path::new(dir).join("libblas.so.3").is_file()
+    /// The directory of one of Debian's two OpenBLAS builds (`openblas-openmp`,
+    /// `openblas-pthread`), where it is installed.
+    fn installed(build: &str) -> Option<std::path::PathBuf> {
+        let dir = std::path::Path::new(LIB_DIR?).join(build);
+        dir.join("libblas.so.3").is_file().then_some(dir)
     }
 
     /// Whether `LD_LIBRARY_PATH` names a directory with a `libblas.so.3` (it then wins over the
@@ -132,10 +151,11 @@ mod tests {
     fn the_pin_is_tested_on_the_pthreads_build() {
         // Where the OpenMP build is loaded the pin is off and the test above checks nothing: it
         // runs again in a child process that loads the pthreads build (`LD_LIBRARY_PATH` first).
-        if !installed(PTHREAD_DIR) || std::env::var_os(EXPECT_PTHREADS).is_some() {
+        let Some(pthread_dir) = installed("openblas-pthread") else { return };
+        if std::env::var_os(EXPECT_PTHREADS).is_some() {
             return;
         }
-        let mut path = std::ffi::OsString::from(PTHREAD_DIR);
+        let mut path = std::ffi::OsString::from(pthread_dir);
         if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
             path.push(":");
             path.push(old);
@@ -156,16 +176,10 @@ mod tests {
         // installed (setup.sh installs it): faiss must then run on it, not the pthreads default.
         load_blas();
         let chosen = option_env!("FAISS_NN_SYSTEM_BLAS").is_some_and(|v| !v.is_empty()) || blas_from_library_path();
-        if !installed(OPENMP_DIR) || chosen {
+        if installed("openblas-openmp").is_none() || chosen {
             return; // not installed, or the user chose the BLAS
         }
-        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; the symbol is OpenBLAS's
-        // `int openblas_get_parallel(void)`.
-        let parallel = unsafe {
-            let f = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_parallel".as_ptr());
-            assert!(!f.is_null(), "OpenBLAS is not linked");
-            std::mem::transmute::<*mut libc::c_void, GetThreads>(f)()
-        };
+        let parallel = openblas_parallel().expect("OpenBLAS is not linked");
         assert_eq!(parallel, 2, "the linked OpenBLAS is not the OpenMP build (openblas_get_parallel = {parallel})");
         assert!(symbols().is_none(), "the one-thread pin must stay off with an OpenMP BLAS");
     }
