@@ -26,6 +26,7 @@ mod jsonl;
 pub mod npy;
 mod read_parquet;
 mod write;
+mod write_parquet;
 
 pub use dataset::{Dataset, NN_INDICES, NN_SCORES};
 pub use format::Format;

@@ -9,10 +9,6 @@ use super::format::Format;
 use crate::error::{Error, Result};
 use crate::neighbours::Neighbours;
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -95,7 +91,10 @@ impl Output {
         let (schema, batches) = dataset.with_neighbours(nn)?;
         let io_err = |path: &Path, source| Error::Io { action: "cannot write".into(), path: path.into(), source };
         match self.format {
-            Format::Parquet => write_parquet(self.temp.as_file_mut(), schema, &batches),
+            Format::Parquet => {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                super::write_parquet::write_parquet(self.temp.as_file_mut(), schema, &batches, threads)
+            }
             _ => write_jsonl(self.temp.as_file_mut(), &batches),
         }
         .map_err(|source| io_err(&self.path, source))?;
@@ -112,31 +111,6 @@ pub fn write_with_neighbours(dataset: &Dataset, nn: &Neighbours, path: &Path) ->
 
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
-}
-
-/// Encoded bytes a row group may buffer before it is written out. ArrowWriter holds a whole row
-/// group encoded in memory until it is complete, and its default (a million rows) would hold a
-/// second copy of a 1M × 384 embedding column.
-const ROW_GROUP_BYTES: usize = 16 << 20;
-
-fn write_parquet(file: &mut std::fs::File, schema: SchemaRef, batches: &[RecordBatch]) -> std::io::Result<()> {
-    // No dictionary encoding: embeddings are distinct floats, and a dictionary of millions of
-    // them would be built (in memory) only to be abandoned.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
-        .build();
-    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(other)?;
-    for b in batches {
-        // Row groups close between writes: write wide batches in slices of about a row group.
-        let bytes: usize = b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum();
-        let rows = (b.num_rows() * ROW_GROUP_BYTES).checked_div(bytes).unwrap_or(b.num_rows()).clamp(1, b.num_rows().max(1));
-        for start in (0..b.num_rows()).step_by(rows) {
-            w.write(&b.slice(start, rows.min(b.num_rows() - start))).map_err(other)?;
-        }
-    }
-    w.into_inner().map_err(other)?.flush()
 }
 
 /// One JSON object per line, null fields written as `null` (not dropped). arrow-json writes
