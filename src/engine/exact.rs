@@ -168,6 +168,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
     let mut q64 = vec![0f64; GROUP * d];
     let mut exact_keys = vec![0f32; GROUP * kc];
     let mut in_reach = [0usize; GROUP];
+    let mut valid = [0usize; GROUP];
     let mut errs = [None; GROUP];
     // (group row, slot, database row), sorted by database row.
     let mut order: Vec<(u32, u32, usize)> = Vec::new();
@@ -187,7 +188,9 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
         for gr in 0..g_rows {
             let i = first + g0 + gr;
             errs[gr] = r.proof_unit.map(|u| bound(r, r.queries.row(i), gamma(u), u));
-            in_reach[gr] = reach(approx.row(i), k, errs[gr]);
+            let (ak, ai) = approx.row(i);
+            valid[gr] = valid_candidates(ai);
+            in_reach[gr] = reach(ak, valid[gr], k, errs[gr]);
         }
         // A counting sort by database row, in buckets of `width` rows: about one bucket per
         // candidate, so that it costs O(candidates) whatever the size of the database.
@@ -232,7 +235,6 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
             let t = g0 + gr;
             let own = r.query_id0.map(|o| o + i as i64);
             let (ak, ai) = approx.row(i);
-            let valid = ai.iter().take_while(|id| **id >= 0).count();
             scored.clear();
             scored.extend((0..in_reach[gr]).map(|slot| (exact_keys[gr * kc + slot], ai[slot])));
             rank(&mut scored, &mut packed, r);
@@ -241,9 +243,9 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
                 Some(e) => {
                     let own_in_db = own.is_some_and(|o| (r.db_offset..r.db_offset + r.database.n() as i64).contains(&o));
                     let available = r.database.n() - usize::from(own_in_db);
-                    if valid >= available {
+                    if valid[gr] >= available {
                         true // every candidate was looked at
-                    } else if valid < ak.len() || scored.len() < k {
+                    } else if valid[gr] < ak.len() || scored.len() < k {
                         false // a backend that returned fewer than it could: do not trust it
                     } else {
                         // An infinite f32 key says nothing of the rows behind it: not proven.
@@ -267,14 +269,13 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
     brute
 }
 
-/// How many of a row's valid candidates (a prefix: they are ranked by f32 key) can be among its
-/// exact top `k`, given the bound `e` on each f32 key's error (`None`: unknown, all of them).
+/// How many of a row's `valid` candidates (a prefix of its keys `ak`, ranked by f32 key) can be
+/// among its exact top `k`, given the bound `e` on each f32 key's error (`None`: unknown, all of them).
 ///
 /// The first k candidates have true keys of at most `c + e`, `c` the k-th f32 key. A candidate
 /// whose f32 key `a` has `a − e` above the f32 number after `fl(c + e)` has a true key whose f32
 /// rounding is above every one of theirs, so it ranks behind k rows whatever its index.
-fn reach((ak, ai): (&[f32], &[i64]), k: usize, e: Option<f64>) -> usize {
-    let valid = ai.iter().take_while(|id| **id >= 0).count();
+fn reach(ak: &[f32], valid: usize, k: usize, e: Option<f64>) -> usize {
     let Some(e) = e else { return valid };
     if valid <= k {
         return valid;
@@ -286,6 +287,11 @@ fn reach((ak, ai): (&[f32], &[i64]), k: usize, e: Option<f64>) -> usize {
     }
     let cut = next_up(top) as f64 + e;
     k + ak[k..valid].iter().take_while(|a| (**a as f64) <= cut).count()
+}
+
+/// A row's valid candidates: the prefix before the first index −1 (an unfilled slot).
+fn valid_candidates(ids: &[i64]) -> usize {
+    ids.iter().take_while(|id| **id >= 0).count()
 }
 
 /// The bound `E` of the module doc for query `q`.
@@ -481,16 +487,16 @@ mod tests {
         let ids = [4i64, 9, 1, 7, 3, -1];
         // k = 2: the 2nd key is 2.0; with errors of 0.1 a candidate can still rank in the top 2
         // while its key is at most about 2.2.
-        assert_eq!(reach((&keys, &ids), 2, Some(0.1)), 3);
-        assert_eq!(reach((&keys, &ids), 2, Some(0.2)), 4);
-        assert_eq!(reach((&keys, &ids), 2, Some(0.0)), 2);
+        assert_eq!(reach(&keys, valid_candidates(&ids), 2, Some(0.1)), 3);
+        assert_eq!(reach(&keys, valid_candidates(&ids), 2, Some(0.2)), 4);
+        assert_eq!(reach(&keys, valid_candidates(&ids), 2, Some(0.0)), 2);
         // An unknown error re-scores every valid candidate; k beyond them, all of them.
-        assert_eq!(reach((&keys, &ids), 2, None), 5);
-        assert_eq!(reach((&keys, &ids), 5, Some(0.0)), 5);
-        assert_eq!(reach((&keys, &ids), 6, Some(0.1)), 5);
+        assert_eq!(reach(&keys, valid_candidates(&ids), 2, None), 5);
+        assert_eq!(reach(&keys, valid_candidates(&ids), 5, Some(0.0)), 5);
+        assert_eq!(reach(&keys, valid_candidates(&ids), 6, Some(0.1)), 5);
         // At the top of f32's range the cut would be infinite: every candidate is re-scored.
         let top = [f32::MAX, f32::MAX, f32::MAX];
-        assert_eq!(reach((&top, &[0, 1, 2]), 1, Some(1e38)), 3);
+        assert_eq!(reach(&top, 3, 1, Some(1e38)), 3);
     }
 
     #[test]

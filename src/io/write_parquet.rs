@@ -39,10 +39,7 @@ pub(super) fn write_parquet(file: &mut std::fs::File, schema: SchemaRef, batches
 fn write_row_groups(file: &mut std::fs::File, schema: SchemaRef, batches: &[RecordBatch], threads: usize, group_bytes: usize) -> std::io::Result<()> {
     // No dictionary encoding: embeddings are distinct floats, and a dictionary of millions of
     // them would be built (in memory) only to be abandoned.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .build();
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).set_dictionary_enabled(false).build();
     // ArrowWriter lays out the file (the Parquet schema and the Arrow schema in the footer);
     // the row groups are then encoded here.
     let (mut file_writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props)).and_then(|w| w.into_serialized_writer()).map_err(other)?;
@@ -97,11 +94,7 @@ impl Job<'_> {
         if leaves.len() != self.writers.len() {
             return Err(ParquetError::General(format!("column {}: {} leaves for {} writers", self.field.name(), leaves.len(), self.writers.len())));
         }
-        self.writers
-            .into_iter()
-            .zip(leaves)
-            .map(|(mut w, leaf)| w.write(&leaf).and_then(|()| w.close()))
-            .collect()
+        self.writers.into_iter().zip(leaves).map(|(mut w, leaf)| w.write(&leaf).and_then(|()| w.close())).collect()
     }
 }
 
