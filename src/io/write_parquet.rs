@@ -89,7 +89,7 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// The column's leaves (their repetition and definition levels) and their encoding.
-    fn run(self) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
+    fn run(self) -> Encoded {
         let leaves = compute_leaves(self.field, self.column)?;
         if leaves.len() != self.writers.len() {
             return Err(ParquetError::General(format!("column {}: {} leaves for {} writers", self.field.name(), leaves.len(), self.writers.len())));
@@ -97,6 +97,9 @@ impl Job<'_> {
         self.writers.into_iter().zip(leaves).map(|(mut w, leaf)| w.write(&leaf).and_then(|()| w.close())).collect()
     }
 }
+
+/// One top-level column's chunks, or why it could not be encoded.
+type Encoded = Result<Vec<ArrowColumnChunk>, ParquetError>;
 
 /// Runs every job on up to `threads` threads taking jobs in order; the chunks come back in the
 /// jobs' order.
@@ -107,7 +110,7 @@ fn encode(jobs: Vec<Job<'_>>, threads: usize) -> Result<Vec<Vec<ArrowColumnChunk
     }
     let n = jobs.len();
     let jobs: Vec<Mutex<Option<Job<'_>>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-    let done: Vec<Mutex<Option<Result<Vec<ArrowColumnChunk>, ParquetError>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let done: Vec<Mutex<Option<Encoded>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads {
