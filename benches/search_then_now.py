@@ -10,10 +10,11 @@ machine? (BENCHMARKS.md, "search 2k vs 10k": 1.24-1.30x the wheel when first mea
 The earlier commit is checked out as a git worktree under target/then-HASH and a small timing
 program is written into it and built there (`--no-default-features`: no faiss; its own target
 directory), using the `FlatIndex` API of that commit (`new(d, Metric::L2)`, `add`, `search`).
-Each round runs, back to back: the earlier tree's `FlatIndex::search` (a child process: one
-untimed search, then the median of 5), this tree's `faiss_nn.FlatIndex.search` and the wheel's
-`IndexFlatL2.search` (each one untimed, then the median of 5). Same 2,000 queries (the first
-2,000 MiniLM rows plus seeded uniform noise of width 0.01), same 10,000 rows, k = 10.
+Each round runs, back to back and in an order that rotates from round to round: the earlier
+tree's `FlatIndex::search` (a child process: one untimed search, then the median of 5), this
+tree's `faiss_nn.FlatIndex.search` and the wheel's `IndexFlatL2.search` (each one untimed, then
+the median of 5). Same 2,000 queries (the first 2,000 MiniLM rows plus seeded uniform noise of
+width 0.01), same 10,000 rows, k = 10.
 Prints each round and the medians of the per-round ratios (wheel / ours).
 """
 import argparse
@@ -55,6 +56,8 @@ fn main() {
 def build(commit):
     tree = root / "target" / f"then-{commit}"
     if not tree.exists():
+        # A worktree whose folder was deleted (e.g. by `cargo clean`) is still registered.
+        subprocess.run(["git", "-C", str(root), "worktree", "prune"], check=True)
         subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), commit], check=True)
     (tree / "examples" / "then_search.rs").write_text(PROGRAM)
     target = root / "target" / "then-target"
@@ -100,10 +103,18 @@ def main():
     wheel.add(x)
     print(f"rows {path.name} {x.shape}, queries {q.shape}, k = 10, then = {a.commit}")
     rounds = []
+    sides = {
+        "then": lambda: float(subprocess.check_output([str(program), str(data / "x.npy"), str(data / "q.npy")])),
+        "now": lambda: median_ms(lambda: ours.search(q, 10)),
+        "wheel": lambda: median_ms(lambda: wheel.search(q, 10)),
+    }
+    names = list(sides)
     for r in range(a.rounds):
-        then = float(subprocess.check_output([str(program), str(data / "x.npy"), str(data / "q.npy")]))
-        now = median_ms(lambda: ours.search(q, 10))
-        w = median_ms(lambda: wheel.search(q, 10))
+        # The order rotates from round to round, so that no side always runs first.
+        times = {}
+        for name in names[r % 3 :] + names[: r % 3]:
+            times[name] = sides[name]()
+        then, now, w = times["then"], times["now"], times["wheel"]
         rounds.append((then, now, w))
         print(f"round {r + 1}: then {then:.1f} ms, now {now:.1f} ms, wheel {w:.1f} ms; wheel/then {w / then:.2f}, wheel/now {w / now:.2f}", flush=True)
     med = [statistics.median(c) for c in zip(*rounds)]

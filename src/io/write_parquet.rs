@@ -1,6 +1,7 @@
-//! Parquet output with its columns encoded in parallel: a few row groups at a time (one per
-//! thread, at most [`MAX_WINDOW`]), every top-level column of those groups encoded (levels,
-//! pages, compression) as its own task, then the finished column chunks appended in order. At
+//! Parquet output with its columns encoded in parallel: row groups of about 16 MiB of input, a
+//! few at a time (one per thread, at most [`MAX_WINDOW`]), every top-level column of those
+//! groups encoded (levels, pages, compression) as its own task, then the finished column chunks
+//! appended in order. At
 //! large k the two neighbour columns hold most of the bytes (10,000 rows × k = 1000 is 20
 //! million list entries), and one thread encoding and compressing them was most of the write.
 
@@ -43,12 +44,27 @@ fn write_row_groups(file: &mut std::fs::File, schema: SchemaRef, batches: &[Reco
     // ArrowWriter lays out the file (the Parquet schema and the Arrow schema in the footer);
     // the row groups are then encoded here.
     let (mut file_writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props)).and_then(|w| w.into_serialized_writer()).map_err(other)?;
-    // Row groups: slices of the batches of about ROW_GROUP_BYTES each.
-    let mut slices = Vec::new();
+    // Row groups of about `group_bytes` of input each: wide batches are cut into slices, and
+    // consecutive slices (the readers make batches of at most 8,192 rows) are gathered into one
+    // group until it holds that much.
+    let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut open = (Vec::new(), 0usize);
     for b in batches {
         let bytes: usize = b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum();
         let rows = (b.num_rows() * group_bytes).checked_div(bytes).unwrap_or(b.num_rows()).clamp(1, b.num_rows().max(1));
-        slices.extend((0..b.num_rows()).step_by(rows).map(|start| b.slice(start, rows.min(b.num_rows() - start))));
+        for start in (0..b.num_rows()).step_by(rows) {
+            let slice = b.slice(start, rows.min(b.num_rows() - start));
+            let slice_bytes = bytes * slice.num_rows() / b.num_rows();
+            if !open.0.is_empty() && open.1 + slice_bytes > group_bytes {
+                groups.push(std::mem::take(&mut open.0));
+                open.1 = 0;
+            }
+            open.0.push(slice);
+            open.1 += slice_bytes;
+        }
+    }
+    if !open.0.is_empty() {
+        groups.push(open.0);
     }
     // The leaf columns (writers) of each top-level column, in schema order.
     let descr = file_writer.schema_descr();
@@ -57,21 +73,23 @@ fn write_row_groups(file: &mut std::fs::File, schema: SchemaRef, batches: &[Reco
     // indices, can hold half the bytes of a group), one task per top-level column of each,
     // then appended in order.
     let threads = threads.max(1);
-    let groups = threads.min(MAX_WINDOW);
-    for (w, window) in slices.chunks(groups).enumerate() {
+    let window = threads.min(MAX_WINDOW);
+    let columns = schema.fields().len();
+    for (w, groups) in groups.chunks(window).enumerate() {
         let mut jobs = Vec::new();
-        for (g, slice) in window.iter().enumerate() {
-            let mut writers: Vec<Vec<ArrowColumnWriter>> = (0..schema.fields().len()).map(|_| Vec::new()).collect();
-            for (writer, &root) in factory.create_column_writers(w * groups + g).map_err(other)?.into_iter().zip(&roots) {
+        for (g, slices) in groups.iter().enumerate() {
+            let mut writers: Vec<Vec<ArrowColumnWriter>> = (0..columns).map(|_| Vec::new()).collect();
+            for (writer, &root) in factory.create_column_writers(w * window + g).map_err(other)?.into_iter().zip(&roots) {
                 writers[root].push(writer);
             }
-            jobs.extend(schema.fields().iter().zip(slice.columns()).zip(writers).map(|((f, c), w)| Job { field: f, column: c, writers: w }));
+            for (c, (field, writers)) in schema.fields().iter().zip(writers).enumerate() {
+                jobs.push(Job { field, parts: slices.iter().map(|s| s.column(c)).collect(), writers });
+            }
         }
-        let columns_per_group = schema.fields().len();
         let mut encoded = encode(jobs, threads).map_err(other)?.into_iter();
-        for _ in window {
+        for _ in groups {
             let mut row_group = file_writer.next_row_group().map_err(other)?;
-            for chunk in encoded.by_ref().take(columns_per_group).flatten() {
+            for chunk in encoded.by_ref().take(columns).flatten() {
                 chunk.append_to_row_group(&mut row_group).map_err(other)?;
             }
             row_group.close().map_err(other)?;
@@ -80,21 +98,28 @@ fn write_row_groups(file: &mut std::fs::File, schema: SchemaRef, batches: &[Reco
     file_writer.into_inner().map_err(other)?.flush()
 }
 
-/// One top-level column of one row group: its array and the writers of its leaf columns.
+/// One top-level column of one row group: its array (in consecutive parts) and the writers of
+/// its leaf columns.
 struct Job<'a> {
     field: &'a FieldRef,
-    column: &'a ArrayRef,
+    parts: Vec<&'a ArrayRef>,
     writers: Vec<ArrowColumnWriter>,
 }
 
 impl Job<'_> {
-    /// The column's leaves (their repetition and definition levels) and their encoding.
-    fn run(self) -> Encoded {
-        let leaves = compute_leaves(self.field, self.column)?;
-        if leaves.len() != self.writers.len() {
-            return Err(ParquetError::General(format!("column {}: {} leaves for {} writers", self.field.name(), leaves.len(), self.writers.len())));
+    /// The column's leaves (their repetition and definition levels), part by part, and their
+    /// encoding.
+    fn run(mut self) -> Encoded {
+        for part in &self.parts {
+            let leaves = compute_leaves(self.field, part)?;
+            if leaves.len() != self.writers.len() {
+                return Err(ParquetError::General(format!("column {}: {} leaves for {} writers", self.field.name(), leaves.len(), self.writers.len())));
+            }
+            for (w, leaf) in self.writers.iter_mut().zip(leaves) {
+                w.write(&leaf)?;
+            }
         }
-        self.writers.into_iter().zip(leaves).map(|(mut w, leaf)| w.write(&leaf).and_then(|()| w.close())).collect()
+        self.writers.into_iter().map(|w| w.close()).collect()
     }
 }
 
@@ -159,28 +184,48 @@ mod tests {
         (schema, batch)
     }
 
+    /// Writes `batches`, reads the file back, checks it equals `whole`, returns its row groups.
+    fn round_trip(schema: &SchemaRef, whole: &RecordBatch, batches: &[RecordBatch], threads: usize, group_bytes: usize) -> usize {
+        let mut file = tempfile::tempfile().unwrap();
+        write_row_groups(&mut file, schema.clone(), batches, threads, group_bytes).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let groups = reader.metadata().num_row_groups();
+        let mut offset = 0;
+        for read in reader.build().unwrap() {
+            let read = read.unwrap();
+            assert_eq!(read.schema().fields(), schema.fields(), "threads {threads}");
+            let want = whole.slice(offset, read.num_rows());
+            for c in 0..schema.fields().len() {
+                assert_eq!(read.column(c).as_ref(), want.column(c).as_ref(), "column {c}, rows from {offset}, threads {threads}");
+            }
+            offset += read.num_rows();
+        }
+        assert_eq!(offset, whole.num_rows(), "threads {threads}");
+        groups
+    }
+
     #[test]
     fn parallel_row_groups_read_back_as_written() {
         let (schema, batch) = table(1000);
         let halves = [batch.slice(0, 600), batch.slice(600, 400)];
         for threads in [1, 2, 3, 8] {
-            let mut file = tempfile::tempfile().unwrap();
-            write_row_groups(&mut file, schema.clone(), &halves, threads, 2048).unwrap();
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-            let groups = reader.metadata().num_row_groups();
-            assert!(groups > 3, "{groups} row groups");
-            let mut offset = 0;
-            for read in reader.build().unwrap() {
-                let read = read.unwrap();
-                assert_eq!(read.schema().fields(), schema.fields(), "threads {threads}");
-                let want = batch.slice(offset, read.num_rows());
-                for c in 0..schema.fields().len() {
-                    let (got, want) = (read.column(c), want.column(c));
-                    assert_eq!(got.as_ref(), want.as_ref(), "column {c}, rows from {offset}, threads {threads}");
-                }
-                offset += read.num_rows();
-            }
-            assert_eq!(offset, 1000, "threads {threads}");
+            // Small groups: the batches are cut, many groups encoded in windows.
+            let groups = round_trip(&schema, &batch, &halves, threads, 2048);
+            assert!(groups > 8, "{groups} row groups");
+        }
+    }
+
+    #[test]
+    fn small_batches_are_gathered_into_row_groups() {
+        // Readers deliver batches of at most 8,192 rows: narrow rows must not make a row group
+        // per batch.
+        let (schema, batch) = table(1000);
+        let batches: Vec<RecordBatch> = (0..20).map(|i| batch.slice(i * 50, 50)).collect();
+        for threads in [1, 2] {
+            assert_eq!(round_trip(&schema, &batch, &batches, threads, 1 << 20), 1);
+            let bytes: usize = batches.iter().flat_map(|b| b.columns()).map(|c| c.to_data().get_slice_memory_size().unwrap()).sum();
+            let groups = round_trip(&schema, &batch, &batches, threads, bytes / 4);
+            assert!((4..=6).contains(&groups), "{groups} row groups of about a quarter of the data");
         }
     }
 }
