@@ -109,7 +109,8 @@ pub fn write_with_neighbours(dataset: &Dataset, nn: &Neighbours, path: &Path) ->
     Output::create(path)?.write(dataset, nn)
 }
 
-fn other(e: impl std::fmt::Display) -> std::io::Error {
+/// An encoder's error as an I/O error of the output file.
+pub(super) fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 

@@ -1,10 +1,11 @@
 //! Parquet output with its columns encoded in parallel: row groups of about 16 MiB of input, a
 //! few at a time (one per thread, at most [`MAX_WINDOW`]), every top-level column of those
 //! groups encoded (levels, pages, compression) as its own task, then the finished column chunks
-//! appended in order. At
-//! large k the two neighbour columns hold most of the bytes (10,000 rows × k = 1000 is 20
-//! million list entries), and one thread encoding and compressing them was most of the write.
+//! appended in order. At large k the two neighbour columns hold most of the bytes (10,000 rows
+//! × k = 1000 is 20 million list entries), and one thread encoding and compressing them was
+//! most of the write.
 
+use super::write::other;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{FieldRef, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
@@ -25,10 +26,6 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 /// memory until appended) stay within 4 × ROW_GROUP_BYTES, and 4 groups × their columns are
 /// already tasks enough for the threads.
 const MAX_WINDOW: usize = 4;
-
-fn other(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
 
 /// Writes `batches` (all of `schema`) to `file` as Parquet: ZSTD, no dictionaries, row groups of
 /// about [`ROW_GROUP_BYTES`], columns encoded on up to `threads` threads.
