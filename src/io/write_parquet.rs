@@ -27,6 +27,9 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 /// already tasks enough for the threads.
 const MAX_WINDOW: usize = 4;
 
+/// Bytes of a column's input whose levels are computed at once (see [`Job::run`]).
+const LEVEL_SLICE_BYTES: usize = 1 << 20;
+
 /// Writes `batches` (all of `schema`) to `file` as Parquet: ZSTD, no dictionaries, row groups of
 /// about [`ROW_GROUP_BYTES`], columns encoded on up to `threads` threads.
 pub(super) fn write_parquet(file: &mut std::fs::File, schema: SchemaRef, batches: &[RecordBatch], threads: usize) -> std::io::Result<()> {
@@ -108,12 +111,20 @@ impl Job<'_> {
     /// encoding.
     fn run(mut self) -> Encoded {
         for part in &self.parts {
-            let leaves = compute_leaves(self.field, part)?;
-            if leaves.len() != self.writers.len() {
-                return Err(ParquetError::General(format!("column {}: {} leaves for {} writers", self.field.name(), leaves.len(), self.writers.len())));
-            }
-            for (w, leaf) in self.writers.iter_mut().zip(leaves) {
-                w.write(&leaf)?;
+            // Levels are computed a slice of rows at a time: a list column's repetition and
+            // definition levels take 4 bytes per value, as much as f32 values themselves, and
+            // for a whole part (up to a row group) they would double the group in memory.
+            let bytes = part.to_data().get_slice_memory_size().unwrap_or(0);
+            let rows = (part.len() * LEVEL_SLICE_BYTES).checked_div(bytes).unwrap_or(part.len()).max(1);
+            for start in (0..part.len()).step_by(rows) {
+                let slice = part.slice(start, rows.min(part.len() - start));
+                let leaves = compute_leaves(self.field, &slice)?;
+                if leaves.len() != self.writers.len() {
+                    return Err(ParquetError::General(format!("column {}: {} leaves for {} writers", self.field.name(), leaves.len(), self.writers.len())));
+                }
+                for (w, leaf) in self.writers.iter_mut().zip(leaves) {
+                    w.write(&leaf)?;
+                }
             }
         }
         self.writers.into_iter().map(|w| w.close()).collect()
@@ -209,6 +220,17 @@ mod tests {
             // Small groups: the batches are cut, many groups encoded in windows.
             let groups = round_trip(&schema, &batch, &halves, threads, 2048);
             assert!(groups > 8, "{groups} row groups");
+        }
+    }
+
+    #[test]
+    fn large_parts_are_levelled_in_slices() {
+        // One group of several MiB: each column's levels are computed a slice of rows at a
+        // time (LEVEL_SLICE_BYTES), the row group and its contents unchanged.
+        let (schema, batch) = table(300_000);
+        assert!(batch.column(2).to_data().get_slice_memory_size().unwrap() > 2 * LEVEL_SLICE_BYTES, "the list column spans several slices");
+        for threads in [1, 2] {
+            assert_eq!(round_trip(&schema, &batch, std::slice::from_ref(&batch), threads, 1 << 30), 1);
         }
     }
 
