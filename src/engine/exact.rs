@@ -14,7 +14,9 @@
 //! key (by more than one f32 ulp, since the ranking is by the f32 rounding of the exact key, ties
 //! by index), no left-out row can enter the top k, and the re-ranked list is exactly the top k.
 //! Rows where the proof fails (near-ties at the cut, heavy duplication) are searched again by
-//! brute force in f64. Bounds, with `u = 2⁻²⁴` and `γ = d·u / (1 − d·u)` (any summation order):
+//! the backend with twice the candidates, round after round (a tie group at the cut, such as
+//! the copies of a duplicated row, needs only enough candidates to pass it), and by brute force
+//! in f64 when the candidates would reach the database's size. Bounds, with `u = 2⁻²⁴` and `γ = d·u / (1 − d·u)` (any summation order):
 //! - L2 on shifted rows `q̃ = fl(q − s)`, `x̃ = fl(x − s)`: `E = (2γ + 10u)·(‖q̃‖² + max‖x̃‖²)`
 //!   (the products and norms, plus the rounding of the shift);
 //! - inner product: `E = 2(γ + u)·‖q‖·max‖x‖`.
@@ -56,13 +58,41 @@ pub(crate) struct Refine<'a> {
     pub proof_unit: Option<f64>,
     /// Worker threads.
     pub threads: usize,
+    /// Each query's global index (`None`: not a row of the data), in place of `query_id0`.
+    pub query_ids: Option<&'a [Option<i64>]>,
+    /// The backend, to search rows whose set was not proven again with more candidates before
+    /// the f64 brute force; `None`: brute force at once.
+    pub widen: Option<&'a Widen<'a>>,
 }
+
+impl Refine<'_> {
+    /// Query row `i`'s global index, if it is a row of the data (left out of its own list).
+    fn own(&self, i: usize) -> Option<i64> {
+        match self.query_ids {
+            Some(ids) => ids[i],
+            None => self.query_id0.map(|o| o + i as i64),
+        }
+    }
+}
+
+/// A backend search of query rows against [`Refine::database`] for their `kc` best rows, none
+/// left out (the caller drops a row's own entry).
+pub(crate) type Widen<'a> = dyn Fn(Vectors<'_>, usize) -> Result<TopKLists> + Sync + 'a;
+
+/// Candidates a widened search may ask for, at most; beyond, rows are brute-forced.
+const MAX_WIDE_K: usize = 8192;
+
+/// Bytes of candidate lists (and query copies) one widened search may hold.
+const WIDEN_BYTES: usize = 64 << 20;
 
 /// What the exact re-scoring did, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RefineStats {
     /// Rows whose set could not be proven from the candidates and were searched in f64.
     pub brute_force_rows: usize,
+    /// Searches of a row again with more candidates (a row counts once per round).
+    pub widened_rows: usize,
 }
 
 /// The database-side term of the error bound: max‖x̃‖² (L2) or max‖x‖ (inner product).
@@ -135,20 +165,90 @@ pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(To
     let mut ids = vec![-1i64; nq * k];
     let threads = r.threads.clamp(1, nq.max(1));
     let chunk = nq.div_ceil(threads).max(1);
-    let brute: usize = std::thread::scope(|scope| -> Result<usize> {
+    // Unproven rows are searched again with twice the candidates while that stays below the
+    // database's size (and MAX_WIDE_K); otherwise they are brute-forced where found.
+    let wide_kc = approx.k().saturating_mul(2);
+    let widen = r.widen.filter(|_| wide_kc < r.database.n() && wide_kc <= MAX_WIDE_K);
+    let defer = widen.is_some();
+    let (brute, failed) = std::thread::scope(|scope| -> Result<(usize, Vec<usize>)> {
         let handles: Vec<_> = keys
             .chunks_mut(chunk * k)
             .zip(ids.chunks_mut(chunk * k))
             .enumerate()
-            .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, approx, k, c * chunk, kc, ic)))
+            .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, approx, k, c * chunk, kc, ic, defer)))
             .collect();
-        let mut total = 0;
+        let (mut total, mut failed) = (0, Vec::new());
         for h in handles {
-            total += h.join().map_err(|p| Error::from_panic("the exact re-scoring", p.as_ref()))?;
+            let (b, f) = h.join().map_err(|p| Error::from_panic("the exact re-scoring", p.as_ref()))?;
+            total += b;
+            failed.extend(f);
         }
-        Ok(total)
+        Ok((total, failed))
     })?;
-    Ok((TopKLists::from_raw(k, keys, ids), RefineStats { brute_force_rows: brute }))
+    let mut stats = RefineStats { brute_force_rows: brute, widened_rows: 0 };
+    if let (Some(widen), false) = (widen, failed.is_empty()) {
+        widen_rows(r, widen, wide_kc, k, &failed, &mut keys, &mut ids, &mut stats)?;
+    }
+    Ok((TopKLists::from_raw(k, keys, ids), stats))
+}
+
+/// Searches the query rows `failed` of `r` again by the backend for `kc` candidates each and
+/// refines them from those (recursively: a row still unproven goes on to twice as many, or to
+/// the brute force), writing their lists into `keys` / `ids`. An f32 search of a few rows costs
+/// far less than scanning the database in f64, and a tie group at the cut (the copies of a
+/// duplicated row) needs only enough candidates to pass it.
+#[allow(clippy::too_many_arguments)]
+fn widen_rows(
+    r: &Refine<'_>,
+    widen: &Widen<'_>,
+    kc: usize,
+    k: usize,
+    failed: &[usize],
+    keys: &mut [f32],
+    ids: &mut [i64],
+    stats: &mut RefineStats,
+) -> Result<()> {
+    let d = r.queries.d();
+    stats.widened_rows += failed.len();
+    let batch = (WIDEN_BYTES / ((kc + 1) * 12 + d * 4)).max(1);
+    let mut rows = Vec::new();
+    for part in failed.chunks(batch) {
+        rows.clear();
+        for &i in part {
+            rows.extend_from_slice(r.queries.row(i));
+        }
+        let owns: Vec<Option<i64>> = part.iter().map(|&i| r.own(i)).collect();
+        let q = Vectors::shaped_unchecked(&rows, d);
+        // One candidate more than needed: the search leaves no row out, and a row's own entry
+        // is dropped here (or, where absent, the last one).
+        let wide = widen(q, kc + 1)?;
+        let (mut wk, mut wi) = (Vec::with_capacity(part.len() * kc), Vec::with_capacity(part.len() * kc));
+        for (t, own) in owns.iter().enumerate() {
+            let (ak, ai) = wide.row(t);
+            let mut kept = 0;
+            for (key, id) in ak.iter().zip(ai) {
+                if kept < kc && Some(*id) != *own {
+                    wk.push(*key);
+                    wi.push(*id);
+                    kept += 1;
+                }
+            }
+            // A short list (never from a full search) is padded as unfilled: not trusted below.
+            wk.resize(wk.len() + kc - kept, f32::INFINITY);
+            wi.resize(wi.len() + kc - kept, -1);
+        }
+        let approx = TopKLists::from_raw(kc, wk, wi);
+        let sub = Refine { queries: q, query_id0: None, query_ids: Some(&owns), ..*r };
+        let (lists, s) = refine(&sub, &approx, k)?;
+        stats.brute_force_rows += s.brute_force_rows;
+        stats.widened_rows += s.widened_rows;
+        for (t, &i) in part.iter().enumerate() {
+            let (lk, li) = lists.row(t);
+            keys[i * k..(i + 1) * k].copy_from_slice(lk);
+            ids[i * k..(i + 1) * k].copy_from_slice(li);
+        }
+    }
+    Ok(())
 }
 
 /// Query rows re-scored together (their f64 copies, 192 KiB at d = 384, stay in L2): their
@@ -156,8 +256,9 @@ pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(To
 /// of the group is read once and reused from L1.
 const GROUP: usize = 64;
 
-/// Refines rows `first..` into `keys`/`ids` (whole rows of k); returns the rows brute-forced.
-fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys: &mut [f32], ids: &mut [i64]) -> usize {
+/// Refines rows `first..` into `keys`/`ids` (whole rows of k); returns how many rows were
+/// brute-forced and, with `defer`, the unproven rows instead (their lists left for the caller).
+fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys: &mut [f32], ids: &mut [i64], defer: bool) -> (usize, Vec<usize>) {
     let d = r.queries.d();
     let gamma = |unit: f64| {
         let du = d as f64 * unit;
@@ -176,6 +277,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
     let mut scored: Vec<(f32, i64)> = Vec::new();
     let mut packed: Vec<u64> = Vec::new();
     let mut brute = 0;
+    let mut failed = Vec::new();
     for g0 in (0..rows).step_by(GROUP) {
         let g_rows = GROUP.min(rows - g0);
         // 1. The group's queries in f64, and its candidates bucketed by database block.
@@ -233,7 +335,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
         for gr in 0..g_rows {
             let i = first + g0 + gr;
             let t = g0 + gr;
-            let own = r.query_id0.map(|o| o + i as i64);
+            let own = r.own(i);
             let (ak, ai) = approx.row(i);
             scored.clear();
             scored.extend((0..in_reach[gr]).map(|slot| (exact_keys[gr * kc + slot], ai[slot])));
@@ -255,6 +357,10 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
                     }
                 }
             };
+            if !proven && defer {
+                failed.push(i);
+                continue;
+            }
             if !proven {
                 brute += 1;
                 brute_force(r, &q64[gr * d..(gr + 1) * d], own, k, &mut scored, &mut packed);
@@ -266,7 +372,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
             }
         }
     }
-    brute
+    (brute, failed)
 }
 
 /// How many of a row's `valid` candidates (a prefix of its keys `ak`, ranked by f32 key) can be

@@ -4,7 +4,7 @@ use super::exact::{self, Refine, RefineStats};
 use super::Engine;
 use crate::data::Vectors;
 use crate::error::{Error, Result};
-use crate::flat::{FlatJob, Resident};
+use crate::flat::{FlatJob, FlatSearcher, Resident};
 use crate::gpu::{GpuPath, FUSED_MAX_K, MAX_K};
 use crate::metric::FlatMetric;
 use crate::precision::Precision;
@@ -199,6 +199,22 @@ impl<'a> Shard<'a> {
         let (la, lb) = self.engine.cpu().bipartite(a, b, self.metric, kc, shift, progress)?;
         let unit = strat.proven.then_some(exact::U32);
         let refine = |q: Vectors<'_>, q0: i64, db: Vectors<'_>, db0: i64, approx: &TopKLists| {
+            // Unproven rows are searched again against `db` on the CPU with more candidates.
+            let widen = |wq: Vectors<'_>, kc: usize| {
+                let job = FlatJob {
+                    queries: wq,
+                    database: db,
+                    metric: self.metric,
+                    k: kc,
+                    db_offset: db0,
+                    query_offset: None,
+                    shift,
+                    resident: None,
+                    gpu_path: GpuPath::Cublas,
+                    progress: &NoProgress,
+                };
+                self.engine.cpu().search(&job)
+            };
             let r = Refine {
                 metric: self.metric,
                 queries: q,
@@ -209,6 +225,8 @@ impl<'a> Shard<'a> {
                 db_bound: exact::db_bound(self.metric, &db, shift),
                 proof_unit: unit,
                 threads: self.engine.cpu().thread_count(),
+                query_ids: None,
+                widen: Some(&widen),
             };
             exact::refine(&r, approx, k).map(|(l, _)| l)
         };
@@ -265,6 +283,12 @@ impl<'a> Shard<'a> {
                 progress: if *p == 0 { progress } else { &NoProgress },
             };
             let approx = self.engine.searcher(part.slot).search(&job).map_err(|e| self.engine.shard_error(part.slot, e))?;
+            // Unproven rows are searched again by the same backend with more candidates (on the
+            // CPU; the GPU kernels' candidate limits make the brute force the fallback there).
+            let widen = |wq: Vectors<'_>, wk: usize| {
+                let wjob = FlatJob { queries: wq, query_offset: None, k: wk, progress: &NoProgress, ..job };
+                self.engine.searcher(part.slot).search(&wjob).map_err(|e| self.engine.shard_error(part.slot, e))
+            };
             let r = Refine {
                 metric: self.metric,
                 queries,
@@ -275,6 +299,8 @@ impl<'a> Shard<'a> {
                 db_bound: part.db_bound,
                 proof_unit: unit,
                 threads: self.engine.cpu().thread_count(),
+                query_ids: None,
+                widen: if self.engine.device().is_gpu() { None } else { Some(&widen) },
             };
             exact::refine(&r, &approx, k)
         };
@@ -291,6 +317,7 @@ impl<'a> Shard<'a> {
         for r in results {
             let (l, s) = r?;
             stats.brute_force_rows += s.brute_force_rows;
+            stats.widened_rows += s.widened_rows;
             lists.push(l);
         }
         let out = if lists.len() == 1 {
