@@ -65,12 +65,12 @@ impl FromStr for Device {
 }
 
 impl Device {
-    /// What the device is, for messages: "CUDA device 0", "CUDA devices 0,1", or "every CUDA
-    /// device (a negative device id)" — never a number the user did not give.
+    /// What the device is, for messages: "CUDA device 0", "CUDA devices 0,1", or "a negative
+    /// device id (every CUDA device)" — never a number the user did not give.
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu => "the CPU".into(),
-            Device::AllCuda => "every CUDA device (a negative device id)".into(),
+            Device::AllCuda => "a negative device id (every CUDA device)".into(),
             Device::Cuda(ids) if ids.len() == 1 => format!("CUDA device {}", ids[0]),
             Device::Cuda(_) => format!("CUDA devices {self}"),
         }

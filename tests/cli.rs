@@ -215,6 +215,9 @@ fn k_zero_and_k_too_large() {
     let input = five_points(dir.path());
     fails(dir.path(), &input, &["--k", "0"], &["k = 0"]);
     fails(dir.path(), &input, &["--k", "5"], &["k = 5"]);
+    // A negative number is a bad value, not an unknown flag.
+    flag_fails(dir.path(), &input, &["--k", "-1"], &["invalid value '-1'", "--k"]);
+    flag_fails(dir.path(), &input, &["--search-batch-size", "-3"], &["invalid value '-3'", "--search-batch-size"]);
 }
 
 #[test]
@@ -272,7 +275,8 @@ fn unwritable_or_unknown_output() {
     let input = five_points(dir.path());
     let out = dir.path().join("missing").join("out.parquet");
     let r = run(args(&[&"--input", &input, &"--output", &out, &"--k", &"1"]));
-    r.assert_fails(&["cannot write", &out.display().to_string()]);
+    r.assert_fails(&["cannot write", &out.display().to_string(), "does not exist"]);
+    assert!(!r.stderr.contains("faiss-nn-tmp"), "the temporary file is internal:\n{}", r.stderr);
     assert_eq!(entries(dir.path()), ["five.npy"]);
     let csv = dir.path().join("out.csv");
     run(args(&[&"--input", &input, &"--output", &csv])).assert_fails(&[".csv", ".parquet"]);

@@ -119,7 +119,10 @@ def as_matrix(x: Any, what: str = "embeddings") -> np.ndarray:
         )
     if arr.dtype == np.float32 and arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative:
         return arr
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    # Values beyond float32 become inf here; _check_narrowing names them (numpy's own overflow
+    # warning would only precede that error).
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
         _check_narrowing(arr, out, what)
     return out

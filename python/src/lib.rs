@@ -85,9 +85,13 @@ fn int_arg(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<i64> {
         return Err(invalid(py, format!("invalid {name}: {}: expected an integer, not a bool", v.repr()?)));
     }
     // numpy integers and other objects with __index__ are integers too.
-    match v.call_method0("__index__").and_then(|i| i.extract::<i64>()) {
+    let Ok(index) = v.call_method0("__index__") else {
+        return Err(invalid(py, format!("invalid {name}: {}: expected an integer, got {}", v.repr()?, type_name(v))));
+    };
+    // An integer beyond 64 bits is out of range, not of the wrong type.
+    match index.extract::<i64>() {
         Ok(i) => Ok(i),
-        Err(_) => Err(invalid(py, format!("invalid {name}: {}: expected an integer, got {}", v.repr()?, type_name(v)))),
+        Err(_) => Err(invalid(py, format!("invalid {name}: {}: out of range (at most {})", v.repr()?, i64::MAX))),
     }
 }
 

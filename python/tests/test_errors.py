@@ -95,6 +95,15 @@ def test_bad_embeddings(data, match):
         faiss_nn.self_knn(data, k=1)
 
 
+def test_float64_overflow_raises_without_a_numpy_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" would fail here
+        with pytest.raises(InvalidInputError, match=r"too large for float32"):
+            faiss_nn.self_knn(np.array([[1.0, 2.0], [3.0, 1e300]]), k=1)
+
+
 @pytest.mark.parametrize("value,name", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "-inf")])
 def test_non_finite_values_are_named_by_row_and_component(value, name):
     x = rand(10, 4)
@@ -114,6 +123,7 @@ def test_non_finite_values_are_named_by_row_and_component(value, name):
         ({"k": 6, "exclude_self": False}, r"k = 6 is invalid: the dataset has only 5 rows"),
         ({"k": 1.5}, r"invalid k: 1.5: expected an integer, got float"),
         ({"k": True}, r"invalid k: True: expected an integer, not a bool"),
+        ({"k": 2**70}, r"invalid k: 1180591620717411303424: out of range"),
         ({"k": None}, r"invalid k: None"),
         ({"metric": 4}, r"metric_type 4: METRIC_Lp needs a metric_arg"),
         ({"metric": 7}, r"metric_type 7: unknown metric; faiss defines 0 \(INNER_PRODUCT\), 1 \(L2\)"),

@@ -44,13 +44,13 @@ pub struct Args {
     pub column: String,
 
     /// Neighbours per row [default: 1, or 3 in the demo]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub k: Option<usize>,
 
     /// Distance: l2 (squared Euclidean), ip (inner product), l1, linf, or a faiss METRIC_*
     /// integer (0 inner product, 1 L2, 2 L1, 3 Linf, 20 Canberra, 21 BrayCurtis, 22
     /// JensenShannon)
-    #[arg(long, value_name = "l2|ip|INT", default_value = "l2", value_parser = Metric::parse)]
+    #[arg(long, value_name = "l2|ip|INT", default_value = "l2", allow_negative_numbers = true, value_parser = Metric::parse)]
     pub metric: Metric,
 
     /// Where to search: cpu, a CUDA device id, a list of ids (the data is sharded over them), or
@@ -70,7 +70,7 @@ pub struct Args {
     pub search_params: Option<String>,
 
     /// Query rows per search batch
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50, allow_negative_numbers = true)]
     pub search_batch_size: usize,
 
     /// GPU arithmetic for the products: f32 (exact), tf32, f16 or bf16. The CPU always uses f32

@@ -65,7 +65,10 @@ impl SearchParams {
             // SAFETY: `space` and the index are live faiss objects and `c_name` a C string.
             let code = unsafe { faiss_sys::faiss_ParameterSpace_set_index_parameter(space, index.inner_ptr(), c_name.as_ptr(), *v) };
             if code != 0 {
-                return Err(Error::invalid("search_params", format!("index {factory:?} has no parameter {name}: {}", super::native::last_error())));
+                // faiss's own message (a C++ signature and a source path) adds nothing for a
+                // user: say what the parameter is for instead.
+                let what = KNOWN.iter().find(|(n, _, _)| n == name).map_or("", |(_, _, what)| what);
+                return Err(Error::invalid("search_params", format!("index {factory:?} has no parameter {name} ({name} sets the {what})")));
             }
             Ok(())
         });

@@ -65,7 +65,15 @@ impl Output {
             use std::os::unix::fs::PermissionsExt;
             b.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        let temp = b.tempfile_in(dir).map_err(|source| Error::Io { action: "cannot write".into(), path: path.into(), source })?;
+        if !dir.is_dir() {
+            return Err(Error::invalid("output", format!("cannot write {}: directory {} does not exist", path.display(), dir.display())));
+        }
+        // tempfile's errors name the temporary file; the user named the output (and an OS
+        // error's own text, "Permission denied (os error 13)", says the rest).
+        let temp = b.tempfile_in(dir).map_err(|e| {
+            let source = e.raw_os_error().map_or(e, std::io::Error::from_raw_os_error);
+            Error::Io { action: "cannot write".into(), path: path.into(), source }
+        })?;
         Ok(Output { path: path.into(), format, temp })
     }
 
