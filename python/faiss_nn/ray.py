@@ -17,7 +17,8 @@ How it runs (see ``docs/ray.md`` in the repository for the cost model):
   yields exact candidates for the rows of ``I`` from ``J`` *and* for the rows of ``J`` from ``I``:
   about half the products of the broadcast schedule.
 - **Broadcast schedule** (``schedule="broadcast"``, for comparison): every query block is searched
-  against every block on the block's owner: all ``B²`` ordered pairs.
+  against every block on the block's owner: all ``B²`` ordered pairs, each in full (a block
+  against itself too), the ``n²`` products of the design it stands for.
 - Per row block, its owner merges the candidates (our merge: best first, ties to the lower global
   index) and writes or returns that block's result. Nothing but row counts and file names comes
   back to the driver.
@@ -167,6 +168,12 @@ class _BlockWorker:
     def search(self, job: "_Job", i: int, j: int, queries: np.ndarray, block: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Candidates from block ``j`` for the rows of block ``i`` (the broadcast schedule)."""
         self._tick()
+        if i == j:
+            # The broadcast design searches a block against itself like any other pair (all of
+            # its products). Given the very same rows, the native search would recognise its
+            # own block and run the half-cost self-join; a copy of the queries keeps the
+            # schedule what it stands for (each row still leaves itself out, by global index).
+            queries = queries.copy()
         return _native._block_search(
             queries, job.starts[i], block, job.starts[j], job.k, job.metric, job.device, job.threads
         )
