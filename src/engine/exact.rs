@@ -13,10 +13,11 @@
 //! most `E` (below), so its true key is at least `w − E`. If `w − E` lies above the k-th re-scored
 //! key (by more than one f32 ulp, since the ranking is by the f32 rounding of the exact key, ties
 //! by index), no left-out row can enter the top k, and the re-ranked list is exactly the top k.
-//! Rows where the proof fails (near-ties at the cut, heavy duplication) are searched again by
-//! the backend with twice the candidates, round after round (a tie group at the cut, such as
-//! the copies of a duplicated row, needs only enough candidates to pass it), and by brute force
-//! in f64 when the candidates would reach the database's size. Bounds, with `u = 2⁻²⁴` and `γ = d·u / (1 − d·u)` (any summation order):
+//! Rows where the proof fails are searched again: where the list ends inside one group of equal
+//! f32 keys (the copies of a duplicated row score bit for bit alike) by the backend with twice
+//! the candidates, round after round, since passing the group proves the set; otherwise (the
+//! error bound wider than the keys' spread), or when the candidates would reach the database's
+//! size, by brute force in f64. Bounds, with `u = 2⁻²⁴` and `γ = d·u / (1 − d·u)` (any summation order):
 //! - L2 on shifted rows `q̃ = fl(q − s)`, `x̃ = fl(x − s)`: `E = (2γ + 10u)·(‖q̃‖² + max‖x̃‖²)`
 //!   (the products and norms, plus the rounding of the shift);
 //! - inner product: `E = 2(γ + u)·‖q‖·max‖x‖`.
@@ -83,7 +84,7 @@ pub(crate) type Widen<'a> = dyn Fn(Vectors<'_>, usize) -> Result<TopKLists> + Sy
 const MAX_WIDE_K: usize = 8192;
 
 /// Bytes of candidate lists (and query copies) one widened search may hold.
-const WIDEN_BYTES: usize = 64 << 20;
+const WIDEN_BYTES: usize = 32 << 20;
 
 /// What the exact re-scoring did, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -187,9 +188,50 @@ pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(To
     })?;
     let mut stats = RefineStats { brute_force_rows: brute, widened_rows: 0 };
     if let (Some(widen), false) = (widen, failed.is_empty()) {
-        widen_rows(r, widen, wide_kc, k, &failed, &mut keys, &mut ids, &mut stats)?;
+        // A widened round (its queries are the rows a previous round could not prove) that
+        // proves fewer than half of them says the cut is not a tie group that more candidates
+        // pass but an error bound wider than the keys' spread (very wide rows): the rest go to
+        // the brute force rather than to ever larger searches.
+        if r.query_ids.is_some() && failed.len() * 2 > nq {
+            stats.brute_force_rows += brute_rows(r, &failed, k, &mut keys, &mut ids)?;
+        } else {
+            widen_rows(r, widen, wide_kc, k, &failed, &mut keys, &mut ids, &mut stats)?;
+        }
     }
     Ok((TopKLists::from_raw(k, keys, ids), stats))
+}
+
+/// The f64 brute force of the query rows `failed` of `r` into `keys` / `ids`, on `r.threads`
+/// threads; returns how many rows it searched.
+fn brute_rows(r: &Refine<'_>, failed: &[usize], k: usize, keys: &mut [f32], ids: &mut [i64]) -> Result<usize> {
+    let d = r.queries.d();
+    let threads = r.threads.clamp(1, failed.len().max(1));
+    let chunk = failed.len().div_ceil(threads).max(1);
+    let lists: Vec<Vec<(f32, i64)>> = std::thread::scope(|scope| -> Result<Vec<Vec<(f32, i64)>>> {
+        let handles: Vec<_> = failed
+            .chunks(chunk)
+            .map(|rows| {
+                scope.spawn(move || {
+                    let (mut q64, mut scored, mut packed) = (vec![0f64; d], Vec::new(), Vec::new());
+                    let mut out = Vec::with_capacity(rows.len() * k);
+                    for &i in rows {
+                        for (a, b) in q64.iter_mut().zip(r.queries.row(i)) {
+                            *a = *b as f64;
+                        }
+                        brute_force(r, &q64, r.own(i), k, &mut scored, &mut packed);
+                        out.extend(scored.iter().copied().chain(std::iter::repeat((f32::INFINITY, -1))).take(k));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|p| Error::from_panic("the exact re-scoring", p.as_ref()))).collect()
+    })?;
+    for (&i, (key, id)) in failed.iter().zip(lists.iter().flat_map(|l| l.chunks(k)).map(|c| c.iter().copied().unzip::<f32, i64, Vec<f32>, Vec<i64>>())) {
+        keys[i * k..(i + 1) * k].copy_from_slice(&key);
+        ids[i * k..(i + 1) * k].copy_from_slice(&id);
+    }
+    Ok(failed.len())
 }
 
 /// Searches the query rows `failed` of `r` again by the backend for `kc` candidates each and
@@ -357,7 +399,10 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
                     }
                 }
             };
-            if !proven && defer {
+            // More candidates help where the list ends inside one tie group of f32 keys (exact
+            // duplicates score bit for bit alike): passing the group proves the set. Elsewhere
+            // the proof failed on the error bound, which more candidates rarely beat.
+            if !proven && defer && ak.len() >= k && valid[gr] == ak.len() && ak[ak.len() - 1] == ak[k - 1] {
                 failed.push(i);
                 continue;
             }

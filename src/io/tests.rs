@@ -124,6 +124,7 @@ fn output_is_atomic_and_checked_early() {
     let missing = dir.path().join("no/such/dir/out.parquet");
     let e = Output::create(&missing).unwrap_err();
     assert!(matches!(e, crate::Error::Io { .. }) && e.to_string().contains("no/such/dir/out.parquet"), "{e}");
+    assert!(e.to_string().contains("directory") && e.to_string().contains("does not exist"), "{e}");
     assert!(Output::create(&dir.path().join("out.csv")).unwrap_err().to_string().contains(".csv"));
 
     // A dropped output leaves nothing behind; a failed write neither.

@@ -66,7 +66,8 @@ impl Output {
             b.permissions(std::fs::Permissions::from_mode(0o666));
         }
         if !dir.is_dir() {
-            return Err(Error::invalid("output", format!("cannot write {}: directory {} does not exist", path.display(), dir.display())));
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, format!("directory {} does not exist", dir.display()));
+            return Err(Error::Io { action: "cannot write".into(), path: path.into(), source });
         }
         // tempfile's errors name the temporary file; the user named the output (and an OS
         // error's own text, "Permission denied (os error 13)", says the rest).

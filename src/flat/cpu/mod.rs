@@ -13,7 +13,7 @@ mod tile;
 
 use crate::data::Vectors;
 use crate::error::Result;
-use crate::flat::plan::{balance, plan_cpu, PlanInput, TilePlan, DEFAULT_CPU_BUDGET};
+use crate::flat::plan::{balance, plan_cpu, PlanInput, TilePlan, DEFAULT_CPU_BUDGET, MIN_SCRATCH};
 use crate::flat::{FlatJob, FlatSearcher};
 use crate::metric::FlatMetric;
 use crate::progress::Progress;
@@ -182,7 +182,12 @@ impl FlatSearcher for CpuSearcher {
         let qn = norms_of(job.metric, &job.queries, shift, "queries")?;
         let xn = if job.is_symmetric() { qn.clone() } else { norms_of(job.metric, &job.database, shift, "database")? };
         // Pack as much of the database at once as half the budget allows.
-        let db_block = (self.budget / 2 / (job.database.d() * 4)).max(plan.db_tile);
+        // The packed database super-block: half the budget, and like the join's scratch at most
+        // a quarter of the database (at least MIN_SCRATCH), so that a few very wide rows are not
+        // packed into a second copy of themselves.
+        let db_bytes = job.database.n().saturating_mul(job.database.d()).saturating_mul(4);
+        let budget = self.budget.min((db_bytes / 4).max(MIN_SCRATCH));
+        let db_block = (budget / 2 / (job.database.d() * 4)).max(plan.db_tile);
         if buffers {
             cross::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block, |r| TopKBuffers::new(r, k, extra, id0))
         } else {
