@@ -91,7 +91,7 @@ fn int_arg(py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<i64> {
     // An integer beyond 64 bits is out of range, not of the wrong type.
     match index.extract::<i64>() {
         Ok(i) => Ok(i),
-        Err(_) => Err(invalid(py, format!("invalid {name}: {}: out of range (at most {})", v.repr()?, i64::MAX))),
+        Err(_) => Err(invalid(py, format!("invalid {name}: {}: out of the 64-bit integer range", v.repr()?))),
     }
 }
 

@@ -123,7 +123,7 @@ def test_non_finite_values_are_named_by_row_and_component(value, name):
         ({"k": 6, "exclude_self": False}, r"k = 6 is invalid: the dataset has only 5 rows"),
         ({"k": 1.5}, r"invalid k: 1.5: expected an integer, got float"),
         ({"k": True}, r"invalid k: True: expected an integer, not a bool"),
-        ({"k": 2**70}, r"invalid k: 1180591620717411303424: out of range"),
+        ({"k": 2**70}, r"invalid k: 1180591620717411303424: out of the 64-bit integer range"),
         ({"k": None}, r"invalid k: None"),
         ({"metric": 4}, r"metric_type 4: METRIC_Lp needs a metric_arg"),
         ({"metric": 7}, r"metric_type 7: unknown metric; faiss defines 0 \(INNER_PRODUCT\), 1 \(L2\)"),

@@ -49,8 +49,8 @@ impl SearchParams {
         self.0.is_empty()
     }
 
-    /// Sets every parameter on `index` through faiss's `ParameterSpace`; faiss's own message
-    /// when the index has no such parameter.
+    /// Sets every parameter on `index` through faiss's `ParameterSpace`; an error naming the
+    /// index and the parameter (and what it sets) when the index has no such parameter.
     pub fn apply(&self, index: &mut IndexImpl, factory: &str) -> Result<()> {
         if self.0.is_empty() {
             return Ok(());
@@ -65,10 +65,16 @@ impl SearchParams {
             // SAFETY: `space` and the index are live faiss objects and `c_name` a C string.
             let code = unsafe { faiss_sys::faiss_ParameterSpace_set_index_parameter(space, index.inner_ptr(), c_name.as_ptr(), *v) };
             if code != 0 {
-                // faiss's own message (a C++ signature and a source path) adds nothing for a
-                // user: say what the parameter is for instead.
-                let what = KNOWN.iter().find(|(n, _, _)| n == name).map_or("", |(_, _, what)| what);
-                return Err(Error::invalid("search_params", format!("index {factory:?} has no parameter {name} ({name} sets the {what})")));
+                // faiss's message starts with a C++ signature and a source path, of no use to a
+                // user: an unknown name is said in our words, anything else by faiss's last
+                // clause.
+                let raw = super::native::last_error();
+                if raw.contains("could not set parameter") {
+                    let what = KNOWN.iter().find(|(n, _, _)| n == name).map_or("", |(_, _, what)| what);
+                    return Err(Error::invalid("search_params", format!("index {factory:?} has no parameter {name} ({name} sets the {what})")));
+                }
+                let reason = raw.rsplit_once(": ").map_or(raw.as_str(), |(_, r)| r).trim();
+                return Err(Error::invalid("search_params", format!("index {factory:?}: faiss cannot set {name}: {reason}")));
             }
             Ok(())
         });

@@ -65,8 +65,15 @@ impl Output {
             use std::os::unix::fs::PermissionsExt;
             b.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        if !dir.is_dir() {
-            let source = std::io::Error::new(std::io::ErrorKind::NotFound, format!("directory {} does not exist", dir.display()));
+        let missing = match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some(std::io::Error::new(std::io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(std::io::Error::new(std::io::ErrorKind::NotFound, format!("directory {} does not exist", dir.display())))
+            }
+            Err(e) => Some(e), // e.g. a parent that cannot be searched: the OS says so
+        };
+        if let Some(source) = missing {
             return Err(Error::Io { action: "cannot write".into(), path: path.into(), source });
         }
         // tempfile's errors name the temporary file; the user named the output (and an OS
