@@ -51,7 +51,7 @@ pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
     // Scratch stays small next to the data itself: a quarter of the larger operand (at least
     // MIN_SCRATCH), so that a few very wide rows (1,000 × 100,000) do not pack half a GiB.
     let data = p.nq.max(p.ndb).saturating_mul(p.d).saturating_mul(4);
-    let p = &PlanInput { budget: p.budget.min((data / 4).max(MIN_SCRATCH)), ..*p };
+    let p = &PlanInput { budget: scratch_budget(p.budget, data), ..*p };
     // A tile's products (q_tile × db_tile f32) should stay cache resident: 256 × 256 × 4 = 256 KiB.
     let base = 256usize;
     let mut q_tile = round_up(base.min(p.nq.max(1)), align).max(align);
@@ -69,6 +69,12 @@ pub fn plan_cpu(p: &PlanInput, align: usize) -> TilePlan {
     }
     let block = if p.symmetric { sym_block(p, q_tile.min(db_tile), avail) } else { 0 };
     TilePlan { q_tile, db_tile, symmetric: p.symmetric, block }
+}
+
+/// The scratch a search may pack, given its `budget` and the bytes of the data it packs: at most
+/// a quarter of the data (at least [`MIN_SCRATCH`]).
+pub fn scratch_budget(budget: usize, data_bytes: usize) -> usize {
+    budget.min((data_bytes / 4).max(MIN_SCRATCH))
 }
 
 /// Rows per block of the symmetric join: half of each worker's share of the rows (so that every

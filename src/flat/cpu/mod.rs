@@ -13,7 +13,7 @@ mod tile;
 
 use crate::data::Vectors;
 use crate::error::Result;
-use crate::flat::plan::{balance, plan_cpu, PlanInput, TilePlan, DEFAULT_CPU_BUDGET, MIN_SCRATCH};
+use crate::flat::plan::{balance, plan_cpu, scratch_budget, PlanInput, TilePlan, DEFAULT_CPU_BUDGET};
 use crate::flat::{FlatJob, FlatSearcher};
 use crate::metric::FlatMetric;
 use crate::progress::Progress;
@@ -183,10 +183,10 @@ impl FlatSearcher for CpuSearcher {
         let xn = if job.is_symmetric() { qn.clone() } else { norms_of(job.metric, &job.database, shift, "database")? };
         // Pack as much of the database at once as half the budget allows.
         // The packed database super-block: half the budget, and like the join's scratch at most
-        // a quarter of the database (at least MIN_SCRATCH), so that a few very wide rows are not
+        // a quarter of the database (at least 32 MiB), so that a few very wide rows are not
         // packed into a second copy of themselves.
         let db_bytes = job.database.n().saturating_mul(job.database.d()).saturating_mul(4);
-        let budget = self.budget.min((db_bytes / 4).max(MIN_SCRATCH));
+        let budget = scratch_budget(self.budget, db_bytes);
         let db_block = (budget / 2 / (job.database.d() * 4)).max(plan.db_tile);
         if buffers {
             cross::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block, |r| TopKBuffers::new(r, k, extra, id0))
