@@ -51,7 +51,7 @@ fn write_row_groups(file: &mut std::fs::File, schema: SchemaRef, batches: &[Reco
     let mut open = (Vec::new(), 0usize);
     for b in batches {
         let bytes: usize = b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum();
-        let rows = (b.num_rows() * group_bytes).checked_div(bytes).unwrap_or(b.num_rows()).clamp(1, b.num_rows().max(1));
+        let rows = rows_per_slice(b.num_rows(), bytes, group_bytes);
         for start in (0..b.num_rows()).step_by(rows) {
             let slice = b.slice(start, rows.min(b.num_rows() - start));
             let slice_bytes = bytes * slice.num_rows() / b.num_rows();
@@ -98,6 +98,12 @@ fn write_row_groups(file: &mut std::fs::File, schema: SchemaRef, batches: &[Reco
     file_writer.into_inner().map_err(other)?.flush()
 }
 
+/// Rows per slice of about `target` bytes, of `rows` rows that hold `bytes` bytes in all: at
+/// least one, at most all of them (all of them when `bytes` is 0).
+fn rows_per_slice(rows: usize, bytes: usize, target: usize) -> usize {
+    rows.saturating_mul(target).checked_div(bytes).unwrap_or(rows).clamp(1, rows.max(1))
+}
+
 /// One top-level column of one row group: its array (in consecutive parts) and the writers of
 /// its leaf columns.
 struct Job<'a> {
@@ -115,7 +121,7 @@ impl Job<'_> {
             // definition levels take 4 bytes per value, as much as f32 values themselves, and
             // for a whole part (up to a row group) they would double the group in memory.
             let bytes = part.to_data().get_slice_memory_size().unwrap_or(0);
-            let rows = (part.len() * LEVEL_SLICE_BYTES).checked_div(bytes).unwrap_or(part.len()).max(1);
+            let rows = rows_per_slice(part.len(), bytes, LEVEL_SLICE_BYTES);
             for start in (0..part.len()).step_by(rows) {
                 let slice = part.slice(start, rows.min(part.len() - start));
                 let leaves = compute_leaves(self.field, &slice)?;
@@ -210,6 +216,16 @@ mod tests {
         }
         assert_eq!(offset, whole.num_rows(), "threads {threads}");
         groups
+    }
+
+    #[test]
+    fn slices_hold_about_the_target_bytes() {
+        assert_eq!(rows_per_slice(1000, 4000, 400), 100);
+        assert_eq!(rows_per_slice(1000, 4000, 1 << 20), 1000, "never more than all rows");
+        assert_eq!(rows_per_slice(1000, 1 << 30, 1), 1, "at least one row");
+        assert_eq!(rows_per_slice(1000, 0, 400), 1000, "no bytes: one slice");
+        assert_eq!(rows_per_slice(0, 0, 400), 1);
+        assert_eq!(rows_per_slice(usize::MAX, usize::MAX, 1 << 20), 1, "saturates (a smaller slice), no overflow");
     }
 
     #[test]

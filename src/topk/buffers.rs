@@ -86,31 +86,28 @@ impl TopKBuffers {
     }
 
     /// Sorts every row best first into finished lists (empty slots → −1 / +inf).
-    pub fn into_lists(mut self) -> TopKLists {
-        let n = self.n();
+    pub fn into_lists(self) -> TopKLists {
+        let (n, k) = (self.n(), self.k);
+        let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
+        self.write_lists(&mut keys, &mut ids);
+        TopKLists::from_raw(k, keys, ids)
+    }
+
+    /// [`TopKBuffers::into_lists`] into `keys` and `ids` (`n × k` each).
+    pub fn write_lists(mut self, keys: &mut [f32], ids: &mut [i64]) {
         let (k, cap) = (self.k, self.cap);
-        let mut keys = Vec::with_capacity(n * k);
-        let mut ids = Vec::with_capacity(n * k);
         let mut entries = std::mem::take(&mut self.entries);
-        for row in 0..n {
+        for (row, (kr, ir)) in keys.chunks_mut(k).zip(ids.chunks_mut(k)).enumerate() {
             let len = self.len[row] as usize;
             let slots = &mut entries[row * cap..row * cap + len];
             slots.sort_unstable();
             for t in 0..k {
-                match slots.get(t) {
-                    Some(&e) => {
-                        let (key, id) = self.unpack(e);
-                        keys.push(key);
-                        ids.push(id);
-                    }
-                    None => {
-                        keys.push(f32::INFINITY);
-                        ids.push(-1);
-                    }
-                }
+                (kr[t], ir[t]) = match slots.get(t) {
+                    Some(&e) => self.unpack(e),
+                    None => (f32::INFINITY, -1),
+                };
             }
         }
-        TopKLists::from_raw(k, keys, ids)
     }
 }
 
@@ -146,6 +143,18 @@ impl RowSink for TopKBuffers {
 
     fn into_lists(self) -> TopKLists {
         TopKBuffers::into_lists(self)
+    }
+
+    fn rows(&self) -> usize {
+        self.n()
+    }
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn write_lists(self, keys: &mut [f32], ids: &mut [i64]) {
+        TopKBuffers::write_lists(self, keys, ids)
     }
 }
 

@@ -52,6 +52,15 @@ pub trait RowSink {
     fn into_lists(self) -> TopKLists
     where
         Self: Sized;
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// Candidates kept per row.
+    fn k(&self) -> usize;
+    /// [`RowSink::into_lists`] into `keys` and `ids` (`rows × k` each), so that the lists of
+    /// several states can be written side by side into one output.
+    fn write_lists(self, keys: &mut [f32], ids: &mut [i64])
+    where
+        Self: Sized;
 }
 
 impl RowSink for TopKHeaps {
@@ -71,6 +80,20 @@ impl RowSink for TopKHeaps {
 
     fn into_lists(self) -> TopKLists {
         TopKHeaps::into_lists(self)
+    }
+
+    fn rows(&self) -> usize {
+        self.n()
+    }
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn write_lists(self, keys: &mut [f32], ids: &mut [i64]) {
+        let lists = TopKHeaps::into_lists(self);
+        keys.copy_from_slice(&lists.keys);
+        ids.copy_from_slice(&lists.ids);
     }
 }
 

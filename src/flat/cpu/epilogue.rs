@@ -45,13 +45,30 @@ pub fn fill_keys_in_place(metric: FlatMetric, row: &mut [f32], qn: f32, xn: &[f3
 pub fn offer_row<S: RowSink>(sink: &mut S, row: usize, keys: &[f32], id0: i64) {
     let mut thr = sink.threshold(row);
     for (chunk_i, chunk) in keys.chunks(LANES).enumerate() {
-        // Most chunks offer nothing once the heap has filled: test all lanes at once first.
-        if !any_le(chunk, |_| thr) {
+        // Most chunks offer nothing once the state has filled: all lanes are tested at once.
+        if !S::LARGE_ROWS {
+            // Small k: hits are rare once a heap has filled, and its threshold moves on every
+            // offer; the lanes of a chunk with a hit are tested one by one.
+            if le_mask(chunk, |_| thr) == 0 {
+                continue;
+            }
+            for (t, key) in chunk.iter().enumerate() {
+                if *key <= thr {
+                    sink.offer(row, *key, id0 + (chunk_i * LANES + t) as i64);
+                    thr = sink.threshold(row);
+                }
+            }
             continue;
         }
-        for (t, key) in chunk.iter().enumerate() {
-            if *key <= thr {
-                sink.offer(row, *key, id0 + (chunk_i * LANES + t) as i64);
+        // Large k (threshold buffers): a third of the candidates may be accepted, and a branch
+        // per lane mispredicts on every hit; only the lanes that passed are visited.
+        let mut hits = le_mask(chunk, |_| thr);
+        while hits != 0 {
+            let t = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            // The threshold may have dropped since the mask was taken (a heap moves on every offer).
+            if chunk[t] <= thr {
+                sink.offer(row, chunk[t], id0 + (chunk_i * LANES + t) as i64);
                 thr = sink.threshold(row);
             }
         }
@@ -64,15 +81,27 @@ pub fn offer_row<S: RowSink>(sink: &mut S, row: usize, keys: &[f32], id0: i64) {
 #[inline]
 pub fn offer_columns<S: RowSink>(sink: &mut S, col0: usize, keys: &[f32], thr: &mut [f32], id: i64) {
     for (chunk_i, (kc, tc)) in keys.chunks(LANES).zip(thr.chunks_mut(LANES)).enumerate() {
-        if !any_le(kc, |t| tc[t]) {
+        let mut hits = le_mask(kc, |t| tc[t]);
+        if !S::LARGE_ROWS {
+            if hits == 0 {
+                continue;
+            }
+            for (t, (key, th)) in kc.iter().zip(tc.iter_mut()).enumerate() {
+                if *key <= *th {
+                    let col = col0 + chunk_i * LANES + t;
+                    sink.offer(col, *key, id);
+                    *th = sink.threshold(col);
+                }
+            }
             continue;
         }
-        for (t, (key, th)) in kc.iter().zip(tc.iter_mut()).enumerate() {
-            if *key <= *th {
-                let col = col0 + chunk_i * LANES + t;
-                sink.offer(col, *key, id);
-                *th = sink.threshold(col);
-            }
+        // Each lane is its own column: offering to one leaves the others' thresholds as they were.
+        while hits != 0 {
+            let t = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            let col = col0 + chunk_i * LANES + t;
+            sink.offer(col, kc[t], id);
+            tc[t] = sink.threshold(col);
         }
     }
 }
@@ -80,18 +109,23 @@ pub fn offer_columns<S: RowSink>(sink: &mut S, col0: usize, keys: &[f32], thr: &
 /// Keys tested together before any is offered: one AVX register of f32.
 const LANES: usize = 8;
 
-/// Whether some `chunk[t] <= thr(t)`. A full chunk is tested as a fixed-size array, branch-free,
-/// so that the compiler turns it into one vector compare; a short tail is tested element-wise.
+/// Bit `t` set where `chunk[t] <= thr(t)` (never for NaN). A full chunk is tested as a
+/// fixed-size array, branch-free, so that the compiler makes it one vector compare and a mask
+/// move; a short tail is tested element-wise.
 #[inline(always)]
-fn any_le(chunk: &[f32], thr: impl Fn(usize) -> f32) -> bool {
+fn le_mask(chunk: &[f32], thr: impl Fn(usize) -> f32) -> u32 {
+    let mut mask = 0u32;
     match <&[f32; LANES]>::try_from(chunk) {
         Ok(full) => {
-            let mut hit = false;
             for (t, key) in full.iter().enumerate() {
-                hit |= *key <= thr(t);
+                mask |= u32::from(*key <= thr(t)) << t;
             }
-            hit
         }
-        Err(_) => chunk.iter().enumerate().any(|(t, k)| *k <= thr(t)),
+        Err(_) => {
+            for (t, key) in chunk.iter().enumerate() {
+                mask |= u32::from(*key <= thr(t)) << t;
+            }
+        }
     }
+    mask
 }

@@ -91,7 +91,7 @@ where
             join_pair(spec, scratch, set, a, set, b, &mut *sa, Some(&mut *sb));
         }
     })?;
-    Ok(concat(states))
+    concat(states, spec.workers)
 }
 
 /// The bipartite join of disjoint sets `a` and `b`: the rows of `a` get their candidates from
@@ -113,7 +113,7 @@ pub(crate) fn bipartite<S: RowSink + Send>(
         let mut y = lock(&sb[pair.b]);
         join_pair(spec, scratch, a, pair.a, b, pair.b, &mut *x, Some(&mut *y));
     })?;
-    Ok((concat(sa), concat(sb)))
+    Ok((concat(sa, spec.workers)?, concat(sb, spec.workers)?))
 }
 
 fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
@@ -121,14 +121,49 @@ fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The blocks' finished lists, in block order, each block's state dropped once converted.
-fn concat<S: RowSink>(states: Vec<Mutex<S>>) -> TopKLists {
-    let mut it = states.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).into_lists());
-    let mut out = it.next().expect("a join has at least one block");
-    for l in it {
-        out.extend(l);
+/// The blocks' finished lists, in block order, written into one output by `workers` threads (a
+/// run of consecutive blocks each; at large k these sorts are a tenth of a join), each block's
+/// state dropped once written.
+fn concat<S: RowSink + Send>(states: Vec<Mutex<S>>, workers: usize) -> Result<TopKLists> {
+    let states: Vec<S> = states.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
+    let k = states.first().map(RowSink::k).ok_or_else(|| Error::invalid("rows", "a join of no rows"))?;
+    let n: usize = states.iter().map(RowSink::rows).sum();
+    let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
+    // Runs of about n / workers rows, each with its part of the output.
+    let per = n.div_ceil(workers.max(1)).max(1);
+    let mut runs: Vec<(Vec<S>, &mut [f32], &mut [i64])> = Vec::new();
+    let (mut key_rest, mut id_rest) = (&mut keys[..], &mut ids[..]);
+    let mut run: Vec<S> = Vec::new();
+    let mut run_rows = 0;
+    let mut states = states.into_iter().peekable();
+    while let Some(s) = states.next() {
+        run_rows += s.rows();
+        run.push(s);
+        if run_rows >= per || states.peek().is_none() {
+            let (kr, kt) = std::mem::take(&mut key_rest).split_at_mut(run_rows * k);
+            let (ir, it) = std::mem::take(&mut id_rest).split_at_mut(run_rows * k);
+            (key_rest, id_rest) = (kt, it);
+            runs.push((std::mem::take(&mut run), kr, ir));
+            run_rows = 0;
+        }
     }
-    out
+    let write = |(run, keys, ids): (Vec<S>, &mut [f32], &mut [i64])| {
+        let mut at = 0;
+        for s in run {
+            let len = s.rows() * k;
+            s.write_lists(&mut keys[at..at + len], &mut ids[at..at + len]);
+            at += len;
+        }
+    };
+    if runs.len() == 1 {
+        runs.into_iter().for_each(write);
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = runs.into_iter().map(|r| scope.spawn(move || write(r))).collect();
+            handles.into_iter().try_for_each(|h| h.join().map_err(|p| Error::from_panic("sorting the join's lists", p.as_ref())))
+        })?;
+    }
+    Ok(TopKLists::from_raw(k, keys, ids))
 }
 
 /// Runs `work` on every pair of `schedule` with `spec.workers` threads.
@@ -222,6 +257,49 @@ fn join_pair<S: RowSink>(spec: &JoinSpec<'_>, w: &mut Scratch, a: RowSet<'_>, i:
                     None => offer_columns(sa, c0, keys, &mut w.col_thr[..c_rows], row_id),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topk::{TopKBuffers, TopKHeaps};
+
+    /// Blocks of uneven sizes with pseudo-random offers (ties included), in both kinds of state.
+    fn blocks<S: RowSink>(make: impl Fn(usize) -> S) -> Vec<S> {
+        let mut seed = 17u64;
+        [5usize, 1, 8, 3, 7, 2]
+            .iter()
+            .map(|&rows| {
+                let mut s = make(rows);
+                for row in 0..rows {
+                    for id in 0..60i64 {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        s.offer(row, (seed >> 60) as f32, id);
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    fn serial<S: RowSink>(states: Vec<S>) -> TopKLists {
+        let mut it = states.into_iter().map(RowSink::into_lists);
+        let mut out = it.next().unwrap();
+        it.for_each(|l| out.extend(l));
+        out
+    }
+
+    #[test]
+    fn lists_written_in_parallel_runs_equal_the_blocks_in_order() {
+        for workers in 1..=7 {
+            let want = serial(blocks(|r| TopKBuffers::new(r, 40, 20, 0)));
+            let got = concat(blocks(|r| TopKBuffers::new(r, 40, 20, 0)).into_iter().map(Mutex::new).collect(), workers).unwrap();
+            assert_eq!(got, want, "buffers, {workers} workers");
+            let want = serial(blocks(|r| TopKHeaps::new(r, 7)));
+            let got = concat(blocks(|r| TopKHeaps::new(r, 7)).into_iter().map(Mutex::new).collect(), workers).unwrap();
+            assert_eq!(got, want, "heaps, {workers} workers");
         }
     }
 }
