@@ -109,23 +109,42 @@ pub fn offer_columns<S: RowSink>(sink: &mut S, col0: usize, keys: &[f32], thr: &
 /// Keys tested together before any is offered: one AVX register of f32.
 const LANES: usize = 8;
 
-/// Bit `t` set where `chunk[t] <= thr(t)` (never for NaN). A full chunk is tested as a
-/// fixed-size array, branch-free, so that the compiler makes it one vector compare and a mask
-/// move; a short tail is tested element-wise.
+/// Bit `t` set where `chunk[t] <= thr(t)` (never for NaN). A full chunk is two SSE compares and
+/// mask moves (SSE2 is part of x86-64; left to itself the compiler mixed vector and per-lane
+/// scalar compares); elsewhere, and for a short tail, lane by lane.
 #[inline(always)]
 fn le_mask(chunk: &[f32], thr: impl Fn(usize) -> f32) -> u32 {
-    let mut mask = 0u32;
-    match <&[f32; LANES]>::try_from(chunk) {
-        Ok(full) => {
-            for (t, key) in full.iter().enumerate() {
-                mask |= u32::from(*key <= thr(t)) << t;
-            }
-        }
-        Err(_) => {
-            for (t, key) in chunk.iter().enumerate() {
-                mask |= u32::from(*key <= thr(t)) << t;
-            }
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(full) = <&[f32; LANES]>::try_from(chunk) {
+        use std::arch::x86_64::*;
+        let t: [f32; LANES] = std::array::from_fn(thr);
+        // SAFETY: SSE2 is in every x86-64 CPU; the loads read the 8 floats of `full` and `t`.
+        unsafe {
+            let (k, t) = (full.as_ptr(), t.as_ptr());
+            let lo = _mm_movemask_ps(_mm_cmple_ps(_mm_loadu_ps(k), _mm_loadu_ps(t)));
+            let hi = _mm_movemask_ps(_mm_cmple_ps(_mm_loadu_ps(k.add(4)), _mm_loadu_ps(t.add(4))));
+            return (lo | (hi << 4)) as u32;
         }
     }
+    let mut mask = 0u32;
+    for (t, key) in chunk.iter().enumerate() {
+        mask |= u32::from(*key <= thr(t)) << t;
+    }
     mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_mark_the_keys_at_or_below_their_thresholds() {
+        let keys = [0.5, f32::NAN, 2.0, -1.0, f32::INFINITY, 1.0, 0.0, -0.0];
+        assert_eq!(le_mask(&keys, |_| 1.0), 0b1110_1001);
+        assert_eq!(le_mask(&keys, |_| f32::INFINITY), 0b1111_1101, "NaN never passes");
+        assert_eq!(le_mask(&keys, |t| keys[t]), 0b1111_1101, "equal keys pass");
+        assert_eq!(le_mask(&keys, |_| f32::NAN), 0);
+        assert_eq!(le_mask(&keys[..5], |_| 1.0), 0b0_1001, "a short tail, lane by lane");
+        assert_eq!(le_mask(&keys[..3], |_| 0.0), 0);
+    }
 }
