@@ -162,8 +162,10 @@ pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
 /// The exact top `k` of every query from the backend's candidates `approx` (see the module doc).
 pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(TopKLists, RefineStats)> {
     let nq = r.queries.n();
-    let mut keys = vec![f32::INFINITY; nq * k];
-    let mut ids = vec![-1i64; nq * k];
+    // Zeroed (the allocator maps fresh pages lazily): the workers set every row, unfilled slots
+    // to (+inf, −1), so that the pages are first touched on all threads, not filled by this one.
+    let mut keys = vec![0f32; nq * k];
+    let mut ids = vec![0i64; nq * k];
     let threads = r.threads.clamp(1, nq.max(1));
     let chunk = nq.div_ceil(threads).max(1);
     // Unproven rows are searched again with twice the candidates while that stays below the
@@ -377,6 +379,8 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
         for gr in 0..g_rows {
             let i = first + g0 + gr;
             let t = g0 + gr;
+            keys[t * k..(t + 1) * k].fill(f32::INFINITY);
+            ids[t * k..(t + 1) * k].fill(-1);
             let own = r.own(i);
             let (ak, ai) = approx.row(i);
             scored.clear();
