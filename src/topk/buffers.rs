@@ -96,6 +96,7 @@ impl TopKBuffers {
     /// [`TopKBuffers::into_lists`] into `keys` and `ids` (`n × k` each).
     pub fn write_lists(mut self, keys: &mut [f32], ids: &mut [i64]) {
         let (k, cap) = (self.k, self.cap);
+        debug_assert!(keys.len() == self.n() * k && ids.len() == keys.len(), "output of n × k entries");
         let mut entries = std::mem::take(&mut self.entries);
         for (row, (kr, ir)) in keys.chunks_mut(k).zip(ids.chunks_mut(k)).enumerate() {
             let len = self.len[row] as usize;

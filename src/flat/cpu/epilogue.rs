@@ -66,7 +66,8 @@ pub fn offer_row<S: RowSink>(sink: &mut S, row: usize, keys: &[f32], id0: i64) {
         while hits != 0 {
             let t = hits.trailing_zeros() as usize;
             hits &= hits - 1;
-            // The threshold may have dropped since the mask was taken (a heap moves on every offer).
+            // The threshold may have dropped since the mask was taken (a buffer's moves when an
+            // offer fills it and it is compacted).
             if chunk[t] <= thr {
                 sink.offer(row, chunk[t], id0 + (chunk_i * LANES + t) as i64);
                 thr = sink.threshold(row);
@@ -77,31 +78,20 @@ pub fn offer_row<S: RowSink>(sink: &mut S, row: usize, keys: &[f32], id0: i64) {
 
 /// Offers a row of keys to the *columns'* rows (the symmetric half of a pair): key `j` goes to
 /// the sink's row `col0 + j` as candidate `id`. `thr` caches those rows' thresholds across the
-/// rows of a tile.
+/// rows of a tile. (States with large rows get their column offers through [`offer_row`] on
+/// the turned tile instead, so that each row's state is touched once per tile.)
 #[inline]
 pub fn offer_columns<S: RowSink>(sink: &mut S, col0: usize, keys: &[f32], thr: &mut [f32], id: i64) {
     for (chunk_i, (kc, tc)) in keys.chunks(LANES).zip(thr.chunks_mut(LANES)).enumerate() {
-        let mut hits = le_mask(kc, |t| tc[t]);
-        if !S::LARGE_ROWS {
-            if hits == 0 {
-                continue;
-            }
-            for (t, (key, th)) in kc.iter().zip(tc.iter_mut()).enumerate() {
-                if *key <= *th {
-                    let col = col0 + chunk_i * LANES + t;
-                    sink.offer(col, *key, id);
-                    *th = sink.threshold(col);
-                }
-            }
+        if le_mask(kc, |t| tc[t]) == 0 {
             continue;
         }
-        // Each lane is its own column: offering to one leaves the others' thresholds as they were.
-        while hits != 0 {
-            let t = hits.trailing_zeros() as usize;
-            hits &= hits - 1;
-            let col = col0 + chunk_i * LANES + t;
-            sink.offer(col, kc[t], id);
-            tc[t] = sink.threshold(col);
+        for (t, (key, th)) in kc.iter().zip(tc.iter_mut()).enumerate() {
+            if *key <= *th {
+                let col = col0 + chunk_i * LANES + t;
+                sink.offer(col, *key, id);
+                *th = sink.threshold(col);
+            }
         }
     }
 }

@@ -126,7 +126,7 @@ fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
 /// state dropped once written.
 fn concat<S: RowSink + Send>(states: Vec<Mutex<S>>, workers: usize) -> Result<TopKLists> {
     let states: Vec<S> = states.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
-    let k = states.first().map(RowSink::k).ok_or_else(|| Error::invalid("rows", "a join of no rows"))?;
+    let k = states.first().map(RowSink::k).ok_or_else(|| Error::Empty { what: "the join".into(), detail: "no blocks of rows".into() })?;
     let n: usize = states.iter().map(RowSink::rows).sum();
     let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
     // Runs of about n / workers rows, each with its part of the output.
@@ -160,7 +160,9 @@ fn concat<S: RowSink + Send>(states: Vec<Mutex<S>>, workers: usize) -> Result<To
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = runs.into_iter().map(|r| scope.spawn(move || write(r))).collect();
-            handles.into_iter().try_for_each(|h| h.join().map_err(|p| Error::from_panic("sorting the join's lists", p.as_ref())))
+            // Every thread is joined before the first failure is reported.
+            let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+            joined.into_iter().try_for_each(|r| r.map_err(|p| Error::from_panic("sorting the join's lists", p.as_ref())))
         })?;
     }
     Ok(TopKLists::from_raw(k, keys, ids))
@@ -289,6 +291,28 @@ mod tests {
         let mut out = it.next().unwrap();
         it.for_each(|l| out.extend(l));
         out
+    }
+
+    #[test]
+    fn buffers_and_heaps_write_the_same_lists() {
+        // Keys 0..16 with ties, k below the ids offered: the buffers' packed entries and the
+        // heaps' pairs must give the same lists, row by row.
+        let (b, h) = (blocks(|r| TopKBuffers::new(r, 9, 4, 0)), blocks(|r| TopKHeaps::new(r, 9)));
+        for (b, h) in b.into_iter().zip(h) {
+            assert_eq!(b.into_lists(), h.into_lists());
+        }
+    }
+
+    #[test]
+    fn one_block_and_more_workers_than_rows() {
+        for workers in [1, 2, 64] {
+            let one = |r| TopKBuffers::new(r, 40, 20, 0);
+            let states: Vec<_> = blocks(one).into_iter().take(1).collect();
+            let want = serial(blocks(one).into_iter().take(1).collect());
+            assert_eq!(concat(states.into_iter().map(Mutex::new).collect(), workers).unwrap(), want);
+            let got = concat(blocks(one).into_iter().map(Mutex::new).collect(), workers).unwrap();
+            assert_eq!(got, serial(blocks(one)), "{workers} workers, 26 rows");
+        }
     }
 
     #[test]
