@@ -9,6 +9,7 @@
 use super::epilogue::{fill_keys, offer_row};
 use super::microkernel::{MicroKernel, MR, NR};
 use super::pack::{pack_panels, pack_panels_parallel};
+use super::pairs::concat;
 use super::tile::product;
 use crate::error::{Error, Result};
 use crate::flat::plan::TilePlan;
@@ -97,10 +98,5 @@ pub(crate) fn search<S: RowSink + Send>(
         })?;
         s0 += s_rows;
     }
-    let mut it = panels.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).into_lists());
-    let mut out = it.next().ok_or_else(|| Error::invalid("queries", "no rows"))?;
-    for l in it {
-        out.extend(l);
-    }
-    Ok(out)
+    concat(panels, workers)
 }

@@ -123,10 +123,10 @@ fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
 
 /// The blocks' finished lists, in block order, written into one output by `workers` threads (a
 /// run of consecutive blocks each; at large k these sorts are a tenth of a join), each block's
-/// state dropped once written.
-fn concat<S: RowSink + Send>(states: Vec<Mutex<S>>, workers: usize) -> Result<TopKLists> {
+/// state dropped once written. The cross search's query panels end the same way.
+pub(super) fn concat<S: RowSink + Send>(states: Vec<Mutex<S>>, workers: usize) -> Result<TopKLists> {
     let states: Vec<S> = states.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
-    let k = states.first().map(RowSink::k).ok_or_else(|| Error::Empty { what: "the join".into(), detail: "no blocks of rows".into() })?;
+    let k = states.first().map(RowSink::k).ok_or_else(|| Error::Empty { what: "the search".into(), detail: "no blocks of rows".into() })?;
     let n: usize = states.iter().map(RowSink::rows).sum();
     let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
     // Runs of about n / workers rows, each with its part of the output.
