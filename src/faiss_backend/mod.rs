@@ -44,7 +44,7 @@ pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress
     let plan = factory::check(spec.factory, d, n.min(spec.train_sample.max(1)), spec.metric)?;
     let params = params::SearchParams::parse(spec.search_params)?;
     let _blas = blas::OneBlasThread::new();
-    let mut index = index_factory(d, spec.factory, spec.metric)?;
+    let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
     params.apply(&mut index, spec.factory)?;
     let fail = |context: String| move |e: faiss::error::Error| Error::Faiss { context, message: e.to_string() };
     if !index.is_trained() {

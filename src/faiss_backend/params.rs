@@ -44,6 +44,11 @@ impl SearchParams {
         Ok(SearchParams(out))
     }
 
+    /// True when parameter `name` is set.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
     /// True when no parameter is set.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -93,6 +98,7 @@ mod tests {
         let p = SearchParams::parse("nprobe=16, efSearch=64").unwrap();
         assert_eq!(p.0, vec![("nprobe".to_owned(), 16.0), ("efSearch".to_owned(), 64.0)]);
         assert!(SearchParams::parse("").unwrap().is_empty());
+        assert!(p.has("efSearch") && !p.has("ht"));
         for (s, word) in [
             ("nprobe", "name=value"),
             ("nprob=3", "unknown parameter"),
