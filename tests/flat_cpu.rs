@@ -85,6 +85,26 @@ fn larger_self_join_both_paths_agree_exactly() {
 }
 
 #[test]
+fn large_k_self_joins_with_sampled_ceilings_agree_exactly_with_the_blocked_path() {
+    // k = 600 of 6,000 rows: the symmetric join samples rows for per-row ceilings (see
+    // flat::cpu::ceiling); a ceiling filters, it must never change a list. Random rows and rows
+    // full of exact ties and duplicates, both metrics.
+    let d = 16;
+    for (what, x) in [("normal", normal(6000, d, 11)), ("tied", tied(6000, d, 12))] {
+        let v = Vectors::new(&x, d, "x").unwrap();
+        for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+            let job = FlatJob::self_join(v, metric, 600, &NoProgress);
+            assert!(CpuSearcher::new().plan(&job).symmetric);
+            let sym = CpuSearcher::new().search(&job).unwrap();
+            let blk = CpuSearcher::new().symmetric(false).search(&job).unwrap();
+            assert_eq!(sym.ids, blk.ids, "{what} {metric:?}");
+            assert_eq!(sym.keys, blk.keys, "{what} {metric:?}");
+        }
+    }
+    check(&CpuSearcher::new(), FlatMetric::L2, &[], &normal(6000, d, 11), d, 600, true).unwrap();
+}
+
+#[test]
 fn exact_duplicates_are_neighbours_and_the_row_itself_never_is() {
     // Rows 0, 1, 2 identical; 3 elsewhere. Row 0's nearest are 1 and 2 at distance 0, by index.
     let d = 4;

@@ -89,21 +89,23 @@ impl TopKBuffers {
     pub fn into_lists(self) -> TopKLists {
         let (n, k) = (self.n(), self.k);
         let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
-        self.write_lists(&mut keys, &mut ids);
+        self.write_rows(0, &mut keys, &mut ids);
         TopKLists::from_raw(k, keys, ids)
     }
 
-    /// [`TopKBuffers::into_lists`] into `keys` and `ids` (`n × k` each).
-    pub fn write_lists(mut self, keys: &mut [f32], ids: &mut [i64]) {
+    /// Rows `first..` (as many as `keys` holds) sorted best first into `keys` and `ids` (a
+    /// row's entries are copied and the copy sorted, so that the state can be shared).
+    pub fn write_rows(&self, first: usize, keys: &mut [f32], ids: &mut [i64]) {
         let (k, cap) = (self.k, self.cap);
-        debug_assert!(keys.len() == self.n() * k && ids.len() == keys.len(), "output of n × k entries");
-        let mut entries = std::mem::take(&mut self.entries);
-        for (row, (kr, ir)) in keys.chunks_mut(k).zip(ids.chunks_mut(k)).enumerate() {
-            let len = self.len[row] as usize;
-            let slots = &mut entries[row * cap..row * cap + len];
-            slots.sort_unstable();
+        debug_assert!(keys.len().is_multiple_of(k) && ids.len() == keys.len() && first + keys.len() / k <= self.n(), "whole rows of the state");
+        let mut sorted = Vec::with_capacity(cap);
+        for (r, (kr, ir)) in keys.chunks_mut(k).zip(ids.chunks_mut(k)).enumerate() {
+            let row = first + r;
+            sorted.clear();
+            sorted.extend_from_slice(&self.entries[row * cap..row * cap + self.len[row] as usize]);
+            sorted.sort_unstable();
             for t in 0..k {
-                (kr[t], ir[t]) = match slots.get(t) {
+                (kr[t], ir[t]) = match sorted.get(t) {
                     Some(&e) => self.unpack(e),
                     None => (f32::INFINITY, -1),
                 };
@@ -123,6 +125,17 @@ impl RowSink for TopKBuffers {
         } else {
             key_from_bits((t >> 32) as u32)
         }
+    }
+
+    #[inline]
+    fn ceiling(&mut self, row: usize, key: f32) {
+        if key.is_nan() {
+            return;
+        }
+        // Every index of the span lies below the low half's all-ones (see MAX_ID_SPAN), so
+        // keys equal to the ceiling still enter.
+        let c = ((key_bits(key) as u64) << 32) | 0xffff_ffff;
+        self.thr[row] = self.thr[row].min(c);
     }
 
     #[inline]
@@ -154,8 +167,8 @@ impl RowSink for TopKBuffers {
         self.k
     }
 
-    fn write_lists(self, keys: &mut [f32], ids: &mut [i64]) {
-        TopKBuffers::write_lists(self, keys, ids)
+    fn write_rows(&self, first: usize, keys: &mut [f32], ids: &mut [i64]) {
+        TopKBuffers::write_rows(self, first, keys, ids)
     }
 }
 

@@ -48,6 +48,11 @@ pub trait RowSink {
     /// Offers `(key, id)` to row `row`; kept if it ranks before the row's current worst. NaN
     /// keys are never kept.
     fn offer(&mut self, row: usize, key: f32, id: i64);
+    /// Rejects from now on every candidate of row `row` whose key is above `key` (a hint: a
+    /// state may ignore it). A row whose best keys lie above its ceiling ends short.
+    fn ceiling(&mut self, row: usize, key: f32) {
+        let _ = (row, key);
+    }
     /// Sorts every row best first into finished lists (empty slots: index −1, key +inf).
     fn into_lists(self) -> TopKLists
     where
@@ -56,11 +61,10 @@ pub trait RowSink {
     fn rows(&self) -> usize;
     /// Candidates kept per row.
     fn k(&self) -> usize;
-    /// [`RowSink::into_lists`] into `keys` and `ids` (`rows × k` each), so that the lists of
-    /// several states can be written side by side into one output.
-    fn write_lists(self, keys: &mut [f32], ids: &mut [i64])
-    where
-        Self: Sized;
+    /// Rows `first..` (as many as `keys` holds, `k` entries each) sorted best first into `keys`
+    /// and `ids`, the state left as it is: several threads can write the rows of one state into
+    /// their parts of one output.
+    fn write_rows(&self, first: usize, keys: &mut [f32], ids: &mut [i64]);
 }
 
 impl RowSink for TopKHeaps {
@@ -90,10 +94,15 @@ impl RowSink for TopKHeaps {
         self.k
     }
 
-    fn write_lists(self, keys: &mut [f32], ids: &mut [i64]) {
-        let lists = TopKHeaps::into_lists(self);
-        keys.copy_from_slice(&lists.keys);
-        ids.copy_from_slice(&lists.ids);
+    fn write_rows(&self, first: usize, keys: &mut [f32], ids: &mut [i64]) {
+        let k = self.k;
+        let mut pairs = Vec::with_capacity(k);
+        for (r, (kr, ir)) in keys.chunks_mut(k).zip(ids.chunks_mut(k)).enumerate() {
+            let base = (first + r) * k;
+            pairs.clear();
+            pairs.extend(self.keys[base..base + k].iter().copied().zip(self.ids[base..base + k].iter().copied()));
+            sort_into(&mut pairs, kr, ir);
+        }
     }
 }
 
@@ -127,10 +136,15 @@ pub(crate) fn finish_rows(k: usize, keys: &mut [f32], ids: &mut [i64]) {
     for (kr, ir) in keys.chunks_mut(k).zip(ids.chunks_mut(k)) {
         pairs.clear();
         pairs.extend(kr.iter().copied().zip(ir.iter().copied()));
-        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for (j, (key, id)) in pairs.iter().enumerate() {
-            kr[j] = *key;
-            ir[j] = if *id == EMPTY_ID { -1 } else { *id };
-        }
+        sort_into(&mut pairs, kr, ir);
+    }
+}
+
+/// Sorts one row's `(key, id)` pairs best first into `keys` / `ids`, empty slots as (+inf, −1).
+fn sort_into(pairs: &mut [(f32, i64)], keys: &mut [f32], ids: &mut [i64]) {
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (j, (key, id)) in pairs.iter().enumerate() {
+        keys[j] = *key;
+        ids[j] = if *id == EMPTY_ID { -1 } else { *id };
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 /// Runs `job` without symmetry. `db_block` rows of the database are packed at a time; `make(rows)`
 /// builds the top-k state of a query panel.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn search<S: RowSink + Send>(
+pub(crate) fn search<S: RowSink + Send + Sync>(
     kernel: MicroKernel,
     job: &FlatJob<'_>,
     qn: &[f32],

@@ -2,6 +2,7 @@
 //! for the products, the L2/IP epilogue fused with per-row top-k per tile, worker threads over
 //! tiles or block pairs, tiles planned from a memory budget, and the symmetric joins.
 
+mod ceiling;
 mod cross;
 mod epilogue;
 pub mod microkernel;
@@ -173,11 +174,16 @@ impl FlatSearcher for CpuSearcher {
             let norms = norms_of(job.metric, &job.database, shift, "embeddings")?;
             let spec = self.join_spec(job.metric, shift, &plan, job.progress);
             let set = RowSet { rows: job.database, norms: &norms, id0 };
-            return if buffers {
-                pairs::self_join(&spec, set, |r| TopKBuffers::new(r, k, extra, id0))
-            } else {
-                pairs::self_join(&spec, set, |r| TopKHeaps::new(r, k))
-            };
+            if !buffers {
+                return pairs::self_join(&spec, set, None, |r| TopKHeaps::new(r, k));
+            }
+            let sampled = ceiling::Sampled { rows: job.database, norms: &norms, shift, metric: job.metric, kernel: self.kernel, workers: self.threads };
+            let ceilings = ceiling::ceilings(&sampled, k);
+            let mut lists = pairs::self_join(&spec, set, ceilings.as_deref(), |r| TopKBuffers::new(r, k, extra, id0))?;
+            if ceilings.is_some() {
+                ceiling::refill_short_rows(self, job, &mut lists)?;
+            }
+            return Ok(lists);
         }
         let qn = norms_of(job.metric, &job.queries, shift, "queries")?;
         let xn = if job.is_symmetric() { qn.clone() } else { norms_of(job.metric, &job.database, shift, "database")? };

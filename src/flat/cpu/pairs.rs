@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::metric::FlatMetric;
 use crate::progress::Progress;
 use crate::topk::{RowSink, TopKLists};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 
 /// One row set of a join: its rows (original values; `shift` is applied while packing), their
 /// squared norms after the shift, and the global index of its row 0.
@@ -70,14 +71,25 @@ impl Scratch {
 
 /// The self-join of `set`: every row's candidates from every other row of the set. `make(rows,
 /// id_base)` builds the top-k state of a block.
-pub(crate) fn self_join<S, F>(spec: &JoinSpec<'_>, set: RowSet<'_>, make: F) -> Result<TopKLists>
+pub(crate) fn self_join<S, F>(spec: &JoinSpec<'_>, set: RowSet<'_>, ceilings: Option<&[f32]>, make: F) -> Result<TopKLists>
 where
-    S: RowSink + Send,
+    S: RowSink + Send + Sync,
     F: Fn(usize) -> S,
 {
     let n = set.rows.n();
     let blocks = n.div_ceil(spec.block);
-    let states: Vec<Mutex<S>> = (0..blocks).map(|b| Mutex::new(make(block_rows(n, spec.block, b).len()))).collect();
+    let states: Vec<Mutex<S>> = (0..blocks)
+        .map(|b| {
+            let rows = block_rows(n, spec.block, b);
+            let mut s = make(rows.len());
+            if let Some(c) = ceilings {
+                for (r, &key) in c[rows].iter().enumerate() {
+                    s.ceiling(r, key);
+                }
+            }
+            Mutex::new(s)
+        })
+        .collect();
     let schedule = Schedule::self_join(blocks);
     run(spec, &schedule, |scratch, pair| {
         let (a, b) = (pair.a, pair.b);
@@ -96,7 +108,7 @@ where
 
 /// The bipartite join of disjoint sets `a` and `b`: the rows of `a` get their candidates from
 /// `b` and the rows of `b` theirs from `a`, each pair computed once.
-pub(crate) fn bipartite<S: RowSink + Send>(
+pub(crate) fn bipartite<S: RowSink + Send + Sync>(
     spec: &JoinSpec<'_>,
     a: RowSet<'_>,
     b: RowSet<'_>,
@@ -121,45 +133,50 @@ fn lock<S>(m: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The blocks' finished lists, in block order, written into one output by `workers` threads (a
-/// run of consecutive blocks each; at large k these sorts are a tenth of a join), each block's
-/// state dropped once written. The cross search's query panels end the same way.
-pub(super) fn concat<S: RowSink + Send>(states: Vec<Mutex<S>>, workers: usize) -> Result<TopKLists> {
+/// The blocks' finished lists, in block order, written into one output by `workers` threads,
+/// each sorting an equal share of the rows (at large k these sorts are a tenth of a join; a
+/// share may begin and end inside a block, so that no thread waits on a larger one). Each
+/// block's state is dropped by the thread that writes its last rows: a large-k state is as
+/// large as its part of the output. The cross search's query panels end the same way.
+pub(super) fn concat<S: RowSink + Send + Sync>(states: Vec<Mutex<S>>, workers: usize) -> Result<TopKLists> {
     let states: Vec<S> = states.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
     let k = states.first().map(RowSink::k).ok_or_else(|| Error::Empty { what: "the search".into(), detail: "no blocks of rows".into() })?;
-    let n: usize = states.iter().map(RowSink::rows).sum();
+    // starts[b]: the first output row of block b; starts[blocks] = n.
+    let mut starts = vec![0usize];
+    starts.extend(states.iter().scan(0, |at, s| {
+        *at += s.rows();
+        Some(*at)
+    }));
+    let n = starts[states.len()];
     let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
-    // Runs of about n / workers rows, each with its part of the output.
-    let per = n.div_ceil(workers.max(1)).max(1);
-    let mut runs: Vec<(Vec<S>, &mut [f32], &mut [i64])> = Vec::new();
-    let (mut key_rest, mut id_rest) = (&mut keys[..], &mut ids[..]);
-    let mut run: Vec<S> = Vec::new();
-    let mut run_rows = 0;
-    let mut states = states.into_iter().peekable();
-    while let Some(s) = states.next() {
-        run_rows += s.rows();
-        run.push(s);
-        if run_rows >= per || states.peek().is_none() {
-            let (kr, kt) = std::mem::take(&mut key_rest).split_at_mut(run_rows * k);
-            let (ir, it) = std::mem::take(&mut id_rest).split_at_mut(run_rows * k);
-            (key_rest, id_rest) = (kt, it);
-            runs.push((std::mem::take(&mut run), kr, ir));
-            run_rows = 0;
-        }
-    }
-    let write = |(run, keys, ids): (Vec<S>, &mut [f32], &mut [i64])| {
-        let mut at = 0;
-        for s in run {
-            let len = s.rows() * k;
-            s.write_lists(&mut keys[at..at + len], &mut ids[at..at + len]);
-            at += len;
+    let left: Vec<AtomicUsize> = states.iter().map(|s| AtomicUsize::new(s.rows())).collect();
+    let states: Vec<RwLock<Option<S>>> = states.into_iter().map(|s| RwLock::new(Some(s))).collect();
+    let (starts, left, states) = (&starts, &left, &states);
+    let write = move |lo: usize, keys: &mut [f32], ids: &mut [i64]| {
+        let hi = lo + keys.len() / k;
+        // The block holding row lo: the last one starting at or before it.
+        let mut b = starts.partition_point(|&s| s <= lo).saturating_sub(1);
+        let mut row = lo;
+        while row < hi {
+            let end = hi.min(starts[b + 1]);
+            let (at, len) = ((row - lo) * k, (end - row) * k);
+            if let Some(state) = states[b].read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                state.write_rows(row - starts[b], &mut keys[at..at + len], &mut ids[at..at + len]);
+            }
+            if left[b].fetch_sub(end - row, Ordering::AcqRel) == end - row {
+                drop(states[b].write().unwrap_or_else(|p| p.into_inner()).take());
+            }
+            row = end;
+            b += 1;
         }
     };
-    if runs.len() == 1 {
-        runs.into_iter().for_each(write);
+    let per = n.div_ceil(workers.max(1)).max(1);
+    if per >= n {
+        write(0, &mut keys, &mut ids);
     } else {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = runs.into_iter().map(|r| scope.spawn(move || write(r))).collect();
+            let handles: Vec<_> =
+                keys.chunks_mut(per * k).zip(ids.chunks_mut(per * k)).enumerate().map(|(t, (kc, ic))| scope.spawn(move || write(t * per, kc, ic))).collect();
             // Every thread is joined before the first failure is reported.
             let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
             joined.into_iter().try_for_each(|r| r.map_err(|p| Error::from_panic("sorting the join's lists", p.as_ref())))
