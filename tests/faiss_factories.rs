@@ -103,10 +103,12 @@ fn each_factory_equals_faiss_and_keeps_its_recall() {
 
 /// The backend builds `PQ…` and `IVF…,PQ…` without faiss's polysemous training (it adds `np`:
 /// the training only renumbers each sub-quantizer's centroids, which a plain search cannot
-/// see). Its lists equal faiss's own index built from the very string the user gave, polysemous
-/// training included; 6-bit codes keep that training short here.
+/// see but for rounding). On these rows its lists equal those of faiss's own index built from
+/// the very string the user gave, polysemous training included; 6-bit codes keep that training
+/// short here. (At 100,000 rows 19 lists of PQ16 differ by a neighbour at a near-tie, the
+/// faiss-cpu wheel alone showing the same: see BENCHMARKS.md.)
 #[test]
-fn polysemous_training_is_skipped_without_changing_a_list() {
+fn polysemous_training_is_skipped_and_the_lists_stay_faiss_s() {
     let (x, d) = demo_embeddings();
     for (factory, params) in [("PQ8x6", ""), ("IVF32,PQ8x6", "nprobe=4")] {
         let p = (!params.is_empty()).then_some(params);

@@ -31,6 +31,36 @@ fn heaps_keep_the_k_best_with_ties_by_lower_index() {
 }
 
 #[test]
+fn a_ceiling_keeps_the_keys_up_to_it_and_turns_larger_ones_away() {
+    let top = u32::MAX as i64; // the last index a buffer's span can hold
+    let tiny = f32::from_bits(1);
+    for (ceiling, keys, kept) in [
+        (1.0f32, vec![0.5, 1.0, 1.0 + f32::EPSILON, 2.0], vec![0.5, 1.0]),
+        (0.0, vec![-1.0, 0.0, -0.0, tiny], vec![-1.0, 0.0, 0.0]),
+        (-tiny, vec![-1.0, -tiny, 0.0], vec![-1.0, -tiny]),
+        (f32::MAX, vec![f32::MAX, f32::INFINITY, 1.0], vec![1.0, f32::MAX]),
+        (f32::INFINITY, vec![f32::INFINITY, 1.0, f32::MAX], vec![1.0, f32::MAX, f32::INFINITY]),
+        (f32::NAN, vec![3.0, 1.0], vec![1.0, 3.0]),
+    ] {
+        let mut b = TopKBuffers::new(1, 8, 4, 0);
+        b.ceiling(0, ceiling);
+        // The largest index first: an entry equal to the ceiling enters whatever its index.
+        for (t, key) in keys.iter().enumerate() {
+            b.offer(0, *key, top - t as i64);
+        }
+        let l = b.into_lists();
+        let (lk, li) = l.row(0);
+        let got: Vec<f32> = lk.iter().zip(li).filter(|(_, id)| **id >= 0).map(|(k, _)| *k).collect();
+        assert_eq!(got, kept, "ceiling {ceiling}");
+        // The default of any state: no ceiling.
+        let mut h = TopKHeaps::new(1, 8);
+        h.ceiling(0, ceiling);
+        offer_all(&mut h, 0, &keys.iter().enumerate().map(|(t, k)| (*k, t as i64)).collect::<Vec<_>>());
+        assert_eq!(h.into_lists().row(0).1.iter().filter(|id| **id >= 0).count(), keys.len());
+    }
+}
+
+#[test]
 fn unfilled_slots_are_minus_one_and_inf() {
     for k in [3usize, 40] {
         let mut h = TopKHeaps::new(2, k);

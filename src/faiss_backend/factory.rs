@@ -84,49 +84,43 @@ pub fn check(factory: &str, d: usize, train_rows: usize, metric: Metric) -> Resu
     Ok(FactoryPlan { body_dim: dim, exact_flat: transforms == 0 && body == ["Flat"], exhaustive: body == ["Flat"] })
 }
 
-/// The string faiss is asked to build for `factory` (already [`check`]ed): the same, except that
-/// a PQ code of an `IndexPQ` or `IndexIVFPQ` (`PQ<M>` or `PQ<M>x<bits>`, not after HNSW) gets
-/// faiss's `np` option unless the search uses polysemous codes (`polysemous`: the `ht` search
-/// parameter).
+/// The string faiss is asked to build for `factory` (already [`check`]ed): its components
+/// trimmed (faiss matches each one whole, so `"IVF64, Flat"` would fail there), and every plain
+/// PQ code (`PQ<M>` or `PQ<M>x<bits>`: of an `IndexPQ`, `IndexIVFPQ` or HNSW over PQ; not a
+/// fast-scan code) given faiss's `np` option unless the search uses polysemous codes
+/// (`polysemous`: the `ht` search parameter).
 ///
 /// Why: by default faiss follows the k-means of such a code with a *polysemous training*, an
 /// annealing that renumbers each sub-quantizer's centroids so that Hamming distances between
 /// codes track real distances. It takes about 1.5 s per sub-quantizer whatever the data's size
-/// (24 s of a 25 s PQ16 run on 10,000 rows) and changes nothing a plain search returns: the
+/// (24 s of a 25 s PQ16 run on 10,000 rows) and changes nothing a plain search depends on: the
 /// k-means is the same (on every training row), and a query's distance to a code is a sum of
-/// table entries looked up by centroid, whatever the centroids are numbered. The lists are
-/// faiss's own (tested against faiss's `PQ16` and `IVF…,PQ…`); only a search with `ht` filters
-/// by Hamming distance, and keeps the training. (Not after HNSW: its graph is built with the
-/// code-to-code tables that the polysemous training computes.)
-pub fn build_string(factory: &str, polysemous: bool) -> std::borrow::Cow<'_, str> {
-    if polysemous {
-        return factory.into();
-    }
-    let parts: Vec<&str> = factory.split(',').map(str::trim).collect();
+/// table entries looked up by centroid, whatever the centroids are numbered (HNSW over PQ
+/// computes its code-to-code table itself). Only the rounding of an entry can change with its
+/// centroid's place in the table, which decides near-ties: on 10,000 MiniLM-like rows every
+/// PQ16 list is faiss's own, on 100,000 rows 19 lists differ by one neighbour (the faiss-cpu
+/// wheel with and without `np` alike), recall unchanged. A search with `ht` filters by Hamming
+/// distance, and keeps the training (with `ht` at M·bits + 1 or more it filters nothing).
+pub fn build_string(factory: &str, polysemous: bool) -> String {
     let plain_pq = |c: &str| {
         let Some(rest) = c.strip_prefix("PQ") else { return false };
         let (m, bits) = rest.split_once('x').unwrap_or((rest, "8"));
         [m, bits].iter().all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
     };
-    let mut changed = false;
-    let out: Vec<String> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let after_hnsw = i > 0 && parts[i - 1].starts_with("HNSW");
-            if plain_pq(c) && !after_hnsw {
-                changed = true;
+    let parts: Vec<String> = factory
+        .split(',')
+        .map(str::trim)
+        .map(|c| {
+            // "HNSW32_PQ16" is one component: its code follows the underscore.
+            let code = if c.starts_with("HNSW") { c.split_once('_').map_or("", |(_, code)| code) } else { c };
+            if !polysemous && plain_pq(code) {
                 format!("{c}np")
             } else {
-                (*c).to_owned()
+                c.to_owned()
             }
         })
         .collect();
-    if changed {
-        out.join(",").into()
-    } else {
-        factory.into()
-    }
+    parts.join(",")
 }
 
 fn grammar_hint() -> &'static str {
@@ -421,20 +415,23 @@ mod tests {
             ("OPQ16_64,IVF16,PQ16", "OPQ16_64,IVF16,PQ16np"),
             ("PCA64,PQ16,RFlat", "PCA64,PQ16np,RFlat"),
             ("RR128,PQ32", "RR128,PQ32np"),
-            // Unchanged: already np, fast-scan codes, PQ after HNSW, no PQ at all.
+            // Unchanged: already np, fast-scan codes, no PQ at all (spaces trimmed).
             ("PQ16np", "PQ16np"),
             ("IVF256,PQ32np", "IVF256,PQ32np"),
             ("PQ16x4fs", "PQ16x4fs"),
             ("IVF256,PQ32x4fsr", "IVF256,PQ32x4fsr"),
-            ("HNSW32,PQ16", "HNSW32,PQ16"),
-            ("HNSW32_PQ16", "HNSW32_PQ16"),
+            ("HNSW32,PQ16", "HNSW32,PQ16np"),
+            ("HNSW32_PQ16", "HNSW32_PQ16np"),
+            ("HNSW16,SQ8", "HNSW16,SQ8"),
             ("IVF256,Flat", "IVF256,Flat"),
+            ("IVF64_HNSW32, Flat", "IVF64_HNSW32,Flat"),
             ("OPQ16,Flat", "OPQ16,Flat"),
             ("SQ8", "SQ8"),
         ] {
             check(f, 384, 5000, Metric::L2).unwrap();
             assert_eq!(build_string(f, false), want, "{f}");
-            assert_eq!(build_string(f, true), f, "{f} searched with ht");
+            let trimmed: Vec<&str> = f.split(',').map(str::trim).collect();
+            assert_eq!(build_string(f, true), trimmed.join(","), "{f} searched with ht");
         }
     }
 

@@ -129,12 +129,12 @@ impl RowSink for TopKBuffers {
 
     #[inline]
     fn ceiling(&mut self, row: usize, key: f32) {
-        if key.is_nan() {
-            return;
+        if key.is_nan() || key == f32::INFINITY {
+            return; // no limit
         }
-        // Every index of the span lies below the low half's all-ones (see MAX_ID_SPAN), so
-        // keys equal to the ceiling still enter.
-        let c = ((key_bits(key) as u64) << 32) | 0xffff_ffff;
+        // The first packed entry of the next larger key: every entry of `key` itself (any
+        // index) still enters, every larger key is turned away.
+        let c = (key_bits(key) as u64 + 1) << 32;
         self.thr[row] = self.thr[row].min(c);
     }
 

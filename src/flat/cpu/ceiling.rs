@@ -42,6 +42,9 @@ const MIN_EXPECTED_RANK: f64 = 24.0;
 /// Standard deviations of margin above the expected sampled rank.
 const SIGMAS: f64 = 5.0;
 
+/// Short rows searched again at a time.
+const REFILL_BATCH: usize = 1024;
+
 /// Query rows per tile of the sample search.
 const PANEL_ROWS: usize = 16 * MR;
 
@@ -87,6 +90,7 @@ pub(super) fn ceilings(s: &Sampled<'_>, k: usize) -> Option<Vec<f32>> {
     let sample_norms: Vec<f32> = picked.iter().map(|&row| s.norms.get(row).copied().unwrap_or(0.0)).collect();
     let mut packed = Vec::new();
     pack_panels(&sample, d, 0, m, NR, s.shift, &mut packed);
+    drop(sample);
     let ldc = round_to(m, NR);
     let mut out = vec![0f32; n];
     let workers = s.workers.clamp(1, n.div_ceil(PANEL_ROWS));
@@ -124,23 +128,28 @@ pub(super) fn refill_short_rows(searcher: &CpuSearcher, job: &FlatJob<'_>, lists
         return Ok(0);
     }
     let d = job.database.d();
-    let mut rows = Vec::with_capacity(short.len() * d);
-    for &i in &short {
-        rows.extend_from_slice(job.database.row(i));
-    }
-    // One candidate more than needed, without excluding the row itself: its own entry is
-    // dropped here (or, where duplicates with smaller indices push it out, the last one).
-    let queries = Vectors::shaped_unchecked(&rows, d);
-    let sub = FlatJob { db_offset: job.db_offset, shift: job.shift, ..FlatJob::search(queries, job.database, job.metric, k + 1, &NoProgress) };
-    let found = searcher.search(&sub)?;
-    for (t, &i) in short.iter().enumerate() {
-        let own = job.db_offset + i as i64;
-        let (fk, fi) = found.row(t);
-        let skip = fi.iter().position(|&id| id == own).unwrap_or(k);
-        let kept = (0..=k).filter(|&s| s != skip).take(k);
-        for (slot, s) in kept.enumerate() {
-            lists.keys[i * k + slot] = fk[s];
-            lists.ids[i * k + slot] = fi[s];
+    // In batches, so that the copies of the rows and their lists stay small however many rows
+    // come out short (by the sampling, a handful).
+    let mut rows = Vec::new();
+    for part in short.chunks(REFILL_BATCH) {
+        rows.clear();
+        for &i in part {
+            rows.extend_from_slice(job.database.row(i));
+        }
+        // One candidate more than needed, without excluding the row itself: its own entry is
+        // dropped here (or, where duplicates with smaller indices push it out, the last one).
+        let queries = Vectors::shaped_unchecked(&rows, d);
+        let sub = FlatJob { db_offset: job.db_offset, shift: job.shift, ..FlatJob::search(queries, job.database, job.metric, k + 1, &NoProgress) };
+        let found = searcher.search(&sub)?;
+        for (t, &i) in part.iter().enumerate() {
+            let own = job.db_offset + i as i64;
+            let (fk, fi) = found.row(t);
+            let skip = fi.iter().position(|&id| id == own).unwrap_or(k);
+            let kept = (0..=k).filter(|&s| s != skip).take(k);
+            for (slot, s) in kept.enumerate() {
+                lists.keys[i * k + slot] = fk[s];
+                lists.ids[i * k + slot] = fi[s];
+            }
         }
     }
     Ok(short.len())
