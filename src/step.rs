@@ -202,6 +202,15 @@ impl FaissNearestNeighbour {
             train_sample: self.train_sample,
             search_params: self.search_params.as_deref().unwrap_or(""),
         };
+        if let (true, Some(flat)) = (crate::faiss_backend::is_flat_sq(factory), metric.flat()) {
+            // Every code is compared with every query: the exact flat search of the decoded
+            // rows finds the same neighbours (see faiss_backend::decoded_rows).
+            let decoded = crate::faiss_backend::decoded_rows(v, &spec)?;
+            let engine = Engine::open(&self.device, self.options)?;
+            let shard = engine.load_shard(&decoded, v.d(), 0, flat)?;
+            let own = if self.exclude_self { Some(0) } else { None };
+            return Ok(shard.search(v.as_slice(), own, self.k, progress)?.into_neighbours(flat));
+        }
         crate::faiss_backend::self_knn(v, &spec, progress)
     }
 

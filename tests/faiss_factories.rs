@@ -34,8 +34,12 @@ const CASES: &[(&str, &str, f64)] = &[
 /// faiss alone: index_factory, train and add all rows, search every row for k + 1, drop the row
 /// itself by index (else the last hit), rank by (distance, index).
 fn faiss_reference(x: &[f32], d: usize, factory: &str, params: &str) -> Vec<Vec<i64>> {
+    faiss_reference_with(x, d, factory, params, MetricType::L2)
+}
+
+fn faiss_reference_with(x: &[f32], d: usize, factory: &str, params: &str, metric: MetricType) -> Vec<Vec<i64>> {
     let n = x.len() / d;
-    let mut index = faiss::index_factory(d as u32, factory, MetricType::L2).unwrap();
+    let mut index = faiss::index_factory(d as u32, factory, metric).unwrap();
     if !index.is_trained() {
         index.train(x).unwrap();
     }
@@ -59,7 +63,9 @@ fn faiss_reference(x: &[f32], d: usize, factory: &str, params: &str) -> Vec<Vec<
                 .filter_map(|t| res.labels[i * (K + 1) + t].get().map(|l| (res.distances[i * (K + 1) + t], l as i64)))
                 .filter(|&(_, l)| l != i as i64)
                 .collect();
-            row.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            // Best first: smallest distance, or largest inner product.
+            let sign = if metric == MetricType::InnerProduct { -1.0 } else { 1.0 };
+            row.sort_by(|a, b| (sign * a.0).total_cmp(&(sign * b.0)).then(a.1.cmp(&b.1)));
             row.truncate(K);
             row.into_iter().map(|(_, l)| l).collect()
         })
@@ -119,4 +125,50 @@ fn polysemous_training_is_skipped_and_the_lists_stay_faiss_s() {
             assert_eq!(&got, want, "{factory} {params}: row {i}");
         }
     }
+}
+
+/// Flat SQ indexes are searched as their decoded rows by the exact flat search (faiss encodes
+/// and decodes; see `faiss_backend::decoded_rows`): the lists are those of faiss's own scan of
+/// the codes, both metrics, but for near-ties (faiss's f32 sums can order two rows whose exact
+/// scores lie within a few f32 roundings the other way: the same ids, swapped only between
+/// such rows, in at most 1 % of the lists); the scores are the exact ones to the decoded rows.
+#[test]
+fn flat_sq_codes_are_searched_decoded_with_faiss_s_lists() {
+    let (x, d) = demo_embeddings();
+    let n = x.len() / d;
+    for (metric, code) in [(MetricType::L2, 1), (MetricType::InnerProduct, 0)] {
+        for factory in ["SQ8", "SQ4", "SQfp16"] {
+            let ours = FaissNearestNeighbour::new().string_factory(Some(factory)).metric_type(code).k(K).run(&x, d).unwrap();
+            let theirs = faiss_reference_with(&x, d, factory, "", metric);
+            let mut swapped = 0;
+            for (i, want) in theirs.iter().enumerate() {
+                let (got, scores) = (ours.indices_of(i), ours.scores_of(i));
+                if got == &want[..] {
+                    continue;
+                }
+                swapped += 1;
+                let (mut a, mut b) = (got.to_vec(), want.clone());
+                a.sort_unstable();
+                b.sort_unstable();
+                assert_eq!(a, b, "{factory} {metric:?}: row {i}: other neighbours than faiss's");
+                // Each entry faiss placed elsewhere scores (exactly) within a near-tie of ours there.
+                for (p, id) in want.iter().enumerate() {
+                    let q = got.iter().position(|g| g == id).unwrap();
+                    let tol = 1e-5 * scores[p].abs().max(scores[q].abs()).max(1e-3);
+                    assert!((scores[p] - scores[q]).abs() <= tol, "{factory} {metric:?}: row {i}: {id} at {p} in faiss's list, {q} in ours");
+                }
+            }
+            assert!(swapped * 100 <= n, "{factory} {metric:?}: {swapped} of {n} lists ordered otherwise");
+        }
+    }
+    // The scores are the exact distances to the decoded rows: row 0's first neighbour, by hand.
+    let mut index = faiss::index_factory(d as u32, "SQ8", MetricType::L2).unwrap();
+    index.train(&x).unwrap();
+    index.add(&x).unwrap();
+    let ours = FaissNearestNeighbour::new().string_factory(Some("SQ8")).k(K).run(&x, d).unwrap();
+    let j = ours.indices_of(0)[0];
+    let mut row = vec![0f32; d];
+    index.reconstruct(faiss::Idx::new(j as u64), &mut row).unwrap();
+    let want: f64 = x[..d].iter().zip(&row).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+    assert_eq!(ours.scores_of(0)[0], want as f32);
 }
