@@ -38,21 +38,34 @@ pub struct FaissSpec<'a> {
     pub search_params: &'a str,
 }
 
-/// Builds, trains and fills a faiss index on `data`, then searches every row against it.
-pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress) -> Result<Neighbours> {
+/// An `Error::Faiss` for a failed faiss call, with what was being done.
+fn fail(context: String) -> impl FnOnce(faiss::error::Error) -> Error {
+    move |e| Error::Faiss { context, message: e.to_string() }
+}
+
+/// The index of `spec` built (after the checks), its search parameters set, trained (on every
+/// row, or the sample) and filled with every row of `data`; with the factory check's plan and
+/// the guard that keeps a pthreads BLAS at one thread while faiss runs (hold it until done).
+fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, factory::FactoryPlan, blas::OneBlasThread)> {
     let (n, d) = (data.n(), data.d());
     let plan = factory::check(spec.factory, d, n.min(spec.train_sample.max(1)), spec.metric)?;
     let params = params::SearchParams::parse(spec.search_params)?;
-    let _blas = blas::OneBlasThread::new();
+    let blas = blas::OneBlasThread::new();
     let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
     params.apply(&mut index, spec.factory)?;
-    let fail = |context: String| move |e: faiss::error::Error| Error::Faiss { context, message: e.to_string() };
     if !index.is_trained() {
         let sample = training_sample(data, spec.train_sample);
         let rows = sample.len() / d;
         index.train(&sample).map_err(fail(format!("training index {:?} on {rows} rows (dimension {d})", spec.factory)))?;
     }
     index.add(data.as_slice()).map_err(fail(format!("adding {n} rows to index {:?}", spec.factory)))?;
+    Ok((index, plan, blas))
+}
+
+/// Builds, trains and fills a faiss index on `data`, then searches every row against it.
+pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress) -> Result<Neighbours> {
+    let n = data.n();
+    let (mut index, plan, _blas) = filled_index(data, spec)?;
 
     // One extra hit to make room for the row itself, which is then removed by index.
     let k_search = if spec.exclude_self { spec.k + 1 } else { spec.k }.min(n);
@@ -112,18 +125,7 @@ pub fn is_flat_sq(factory: &str) -> bool {
 /// near-tie differently; nothing else differs.
 pub fn decoded_rows(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<Vec<f32>> {
     let (n, d) = (data.n(), data.d());
-    factory::check(spec.factory, d, n.min(spec.train_sample.max(1)), spec.metric)?;
-    let params = params::SearchParams::parse(spec.search_params)?;
-    let _blas = blas::OneBlasThread::new();
-    let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
-    params.apply(&mut index, spec.factory)?;
-    let fail = |context: String| move |e: faiss::error::Error| Error::Faiss { context, message: e.to_string() };
-    if !index.is_trained() {
-        let sample = training_sample(data, spec.train_sample);
-        let rows = sample.len() / d;
-        index.train(&sample).map_err(fail(format!("training index {:?} on {rows} rows (dimension {d})", spec.factory)))?;
-    }
-    index.add(data.as_slice()).map_err(fail(format!("adding {n} rows to index {:?}", spec.factory)))?;
+    let (index, _, _blas) = filled_index(data, spec)?;
     let mut out = vec![0f32; n * d];
     index.reconstruct_n(faiss::Idx::new(0), n, &mut out).map_err(fail(format!("decoding the {n} rows of index {:?}", spec.factory)))?;
     Ok(out)
