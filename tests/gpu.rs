@@ -320,8 +320,25 @@ fn recall(got: &TopKLists, want: &[Vec<(i64, f64)>], k: usize) -> f64 {
     hits as f64 / (want.len() * k) as f64
 }
 
-/// The real MiniLM demo rows: f16 and bf16 products reach a recall of at least 0.999 at k = 10
-/// against the f64 reference.
+/// Recall@k that exact arithmetic reaches on `x` rounded to `prec` (f16 and bf16; the L2 norms
+/// of the rounded rows, as the GPU paths compute them), against `want`: the floor the GPU's
+/// rounding allows, measured instead of guessed (on the demo rows, L2: bf16 0.99823, f16 0.99963;
+/// inner product: bf16 0.9986, f16 0.99993). Other precisions: 0.999.
+fn recall_floor(metric: FlatMetric, x: &[f32], d: usize, k: usize, prec: Precision, want: &[Vec<(i64, f64)>]) -> f64 {
+    let round: fn(f32) -> f32 = match prec {
+        Precision::Bf16 => |v| half::bf16::from_f32(v).to_f32(),
+        Precision::F16 => |v| half::f16::from_f32(v).to_f32(),
+        _ => return 0.999,
+    };
+    let xr: Vec<f32> = x.iter().map(|v| round(*v)).collect();
+    let emulated = knn(metric, &xr, &xr, d, k, true);
+    let hits: usize = want.iter().zip(&emulated).map(|(w, e)| w.iter().filter(|(id, _)| e.iter().any(|p| p.0 == *id)).count()).sum();
+    // f32 accumulation on the GPU may settle a few near-ties differently from f64 here.
+    hits as f64 / (want.len() * k) as f64 - 0.0005
+}
+
+/// The real MiniLM demo rows: f16 and bf16 products reach the recall at k = 10 that exact
+/// arithmetic on the rounded rows reaches ([`recall_floor`]); tf32 and f32 at least 0.999.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_half_precisions_keep_recall_on_minilm() {
@@ -333,9 +350,9 @@ fn gpu_half_precisions_keep_recall_on_minilm() {
         for prec in [Precision::F16, Precision::Bf16, Precision::Tf32, Precision::F32] {
             let got = searcher(GpuOptions { precision: prec, ..Default::default() }).search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap();
             check_reduced(&got, metric, &x, d, unit_roundoff(prec)).unwrap_or_else(|e| panic!("{metric:?} {prec:?}: {e}"));
-            let recall = recall(&got, &want, k);
-            eprintln!("{metric:?} {prec:?}: recall@{k} = {recall:.5}");
-            assert!(recall >= 0.999, "{metric:?} {prec:?}: recall {recall}");
+            let (recall, floor) = (recall(&got, &want, k), recall_floor(metric, &x, d, k, prec, &want));
+            eprintln!("{metric:?} {prec:?}: recall@{k} = {recall:.5} (floor {floor:.5})");
+            assert!(recall >= floor, "{metric:?} {prec:?}: recall {recall} < {floor}");
         }
     }
 }
@@ -491,7 +508,8 @@ fn gpu_fused_equals_the_cublas_path_on_exact_data() {
     }
 }
 
-/// The real MiniLM demo rows: the fused kernel's bf16 and f16 products keep recall@10 ≥ 0.999.
+/// The real MiniLM demo rows: the fused kernel's bf16 and f16 products reach the recall of exact
+/// arithmetic on the rounded rows ([`recall_floor`]).
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_fused_half_precisions_keep_recall_on_minilm() {
@@ -503,9 +521,9 @@ fn gpu_fused_half_precisions_keep_recall_on_minilm() {
         for prec in [Precision::Bf16, Precision::F16] {
             let got = fused(prec).search(&FlatJob::self_join(xv, metric, k, &NoProgress)).unwrap();
             check_reduced(&got, metric, &x, d, unit_roundoff(prec)).unwrap_or_else(|e| panic!("fused {metric:?} {prec:?}: {e}"));
-            let recall = recall(&got, &want, k);
-            eprintln!("fused {metric:?} {prec:?}: recall@{k} = {recall:.5}");
-            assert!(recall >= 0.999, "fused {metric:?} {prec:?}: recall {recall}");
+            let (recall, floor) = (recall(&got, &want, k), recall_floor(metric, &x, d, k, prec, &want));
+            eprintln!("fused {metric:?} {prec:?}: recall@{k} = {recall:.5} (floor {floor:.5})");
+            assert!(recall >= floor, "fused {metric:?} {prec:?}: recall {recall} < {floor}");
         }
     }
 }
