@@ -100,10 +100,15 @@ fn each_factory_equals_faiss_and_keeps_its_recall() {
             assert!((r - r_faiss).abs() <= 0.02, "{factory}: recall {r:.4}, faiss's own {r_faiss:.4}");
             continue;
         }
-        for (i, want) in theirs.iter().enumerate() {
-            let got: Vec<i64> = ours.indices_of(i).iter().copied().filter(|j| *j >= 0).collect();
-            assert_eq!(&got, want, "{factory} {params}: row {i}");
-        }
+        assert_same_lists(&ours, &theirs, &format!("{factory} {params}"));
+    }
+}
+
+/// Our lists (unfilled slots dropped) equal faiss's, entry for entry, row by row.
+fn assert_same_lists(ours: &faiss_nn::Neighbours, theirs: &[Vec<i64>], what: &str) {
+    for (i, want) in theirs.iter().enumerate() {
+        let got: Vec<i64> = ours.indices_of(i).iter().copied().filter(|j| *j >= 0).collect();
+        assert_eq!(&got, want, "{what}: row {i}");
     }
 }
 
@@ -120,10 +125,7 @@ fn polysemous_training_is_skipped_and_the_lists_stay_faiss_s() {
         let p = (!params.is_empty()).then_some(params);
         let ours = FaissNearestNeighbour::new().string_factory(Some(factory)).search_params(p).k(K).run(&x, d).unwrap();
         let theirs = faiss_reference(&x, d, factory, params);
-        for (i, want) in theirs.iter().enumerate() {
-            let got: Vec<i64> = ours.indices_of(i).iter().copied().filter(|j| *j >= 0).collect();
-            assert_eq!(&got, want, "{factory} {params}: row {i}");
-        }
+        assert_same_lists(&ours, &theirs, &format!("{factory} {params}"));
     }
 }
 

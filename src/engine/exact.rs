@@ -268,18 +268,10 @@ fn widen_rows(
         let wide = widen(q, kc + 1)?;
         let (mut wk, mut wi) = (Vec::with_capacity(part.len() * kc), Vec::with_capacity(part.len() * kc));
         for (t, own) in owns.iter().enumerate() {
-            let (ak, ai) = wide.row(t);
-            let mut kept = 0;
-            for (key, id) in ak.iter().zip(ai) {
-                if kept < kc && Some(*id) != *own {
-                    wk.push(*key);
-                    wi.push(*id);
-                    kept += 1;
-                }
+            for (key, id) in wide.row_without(t, *own) {
+                wk.push(key);
+                wi.push(id);
             }
-            // A short list (never from a full search) is padded as unfilled: not trusted below.
-            wk.resize(wk.len() + kc - kept, f32::INFINITY);
-            wi.resize(wi.len() + kc - kept, -1);
         }
         let approx = TopKLists::from_raw(kc, wk, wi);
         let sub = Refine { queries: q, query_id0: None, query_ids: Some(&owns), ..*r };

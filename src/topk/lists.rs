@@ -42,6 +42,15 @@ impl TopKLists {
         (&self.keys[i * self.k..(i + 1) * self.k], &self.ids[i * self.k..(i + 1) * self.k])
     }
 
+    /// Row `i` of a search for one entry more than needed that did not leave the row itself
+    /// out: its `k − 1` best entries other than the row's own `own` (or, where `own` is absent,
+    /// as when duplicates with smaller indices push it out, all but the last).
+    pub(crate) fn row_without(&self, i: usize, own: Option<i64>) -> impl Iterator<Item = (f32, i64)> + '_ {
+        let (keys, ids) = self.row(i);
+        let skip = own.and_then(|o| ids.iter().position(|&id| id == o)).unwrap_or(self.k - 1);
+        keys.iter().zip(ids).enumerate().filter(move |&(s, _)| s != skip).map(|(_, (key, id))| (*key, *id))
+    }
+
     /// Appends the rows of `other` (same k) after these.
     pub fn extend(&mut self, other: TopKLists) {
         assert_eq!(self.k, other.k);

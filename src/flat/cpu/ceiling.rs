@@ -142,13 +142,9 @@ pub(super) fn refill_short_rows(searcher: &CpuSearcher, job: &FlatJob<'_>, lists
         let sub = FlatJob { db_offset: job.db_offset, shift: job.shift, ..FlatJob::search(queries, job.database, job.metric, k + 1, &NoProgress) };
         let found = searcher.search(&sub)?;
         for (t, &i) in part.iter().enumerate() {
-            let own = job.db_offset + i as i64;
-            let (fk, fi) = found.row(t);
-            let skip = fi.iter().position(|&id| id == own).unwrap_or(k);
-            let kept = (0..=k).filter(|&s| s != skip).take(k);
-            for (slot, s) in kept.enumerate() {
-                lists.keys[i * k + slot] = fk[s];
-                lists.ids[i * k + slot] = fi[s];
+            for (slot, (key, id)) in found.row_without(t, Some(job.db_offset + i as i64)).enumerate() {
+                lists.keys[i * k + slot] = key;
+                lists.ids[i * k + slot] = id;
             }
         }
     }
