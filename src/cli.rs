@@ -73,18 +73,20 @@ fn run(args: &Args) -> Result<()> {
         (None, Some(i)) => Some(default_output(i)?),
         (None, None) => None,
     };
-    // Created before anything else so that an unwritable destination fails fast; removed if a
-    // signal ends the process.
+    if let Some(out) = &output_path {
+        io::check_not_input(out, &input)?;
+    }
+    // Checked before anything else, so that an unwritable destination fails fast.
     let output = output_path.as_deref().map(Output::create).transpose()?;
-    let _cleanup = output.as_ref().and_then(|o| signals::TempGuard::new(o.temp_path()));
 
     let t = Instant::now();
     let mut data = io::read_embeddings(&input, &args.column)?;
     if args.overwrite && !matches!(data.column.as_str(), io::NN_INDICES | io::NN_SCORES) {
         data.drop_neighbour_columns()?;
     }
-    if output.is_some() {
+    if let Some(out) = &output {
         data.check_output_columns()?;
+        out.check_columns(&data)?;
     }
     let read_time = t.elapsed();
 
@@ -106,9 +108,14 @@ fn run(args: &Args) -> Result<()> {
     bar.finish();
     let nn = result?;
     let search_time = t.elapsed();
+    if !args.quiet {
+        warn_unfilled(&nn);
+    }
 
     let t = Instant::now();
-    if let Some(out) = output {
+    if let Some(mut out) = output {
+        // The temporary file exists from here on; a signal removes it.
+        let _cleanup = signals::TempGuard::new(out.begin()?);
         out.write(&data, &nn)?;
     }
     let write_time = t.elapsed();
@@ -123,6 +130,23 @@ fn run(args: &Args) -> Result<()> {
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Says how many lists came back short (an approximate index that reached fewer than k rows:
+/// few IVF lists probed, a small HNSW search): those slots hold index −1 in the output.
+fn warn_unfilled(nn: &Neighbours) {
+    let slots = nn.indices.iter().filter(|&&i| i < 0).count();
+    if slots == 0 {
+        return;
+    }
+    let rows = (0..nn.n).filter(|&i| nn.indices_of(i).iter().any(|&j| j < 0)).count();
+    eprintln!(
+        "warning: {rows} of {} rows have fewer than k = {} neighbours ({slots} of {} slots unfilled: index -1, score ±inf or null); \
+         the index found no more rows: probe more (--search-params nprobe=… or efSearch=…), use fewer IVF lists, or a smaller k",
+        nn.n,
+        nn.k,
+        nn.n * nn.k
+    );
 }
 
 /// Wall-clock time of each phase.

@@ -65,14 +65,14 @@ impl FromStr for Device {
 }
 
 impl Device {
-    /// What the device is, for messages: "CUDA device 0", "CUDA devices 0,1", or "a negative
+    /// What the device is, for messages: "CUDA device 0", "the CUDA device list 0,1", or "a negative
     /// device id (every CUDA device)" — never a number the user did not give.
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu => "the CPU".into(),
             Device::AllCuda => "a negative device id (every CUDA device)".into(),
             Device::Cuda(ids) if ids.len() == 1 => format!("CUDA device {}", ids[0]),
-            Device::Cuda(_) => format!("CUDA devices {self}"),
+            Device::Cuda(_) => format!("the CUDA device list {self}"),
         }
     }
 }

@@ -16,8 +16,9 @@ nothing is written.
 Output: every input row and column, plus nn_indices (list<int64>, row numbers counted from 0)
 and nn_scores (list<float32>), best first; a row is never in its own list. Scores are squared L2
 distances (ascending) or inner products (descending); an unfilled slot (an approximate index
-that found fewer than k rows) has index -1 and score +/-inf, written as null in JSON. The file is
-written atomically: a failed run leaves no output.
+that found fewer than k rows) has index -1 and score +/-inf, written as null in JSON; a warning
+counts such rows. The file is written atomically: a failed or killed run leaves no output. The
+output may not be the input file; a symbolic link as output has its target replaced.
 
 Examples:
   faiss-nn

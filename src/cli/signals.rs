@@ -1,7 +1,9 @@
-//! Process-level care the binary takes around a run: the temporary output file is removed when
-//! the process is interrupted (SIGINT, SIGTERM, SIGHUP) or killed by a fault or abort inside a
-//! native library (SIGABRT, SIGSEGV, SIGBUS, SIGFPE), and `--quiet` mutes what faiss prints
-//! straight to the standard error (its training warnings).
+//! Process-level care the binary takes around a run: the temporary output file (which exists
+//! only while the output is written) is removed when the process is interrupted (SIGINT,
+//! SIGTERM, SIGHUP, SIGQUIT), reaches a resource limit (SIGXCPU, SIGXFSZ), gets a signal whose
+//! default is to end it (SIGUSR1/2, SIGALRM, SIGVTALRM) or is killed by a fault or abort inside a
+//! native library (SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL), and `--quiet` mutes what faiss
+//! prints straight to the standard error (its training warnings).
 
 use std::ffi::CString;
 use std::path::Path;
@@ -10,7 +12,24 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 /// The temporary file to remove, as a C string owned by [`TempGuard`] (null: none).
 static TEMP: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
 
-const SIGNALS: [libc::c_int; 7] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGABRT, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
+/// Every signal whose default action ends the process and that a handler may catch.
+const SIGNALS: [libc::c_int; 15] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGABRT,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+];
 
 /// While alive, a signal removes `path` before the process ends as the signal says.
 pub struct TempGuard(*mut libc::c_char);

@@ -150,8 +150,8 @@ pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
             return Err(Error::invalid(
                 what,
                 format!(
-                    "row {i}: its squared norm {n2:.3e} is too large: distances and inner products with it overflow \
-                     float32 (rows must have squared norms up to {MAX_NORM2:.3e}); scale the data down"
+                    "row {i}: its squared norm {n2:e} is too large: distances and inner products with it overflow \
+                     float32 (rows must have squared norms up to {MAX_NORM2:e}); scale the data down"
                 ),
             ));
         }

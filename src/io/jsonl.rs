@@ -27,8 +27,6 @@ const BATCH_ROWS: usize = 8192;
 struct Scan<'a> {
     path: &'a Path,
     column: &'a str,
-    /// `"<column>"` as it appears in the text: the quick test for a repeated embedding key.
-    column_key: String,
     lines: std::iter::Enumerate<std::str::Split<'a, char>>,
     line: usize,
     types: FieldTypes,
@@ -79,8 +77,14 @@ impl Scan<'_> {
                     }
                 }
             }
-            if text.matches(self.column_key.as_str()).nth(1).is_some() && top_level_keys(text).iter().filter(|k| *k == self.column).count() > 1 {
-                return Err(self.at(format!("the field {:?} appears more than once in the object", self.column)));
+            // serde_json keeps the last of repeated keys: a repeated field would silently lose a
+            // value, so it is refused (the scan costs far less than the parse above).
+            let keys = top_level_keys(text);
+            if keys.len() != map.len() {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(k) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+                    return Err(self.at(format!("the field {k:?} appears more than once in the object")));
+                }
             }
             self.take_embedding(&value)?;
             let (line, column) = (self.line, self.column);
@@ -170,7 +174,6 @@ pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
     let mut scan = Scan {
         path,
         column,
-        column_key: format!("{column:?}"),
         lines: text.split('\n').enumerate(),
         line: 0,
         types: FieldTypes::default(),

@@ -30,7 +30,7 @@ mod write_parquet;
 
 pub use dataset::{Dataset, NN_INDICES, NN_SCORES};
 pub use format::Format;
-pub use write::{write_with_neighbours, Output};
+pub use write::{check_not_input, same_file, write_with_neighbours, Output};
 
 use crate::error::Result;
 use std::path::Path;

@@ -127,14 +127,24 @@ fn output_is_atomic_and_checked_early() {
     assert!(e.to_string().contains("directory") && e.to_string().contains("does not exist"), "{e}");
     assert!(Output::create(&dir.path().join("out.csv")).unwrap_err().to_string().contains(".csv"));
 
-    // A dropped output leaves nothing behind; a failed write neither.
+    // Creating an output checks the directory but leaves no file there until `begin` (the
+    // temporary file); a dropped output leaves nothing behind; a failed write neither.
     let out = dir.path().join("out.parquet");
-    drop(Output::create(&out).unwrap());
+    let mut o = Output::create(&out).unwrap();
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "a file exists before the output is written");
+    let temp = o.begin().unwrap().to_path_buf();
+    assert!(temp.is_file() && temp.file_name().unwrap().to_string_lossy().ends_with(".faiss-nn-tmp"), "{}", temp.display());
+    drop(o);
+    assert!(!temp.exists());
     let input = dir.path().join("in.jsonl");
     fs::write(&input, "{\"embedding\": [1, 2]}\n{\"embedding\": [3, 4]}\n").unwrap();
     let data = read_embeddings(&input, "embedding").unwrap();
     let wrong = nn(5, 1, |_| 0.0);
     assert!(write_with_neighbours(&data, &wrong, &out).is_err());
+    // The dataset's own file is never the output.
+    let e = write_with_neighbours(&data, &nn(2, 1, |_| 0.0), &input).unwrap_err().to_string();
+    assert!(e.contains("is the input file"), "{e}");
+    assert_eq!(fs::read_to_string(&input).unwrap(), "{\"embedding\": [1, 2]}\n{\"embedding\": [3, 4]}\n");
     let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["in.jsonl"]);
 }

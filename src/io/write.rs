@@ -1,14 +1,19 @@
 //! Output files, written atomically: everything goes to a temporary file in the output's own
 //! directory, renamed over the output only once complete. A failed run therefore leaves no
-//! output and no partial file (the temporary file is deleted when the [`Output`] is dropped),
-//! and creating the temporary file up front makes an unwritable destination fail before the
-//! search rather than after it.
+//! output and no partial file (the temporary file is deleted when the [`Output`] is dropped).
+//! [`Output::create`] proves the destination writable by creating and removing a temporary
+//! file, so an unwritable destination fails before the search rather than after it, while the
+//! real temporary file exists only while the output is written: a process killed during the
+//! search (SIGKILL, a CPU-time limit) leaves nothing behind. An output that is a symbolic link
+//! is written through it (the link stays, its target is replaced), and an output that is the
+//! input file itself is refused.
 
 use super::dataset::Dataset;
 use super::format::Format;
 use crate::error::{Error, Result};
 use crate::neighbours::Neighbours;
 use arrow_array::RecordBatch;
+use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -31,40 +36,81 @@ fn temp_prefix(name: &str) -> String {
     format!(".{}.", &name[..end])
 }
 
+/// Hops through symbolic links followed before giving up (as the kernel's own limit).
+const MAX_LINKS: usize = 40;
+
+/// `path` with every symbolic link at its end followed (the target need not exist yet), so that
+/// the output replaces the link's target rather than the link.
+fn resolve_links(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match (std::fs::symlink_metadata(&p), std::fs::read_link(&p)) {
+            (Ok(m), Ok(target)) if m.file_type().is_symlink() => {
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => break,
+        }
+    }
+    p
+}
+
+/// True when both paths name one existing file (device and inode, links followed).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Refuses an output that is the input file (by any name: a link, `./`, a hard link).
+pub fn check_not_input(output: &Path, input: &Path) -> Result<()> {
+    if same_file(output, input) {
+        return Err(Error::invalid("output", format!("{} is the input file {}; write the neighbours to another file", output.display(), input.display())));
+    }
+    Ok(())
+}
+
 /// An output file being prepared: create it with [`Output::create`], fill it with
 /// [`Output::write`]. Dropping it unwritten removes every trace.
 #[derive(Debug)]
 pub struct Output {
+    /// As the user gave it (for messages).
     path: PathBuf,
+    /// What gets replaced: `path` with symbolic links followed.
+    target: PathBuf,
     format: Format,
-    temp: NamedTempFile,
+    /// The temporary file, from [`Output::begin`] on.
+    temp: Option<NamedTempFile>,
+    prefix: String,
 }
 
 impl Output {
-    /// Checks the format (from the extension) and creates the temporary file next to `path`.
+    /// Checks the format (from the extension) and that a file can be created next to `path`
+    /// (by creating and removing a temporary one).
     pub fn create(path: &Path) -> Result<Output> {
         let format = Format::output_from_path(path)?;
-        if path.is_dir() {
+        let target = resolve_links(path);
+        if target.is_dir() {
             return Err(Error::invalid(
                 "output",
                 format!("{} is a directory; give a file name such as {}", path.display(), path.join("out.parquet").display()),
             ));
         }
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let prefix = temp_prefix(&name);
-        let mut b = tempfile::Builder::new();
-        b.prefix(&prefix).suffix(TEMP_SUFFIX).rand_bytes(TEMP_RAND);
-        // NamedTempFile defaults to owner-only access; the output should get the permissions
-        // of any file the user creates (0666 less the umask).
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            b.permissions(std::fs::Permissions::from_mode(0o666));
-        }
+        let dir = dir_of(&target);
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut out = Output { path: path.into(), target: target.clone(), format, temp: None, prefix: temp_prefix(&name) };
         let missing = match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => None,
             Ok(_) => Some(std::io::Error::new(std::io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display()))),
@@ -76,19 +122,52 @@ impl Output {
         if let Some(source) = missing {
             return Err(Error::Io { action: "cannot write".into(), path: path.into(), source });
         }
-        // tempfile's errors name the temporary file; the user named the output (and an OS
-        // error's own text, "Permission denied (os error 13)", says the rest).
-        let temp = b.tempfile_in(dir).map_err(|e| {
-            let source = e.raw_os_error().map_or(e, std::io::Error::from_raw_os_error);
-            Error::Io { action: "cannot write".into(), path: path.into(), source }
-        })?;
-        Ok(Output { path: path.into(), format, temp })
+        // The probe: created and removed at once.
+        out.begin()?;
+        out.temp = None;
+        Ok(out)
     }
 
-    /// The temporary file the output is written to before it is renamed into place (named
-    /// `.<output name>.<random>.faiss-nn-tmp`, in the output's directory).
-    pub fn temp_path(&self) -> &Path {
-        self.temp.path()
+    /// Creates the temporary file the output is written to (named
+    /// `.<output name>.<random>.faiss-nn-tmp`, in the directory of the output's target) and
+    /// returns its path, for a caller that removes it when a signal ends the process.
+    /// [`Output::write`] calls it where the caller did not.
+    pub fn begin(&mut self) -> Result<&Path> {
+        if self.temp.is_none() {
+            let mut b = tempfile::Builder::new();
+            b.prefix(&self.prefix).suffix(TEMP_SUFFIX).rand_bytes(TEMP_RAND);
+            // NamedTempFile defaults to owner-only access; the output should get the
+            // permissions of any file the user creates (0666 less the umask).
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                b.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            // tempfile's errors name the temporary file; the user named the output (and an OS
+            // error's own text, "Permission denied (os error 13)", says the rest).
+            let temp = b.tempfile_in(dir_of(&self.target)).map_err(|e| {
+                let source = e.raw_os_error().map_or(e, std::io::Error::from_raw_os_error);
+                Error::Io { action: "cannot write".into(), path: self.path.clone(), source }
+            })?;
+            self.temp = Some(temp);
+        }
+        Ok(self.temp.as_ref().map(NamedTempFile::path).expect("created above"))
+    }
+
+    /// Refuses, before any search, a table this output cannot hold: JSON objects need unique
+    /// keys, so an input with two columns of one name cannot be written as JSON Lines.
+    pub fn check_columns(&self, dataset: &Dataset) -> Result<()> {
+        if self.format == Format::Parquet {
+            return Ok(());
+        }
+        let mut seen = HashSet::new();
+        match dataset.schema.fields().iter().map(|f| f.name()).find(|n| !seen.insert(n.as_str())) {
+            Some(name) => Err(Error::invalid(
+                "output",
+                format!("{} has two columns named {name:?}; a JSON object cannot hold both: write Parquet, or rename one", dataset.path.display()),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The final path.
@@ -104,24 +183,38 @@ impl Output {
     /// Writes the dataset's rows and columns plus `nn_indices` and `nn_scores`, then moves the
     /// file into place.
     pub fn write(mut self, dataset: &Dataset, nn: &Neighbours) -> Result<()> {
+        self.check_columns(dataset)?;
         let (schema, batches) = dataset.with_neighbours(nn)?;
-        let io_err = |path: &Path, source| Error::Io { action: "cannot write".into(), path: path.into(), source };
-        match self.format {
+        self.begin()?;
+        let (path, target, format) = (self.path, self.target, self.format);
+        let mut temp = self.temp.expect("created by begin");
+        let io_err = |source| Error::Io { action: "cannot write".into(), path: path.clone(), source };
+        match format {
             Format::Parquet => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                super::write_parquet::write_parquet(self.temp.as_file_mut(), schema, &batches, threads)
+                super::write_parquet::write_parquet(temp.as_file_mut(), schema, &batches, threads)
             }
-            _ => write_jsonl(self.temp.as_file_mut(), &batches),
+            _ => write_jsonl(temp.as_file_mut(), &batches),
         }
-        .map_err(|source| io_err(&self.path, source))?;
-        self.temp.as_file().sync_all().map_err(|source| io_err(&self.path, source))?;
-        self.temp.persist(&self.path).map_err(|e| io_err(&self.path, e.error))?;
+        .map_err(io_err)?;
+        temp.as_file().sync_all().map_err(io_err)?;
+        temp.persist(&target).map_err(|e| io_err(e.error))?;
         Ok(())
     }
 }
 
-/// Writes `dataset` with its neighbours to `path` (format by extension), atomically.
+/// The directory a file at `path` lives in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `dataset` with its neighbours to `path` (format by extension), atomically; refuses a
+/// `path` that is the dataset's own file.
 pub fn write_with_neighbours(dataset: &Dataset, nn: &Neighbours, path: &Path) -> Result<()> {
+    check_not_input(path, &dataset.path)?;
     Output::create(path)?.write(dataset, nn)
 }
 

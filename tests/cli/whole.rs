@@ -67,6 +67,59 @@ fn two_columns_of_the_same_name_are_refused() {
     let jsonl = dir.path().join("dup.jsonl");
     std::fs::write(&jsonl, "{\"embedding\": [0, 1]}\n{\"embedding\": [1, 1], \"embedding\": [2, 2]}\n").unwrap();
     fails(dir.path(), &jsonl, &[], &["line 2", "\"embedding\" appears more than once"]);
+    // Any other repeated JSON key too: serde would keep the last value and lose the first.
+    let ids = dir.path().join("ids.jsonl");
+    std::fs::write(&ids, "{\"id\": 1, \"embedding\": [0, 1]}\n{\"id\": 2, \"embedding\": [1, 1], \"id\": 5}\n").unwrap();
+    fails(dir.path(), &ids, &[], &["line 2", "\"id\" appears more than once"]);
+    // Two other columns of one name: Parquet holds both, a JSON object cannot.
+    let twice = dir.path().join("twice.parquet");
+    parquet_with(&twice, &["id", "id"], false);
+    let before = entries(dir.path());
+    let json = dir.path().join("twice.jsonl");
+    run(args(&[&"--input", &twice, &"--output", &json])).assert_fails(&["two columns named \"id\"", "JSON"]);
+    assert_eq!(entries(dir.path()), before, "a failed run left files behind");
+    let parquet = dir.path().join("twice.nn.parquet");
+    run(args(&[&"--input", &twice, &"--output", &parquet, &"-q"])).assert_ok();
+    let names: Vec<String> = read_parquet(&parquet)[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["embedding", "id", "id", "nn_indices", "nn_scores"]);
+}
+
+#[test]
+fn the_output_is_never_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.parquet");
+    parquet_with(&input, &["id"], false);
+    let original = std::fs::read(&input).unwrap();
+    let link = dir.path().join("link.parquet");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let hard = dir.path().join("hard.parquet");
+    std::fs::hard_link(&input, &hard).unwrap();
+    let dotted = dir.path().join(".").join("in.parquet");
+    let before = entries(dir.path());
+    for (i, o) in [(&input, &input), (&input, &dotted), (&input, &link), (&link, &input), (&input, &hard)] {
+        run(args(&[&"--input", i, &"--output", o])).assert_fails(&["is the input file", "another file"]);
+        assert_eq!(std::fs::read(&input).unwrap(), original, "{} was changed", input.display());
+        assert_eq!(entries(dir.path()), before, "a refused run left files behind");
+    }
+}
+
+#[test]
+fn an_output_link_is_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = five_points(dir.path());
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    for (target, existing) in [(real.join("old.parquet"), true), (real.join("new.parquet"), false)] {
+        if existing {
+            std::fs::write(&target, "old").unwrap();
+        }
+        let link = dir.path().join(format!("link-{existing}.parquet"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        run(args(&[&"--input", &input, &"--output", &link, &"-q"])).assert_ok();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced by a file");
+        assert_eq!(int64_lists(&read_parquet(&target), "nn_indices"), [[1], [0], [0], [4], [3]]);
+    }
+    assert_eq!(entries(&real), ["new.parquet", "old.parquet"], "temporary files left beside the target");
 }
 
 #[test]
@@ -181,55 +234,98 @@ fn output_directory_and_long_names() {
     assert!(long.is_file());
 }
 
+/// Starts the binary on `input` with default signal dispositions (the test harness may run with
+/// some ignored, which the binary would keep) and no core files (SIGQUIT would write one).
+fn spawn_with_default_signals(input: &Path, out: &Path, k: &str) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faiss-nn"));
+    cmd.arg("--input").arg(input).arg("--output").arg(out).args(["--k", k, "-q"]);
+    // SAFETY: only `signal` and `setrlimit`, which are async-signal-safe, run between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGXCPU, libc::SIGUSR1] {
+                libc::signal(s, libc::SIG_DFL);
+            }
+            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+fn send(sig: &str, child: &std::process::Child) {
+    assert!(Command::new("kill").args([format!("-{sig}"), child.id().to_string()]).status().unwrap().success());
+}
+
 #[test]
-fn a_signal_removes_the_temporary_file() {
+fn a_signal_leaves_no_file_behind() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.npy");
-    let (n, d) = (30_000, 96);
+    let (n, d) = (20_000, 96);
     let x: Vec<f32> = (0..n * d).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
     write_npy_f32(&input, &x, d);
-    for sig in ["INT", "TERM", "HUP"] {
-        let out = dir.path().join("out.parquet");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_faiss-nn"));
-        cmd.arg("--input").arg(&input).arg("--output").arg(&out).args(["--k", "10", "-q"]);
-        // The binary leaves a signal it inherited as ignored ignored (nohup, a background job of
-        // a script), and the test harness itself may run that way: the child starts with the
-        // default dispositions, as from an interactive shell.
-        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                    libc::signal(s, libc::SIG_DFL);
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        let start = Instant::now();
-        let temp = loop {
-            let found = entries(dir.path()).into_iter().find(|e| e.ends_with(".faiss-nn-tmp"));
-            if let Some(t) = found {
-                break t;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no temporary file appeared");
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        assert!(temp.starts_with(".out.parquet."), "{temp}");
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(Command::new("kill").args([format!("-{sig}"), child.id().to_string()]).status().unwrap().success());
+    let out = dir.path().join("out.parquet");
+    // During the search no temporary file exists at all: even SIGKILL (the OOM killer, a CPU
+    // time limit's last step) leaves nothing.
+    for sig in ["INT", "TERM", "HUP", "QUIT", "XCPU", "USR1", "KILL"] {
+        let mut child = spawn_with_default_signals(&input, &out, "10");
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(entries(dir.path()) == ["big.npy"], "SIG{sig}: a file appeared before the output is written");
+        send(sig, &child);
         let status = child.wait().unwrap();
         assert_eq!(status.code(), None, "SIG{sig}: the run finished before the signal; make the input larger");
         assert_eq!(entries(dir.path()), ["big.npy"], "SIG{sig} left files behind");
     }
+    // While the output is written (k = 400: 8 million entries), the handler removes the file.
+    for sig in ["TERM", "QUIT"] {
+        let mut child = spawn_with_default_signals(&input, &out, "400");
+        let start = Instant::now();
+        let temp = loop {
+            if let Some(t) = entries(dir.path()).into_iter().find(|e| e.ends_with(".faiss-nn-tmp")) {
+                break t;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no temporary file appeared");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        send(sig, &child);
+        assert!(temp.starts_with(".out.parquet."), "{temp}");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), None, "SIG{sig}: the output was written before the signal; make it larger");
+        assert_eq!(entries(dir.path()), ["big.npy"], "SIG{sig} left files behind");
+    }
+}
+
+/// 100 rows of 8 small integers (many ties), as `few.npy` in `dir`.
+fn few_rows(dir: &Path) -> std::path::PathBuf {
+    let input = dir.join("few.npy");
+    let x: Vec<f32> = (0..100 * 8).map(|i| ((i * 31) % 17) as f32).collect();
+    write_npy_f32(&input, &x, 8);
+    input
+}
+
+#[test]
+fn short_lists_of_an_approximate_index_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = few_rows(dir.path());
+    let out = dir.path().join("out.parquet");
+    // 64 lists for 100 rows, one probed: most lists hold fewer than 5 other rows.
+    let r = run(args(&[&"--input", &input, &"--output", &out, &"--string-factory", &"IVF64,Flat", &"--k", &"5"]));
+    r.assert_ok();
+    let lists = int64_lists(&read_parquet(&out), "nn_indices");
+    let short = lists.iter().filter(|l| l.contains(&-1)).count();
+    assert!(short > 0, "no short list: the test proves nothing");
+    assert!(r.stderr.contains(&format!("warning: {short} of 100 rows have fewer than k = 5 neighbours")), "{}", r.stderr);
+    // Exact search fills every list: no warning.
+    let r = run(args(&[&"--input", &input, &"--output", &out, &"--k", &"5"]));
+    r.assert_ok();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 }
 
 #[test]
 fn quiet_mutes_faiss_warnings() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("few.npy");
-    let x: Vec<f32> = (0..100 * 8).map(|i| ((i * 31) % 17) as f32).collect();
-    write_npy_f32(&input, &x, 8);
+    let input = few_rows(dir.path());
     let out = dir.path().join("out.parquet");
     let loud = run(args(&[&"--input", &input, &"--output", &out, &"--string-factory", &"IVF64,Flat"]));
     loud.assert_ok();
