@@ -25,9 +25,13 @@ pub enum Metric {
     JensenShannon,
 }
 
+/// The faiss metric integers the step serves, for messages.
+const SERVED: &str = "0 (INNER_PRODUCT), 1 (L2), 2 (L1), 3 (Linf), 20 (Canberra), 21 (BrayCurtis), 22 (JensenShannon)";
+
 impl Metric {
     /// Parses faiss's integer. `METRIC_Lp` (4) is refused because it needs a `metric_arg` (p)
-    /// that the step does not take; unknown integers are refused with the list of known ones.
+    /// that the step does not take, faiss's Jaccard, NaNEuclidean and GOWER (23–25) because the
+    /// step does not serve them; other integers are refused with the list of those served.
     pub fn from_faiss(code: i64) -> Result<Self> {
         Ok(match code {
             0 => Metric::InnerProduct,
@@ -38,14 +42,13 @@ impl Metric {
             20 => Metric::Canberra,
             21 => Metric::BrayCurtis,
             22 => Metric::JensenShannon,
-            _ => {
-                return Err(Error::Metric {
-                    metric: code,
-                    reason: "unknown metric; faiss defines 0 (INNER_PRODUCT), 1 (L2), 2 (L1), 3 (Linf), \
-                             20 (Canberra), 21 (BrayCurtis), 22 (JensenShannon)"
-                        .into(),
-                })
+            // faiss's metrics for sparse or partly missing data: its flat search of them is not
+            // the nearest-neighbour search this step makes.
+            23..=25 => {
+                let name = ["Jaccard", "NaNEuclidean", "GOWER"][(code - 23) as usize];
+                return Err(Error::Metric { metric: code, reason: format!("METRIC_{name} is not served; this step takes {SERVED}") });
             }
+            _ => return Err(Error::Metric { metric: code, reason: format!("not a faiss metric; this step takes {SERVED}") }),
         })
     }
 

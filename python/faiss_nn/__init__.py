@@ -82,8 +82,19 @@ def as_matrix(x: Any, what: str = "embeddings") -> np.ndarray:
     native code, refusing ragged rows and non-numbers by row and component. ``what`` names the
     input in error messages.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        # The search would read the masked values as if they were data.
+        raise InvalidInputError(
+            f"{what}: a masked array; fill the masked values (x.filled(...)) or drop their rows first"
+        )
     if isinstance(x, np.ndarray):
         arr = x
+    elif isinstance(x, memoryview):
+        arr = np.asarray(x)
+    elif isinstance(x, (set, frozenset)):
+        raise InvalidInputError(
+            f"{what}: a {type(x).__name__} has no row order, so its row numbers would mean nothing; pass a list"
+        )
     elif isinstance(x, (list, tuple)):
         return _native._pack_rows(x, what)
     elif hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
@@ -122,7 +133,9 @@ def as_matrix(x: Any, what: str = "embeddings") -> np.ndarray:
     # Values beyond float32 become inf here; _check_narrowing names them (numpy's own overflow
     # warning would only precede that error).
     with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=np.float32)
+        # np.require also copies a C-contiguous array that is not aligned (np.ascontiguousarray
+        # would return it as it is, and the native code reads aligned float32).
+        out = np.require(arr.astype(np.float32, copy=False), requirements=["C", "A"])
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
         _check_narrowing(arr, out, what)
     return out

@@ -8,8 +8,11 @@ Swap the import and nothing else::
 Same runtime parameters with the same defaults (``device``, ``string_factory``, ``metric_type``,
 ``k``, ``search_batch_size``, ``train_size``), the same input column (``embedding``) and output
 columns (``nn_indices``, ``nn_scores``), the same scores (squared L2 distances or inner
-products, as faiss reports them) and the same ``faiss_index`` artifact for a flat index. Three
-differences, all deliberate:
+products, as faiss reports them) and the same ``faiss_index`` artifact for a flat index. As
+there, ``k`` may exceed the other rows (a small dataset): the slots no row fills hold index -1
+and score ±3.4028235e38 (float32's largest, faiss's value for an empty slot, also for an
+approximate index that found fewer rows), and ``search_batch_size=None`` searches in one batch.
+Three differences, all deliberate:
 
 - each row is left out of its own list *by index*; distilabel's step searches ``k + 1`` and
   drops the first hit, which on data with duplicate rows drops a twin and keeps the row itself;
@@ -23,7 +26,9 @@ Requires ``pip install 'faiss-nn[distilabel]'``; faiss itself is not needed.
 # No `from __future__ import annotations`: distilabel reads `process`'s annotation at run time
 # and needs the real `StepInput` type there, not a string.
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
 
 try:
     from distilabel.mixins.runtime_parameters import RuntimeParameter
@@ -154,10 +159,7 @@ class FaissNearestNeighbour(GlobalStep):
         metric = METRIC_L2 if self.metric_type is None else self.metric_type
         # No thread pool outlives this call: the search's worker threads are scoped to it, so
         # the step is safe in forked pipeline workers.
-        if self.shards is not None:
-            indices, scores = self._fan_out(x, metric)
-        else:
-            indices, scores = self._in_process(x, metric)
+        indices, scores = self._search(x, metric)
         if self.save_index:
             self._save_index(x, metric)
         out = [
@@ -166,7 +168,32 @@ class FaissNearestNeighbour(GlobalStep):
         ]
         yield out
 
-    def _fan_out(self, x: Any, metric: Any) -> Any:
+    def _search(self, x: np.ndarray, metric: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """``(indices, scores)``, ``n × k``; with faiss's values in slots no row fills."""
+        n, k = x.shape[0], self.k
+        # distilabel's step asks faiss for more rows than the others when k is that large, and
+        # gets the rest as empty slots: search the rows there are (a bad k is the search's to
+        # refuse).
+        wanted = k if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > 0 else None
+        found = min(wanted, n - 1) if wanted is not None else k
+        if wanted is not None and found == 0:  # one row: no other row to search
+            _check_finite(x)
+            indices, scores = np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
+        elif self.shards is not None:
+            indices, scores = self._fan_out(x, metric, found)
+        else:
+            indices, scores = self._in_process(x, metric, found)
+        if wanted is not None and found < wanted:
+            pad = ((0, 0), (0, wanted - found))
+            indices = np.pad(indices, pad, constant_values=-1)
+            scores = np.pad(scores, pad, constant_values=np.float32(np.nan))
+        empty = indices < 0
+        if empty.any():
+            similarity = str(metric).lower() in (str(METRIC_INNER_PRODUCT), "ip", "inner_product")
+            scores = np.where(empty, np.float32(-_FLT_MAX if similarity else _FLT_MAX), scores)
+        return indices, scores
+
+    def _fan_out(self, x: Any, metric: Any, k: Any) -> Any:
         if self.search_params:
             raise InvalidInputError(
                 f"shards={self.shards} runs exact flat search, which has no search_params (got {self.search_params!r})"
@@ -180,7 +207,7 @@ class FaissNearestNeighbour(GlobalStep):
         device = self.device
         return fray.self_knn(
             x,
-            k=self.k,
+            k=k,
             metric=metric,
             shards=self.shards,
             threads_per_shard=self.threads or 1,
@@ -189,15 +216,17 @@ class FaissNearestNeighbour(GlobalStep):
             collect=True,
         )
 
-    def _in_process(self, x: Any, metric: Any) -> Any:
+    def _in_process(self, x: Any, metric: Any, k: Any) -> Any:
+        # None: one batch of every row, as distilabel's step takes it.
+        batch = self.search_batch_size if self.search_batch_size is not None else max(x.shape[0], 1)
         return _self_knn(
             x,
             f"column {INPUT_COLUMN!r}",
-            self.k,
+            k,
             metric,
             self.device,
             self.string_factory,
-            self.search_batch_size,
+            batch,
             self.precision if self.precision is not None else "f32",
             True,
             self.threads,
@@ -221,6 +250,20 @@ class FaissNearestNeighbour(GlobalStep):
             name="faiss_index",
             write_function=lambda path: write_flat_index(path / "index.faiss", x, int(code)),
             metadata={"num_rows": int(x.shape[0]), "embedding_dim": int(x.shape[1])},
+        )
+
+
+# float32's largest value: faiss's score of an empty slot (negated for inner products).
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(x: np.ndarray) -> None:
+    """What the search would refuse, for the one-row case that runs no search."""
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        row, col = (int(v) for v in bad[0])
+        raise InvalidInputError(
+            f"column {INPUT_COLUMN!r}: row {row}, component {col} is {float(x[row, col])!r}; embeddings must be finite"
         )
 
 

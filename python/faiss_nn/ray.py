@@ -195,26 +195,58 @@ class _Job:
         self.starts, self.k, self.metric, self.threads, self.device = starts, k, metric, threads, device
 
 
-# The pool of actors, reused by later runs with the same resources in the same Ray session:
-# starting an actor (a process that imports numpy and this package) costs about a second.
+# Actors kept for later runs with the same resources in the same Ray session (`keep_actors`):
+# starting an actor (a process that imports numpy and this package) costs about a second, but a
+# kept actor holds its CPUs (and GPUs), which other Ray work then cannot use.
 _POOLS: Dict[Tuple[Any, ...], List[Any]] = {}
 
 
-def _pool(shards: int, cpus: float, gpus: float, max_restarts: int, max_task_retries: int, fail_after: Any) -> Tuple[List[Any], bool]:
-    """``(actors, cached)``: a pool from the cache, or new actors (cached unless a fault is
-    being injected)."""
+def _pool(
+    shards: int, cpus: float, gpus: float, max_restarts: int, max_task_retries: int, fail_after: Any, keep: bool
+) -> Tuple[List[Any], bool]:
+    """``(actors, kept)``: a kept pool, or new actors (kept when ``keep`` and no fault is being
+    injected)."""
     key = (ray.get_runtime_context().get_job_id(), shards, cpus, gpus, max_restarts, max_task_retries)
     if fail_after is None and key in _POOLS:
-        return _POOLS[key], True
+        return _POOLS[key], keep
     # One pool at a time: a pool holds its CPUs (and GPUs) while it lives.
     shutdown()
+    _check_resources(shards, cpus, gpus)
     cls = ray.remote(_BlockWorker).options(
         num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
     )
     workers = [cls.remote(fail_after if p == 0 else None) for p in range(shards)]
-    if fail_after is None:
+    kept = keep and fail_after is None
+    if kept:
         _POOLS[key] = workers
-    return workers, fail_after is None
+    return workers, kept
+
+
+def _check_resources(shards: int, cpus: float, gpus: float) -> None:
+    """Refuses a pool the cluster can never place (its actors would wait forever): each actor
+    needs ``cpus`` CPUs and ``gpus`` GPUs on one node."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+
+    def fits(r: Dict[str, float]) -> int:
+        counts = [int(r.get(name, 0) // need) for name, need in (("CPU", cpus), ("GPU", gpus)) if need > 0]
+        return min(counts) if counts else shards
+
+    placeable = sum(fits(r) for r in nodes)
+    if placeable < shards:
+        total_cpu = sum(r.get("CPU", 0) for r in nodes)
+        total_gpu = sum(r.get("GPU", 0) for r in nodes)
+        raise InvalidInputError(
+            f"{shards} shards of {cpus:g} CPU(s) and {gpus:g} GPU(s) each do not fit this Ray cluster "
+            f"({len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs: room for {placeable} such actor(s)); "
+            "lower shards, threads_per_shard or num_gpus_per_shard"
+        )
+
+
+def _native_error(e: BaseException) -> Optional[FaissNNError]:
+    """The faiss-nn error a Ray task or actor call raised (bad input, no GPU, ...), as a fresh
+    exception of the same kind, or None."""
+    cause = getattr(e, "cause", None)
+    return type(cause)(str(cause)) if isinstance(cause, FaissNNError) else None
 
 
 def shutdown() -> None:
@@ -313,8 +345,9 @@ def _source_blocks(source: Any, column: str, shards: int, block_rows: Optional[i
         try:
             got = ray.get(counts)
         except ray.exceptions.RayTaskError as e:
-            if isinstance(e.cause, FaissNNError):
-                raise type(e.cause)(str(e.cause)) from None
+            native = _native_error(e)
+            if native is not None:
+                raise native from None
             raise
         want = [e - s for s, e in bounds]
         if got != want:
@@ -350,6 +383,7 @@ def self_knn(
     max_restarts: int = 3,
     max_task_retries: int = 3,
     collect: bool = False,
+    keep_actors: bool = False,
     _fail_after: Optional[Tuple[int, str]] = None,
 ) -> Any:
     """Every row's ``k`` nearest other rows, computed by ``shards`` Ray actors.
@@ -371,6 +405,17 @@ def self_knn(
         max_restarts, max_task_retries: Ray's fault tolerance of the actors.
         collect: return ``(indices, scores)`` numpy arrays on the driver instead (for data that
             fits one machine, as the distilabel step does).
+        keep_actors: keep the actors for the next call with the same resources (an actor
+            costs about a second to start) until :func:`shutdown` or the end of the Ray
+            session. Kept actors hold their CPUs and GPUs, so no other Ray work (Ray Data
+            included) can use them meanwhile; they are ended anyway before a Ray Dataset or
+            Parquet source is read and before a Ray Dataset is returned, whose blocks need CPUs.
+
+    Raises:
+        InvalidInputError: bad arguments or data (also when found by an actor), or actors this
+            cluster cannot place (``shards × threads_per_shard`` CPUs on its nodes).
+        UnsupportedError: e.g. a GPU asked for where an actor has none.
+        RayRunError: the run failed in Ray itself (actors lost beyond their restarts).
 
     Returns:
         the directory (with ``output``), ``(indices, scores)`` (with ``collect``), else a Ray
@@ -397,6 +442,10 @@ def self_knn(
     k = int(k)
     if not ray.is_initialized():
         ray.init()
+    if not isinstance(source, (np.ndarray, list, tuple)) or (
+        isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)
+    ):
+        shutdown()  # reading a Dataset or Parquet runs Ray Data tasks: kept actors would starve them
 
     block_refs, bounds, arrow_refs = _source_blocks(source, column, int(shards), block_rows)
     n = bounds[-1][1]
@@ -408,7 +457,11 @@ def self_knn(
     # The blocks exist before the actors take their CPUs (conversion tasks need one each);
     # nothing is fetched to the driver.
     ray.wait(block_refs, num_returns=len(block_refs), fetch_local=False)
-    workers, cached = _pool(shards, threads_per_shard or 1, num_gpus_per_shard, max_restarts, max_task_retries, _fail_after)
+    dataset_out = tmp_dir is None and not collect
+    workers, kept = _pool(
+        shards, threads_per_shard or 1, num_gpus_per_shard, max_restarts, max_task_retries, _fail_after,
+        keep_actors and not dataset_out,
+    )
     job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device)
 
     def owner(b: int) -> Any:
@@ -453,11 +506,19 @@ def self_knn(
             return ids.reshape(n, k), scores.reshape(n, k).astype(np.float32, copy=False)
         ray.wait(merged, num_returns=len(merged))
         ray.get(merged)  # raise here, on the driver, if any block failed
+        # The merged tables belong to the driver and outlive the actors, which go first: the
+        # Dataset's own tasks need the CPUs they hold.
+        _drop_pool(workers)
         return ray.data.from_arrow_refs(merged)
     except (ray.exceptions.RayError, OSError) as e:
-        _drop_pool(workers)  # an actor may be dead for good: the next run starts a fresh pool
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+        native = _native_error(e)
+        if native is not None:
+            if not kept:
+                _drop_pool(workers)
+            raise native from None
+        _drop_pool(workers)  # an actor may be dead for good: the next run starts a fresh pool
         raise RayRunError(f"the distributed self-join failed: {e}") from e
     except BaseException:
         _drop_pool(workers)
@@ -465,5 +526,5 @@ def self_knn(
             shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     finally:
-        if not cached:
+        if not kept:
             _drop_pool(workers)

@@ -125,7 +125,7 @@ def test_parameters_reach_the_search():
         ([{"embedding": [1.0, 2.0]}, {"embedding": ["a", 2.0]}], r"column 'embedding': row 1, component 0 is 'a' \(str\)"),
         ([{"embedding": [1.0, 2.0]}, {"embedding": None}], r"column 'embedding': row 1 is None"),
         ([{"embedding": [1.0, 2.0]}, {"embedding": [np.nan, 2.0]}], r"column 'embedding': row 1, component 0 is NaN"),
-        ([{"embedding": [1.0, 2.0]}], r"k = 1 is invalid: each of the 1 rows has only 0 other rows"),
+        ([{"embedding": [1.0, np.inf]}], r"column 'embedding': row 0, component 1 is inf"),
         ([], r"column 'embedding' is empty: no rows"),
         ([{"embedding": [1.0, 2.0]}, [1.0, 2.0]], r"row 1 is list, expected a dict of columns"),
     ],
@@ -143,8 +143,8 @@ def test_bad_parameters_are_named():
     rows = [{"embedding": e} for e in ROWS]
     for kwargs, match in (
         ({"k": 0}, r"k = 0 is invalid"),
-        ({"k": 9}, r"k = 9 is invalid"),
-        ({"metric_type": 9}, r"metric_type 9: unknown metric"),
+        ({"k": -3}, r"k = -3 is invalid"),
+        ({"metric_type": 9}, r"metric_type 9: not a faiss metric"),
         ({"device": [0, -1]}, r"cannot appear in a list"),
         ({"search_batch_size": 0}, r"invalid search_batch_size: 0"),
     ):
@@ -152,3 +152,33 @@ def test_bad_parameters_are_named():
         step.load()
         with pytest.raises(faiss_nn.InvalidInputError, match=match):
             next(step.process(rows))
+
+
+@pytest.mark.parametrize("k", [8, 9, 12])
+def test_k_beyond_the_other_rows_fills_as_distilabels_step(k):
+    """distilabel's step asks faiss for k + 1 rows of n and gets the missing ones as index -1,
+    score float32's largest: so does this step (8 = every other row, 9 and 12 beyond)."""
+    rows = [{"embedding": e} for e in ROWS]
+    ours = run(FaissNearestNeighbour(k=k), rows)
+    theirs = run(DistilabelStep(k=k), rows)
+    for o, t in zip(ours, theirs):
+        assert o["nn_indices"] == t["nn_indices"]
+        assert len(o["nn_scores"]) == k
+        for a, b, i in zip(o["nn_scores"], t["nn_scores"], o["nn_indices"]):
+            assert (a == b) if i < 0 else abs(a - b) <= SCORE_TOL, (o, t)
+    assert ours[0]["nn_indices"][8:] == [-1] * (k - 8)
+    assert ours[0]["nn_scores"][8:] == [float(np.finfo(np.float32).max)] * (k - 8)
+    # Inner products: the empty slots score the most negative float32, as faiss writes them.
+    ip = run(FaissNearestNeighbour(k=k, metric_type=faiss.METRIC_INNER_PRODUCT), rows)
+    assert ip[0]["nn_scores"][8:] == [-float(np.finfo(np.float32).max)] * (k - 8)
+    # One row: nothing to search, every slot empty.
+    one = run(FaissNearestNeighbour(k=2), [{"embedding": [1.0, 2.0]}])
+    assert one[0]["nn_indices"] == [-1, -1] and one[0]["nn_scores"] == [float(np.finfo(np.float32).max)] * 2
+
+
+def test_search_batch_size_none_is_one_batch():
+    rows = [{"embedding": e} for e in ROWS]
+    for factory in (None, "HNSW8"):
+        none = run(FaissNearestNeighbour(search_batch_size=None, string_factory=factory), rows)
+        default = run(FaissNearestNeighbour(string_factory=factory), rows)
+        assert [r["nn_indices"] for r in none] == [r["nn_indices"] for r in default]

@@ -138,3 +138,60 @@ def test_bad_arguments(cluster, data):
     bad[7, 3] = np.nan
     with pytest.raises(faiss_nn.InvalidInputError, match="row 7, component 3"):
         fray.self_knn(bad, k=2, shards=2, collect=True)
+
+
+def _free_cpus(want, timeout=20.0):
+    """Waits until the cluster has `want` CPUs available again (killed actors release theirs
+    asynchronously); returns what it last saw."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        free = ray.available_resources().get("CPU", 0)
+        if free >= want or time.monotonic() > deadline:
+            return free
+        time.sleep(0.1)
+
+
+def test_actors_end_with_the_call_unless_kept(cluster, data):
+    """A call's actors hold CPUs: they end with the call (else the cluster's other work, Ray Data
+    included, could wait for them forever); kept ones end before Ray Data needs the CPUs."""
+    want_i, _ = faiss_nn.self_knn(data, k=3)
+    # (Made first: while kept actors hold every CPU, no Ray Data call can run, from_arrow included.)
+    ds = ray.data.from_arrow(pa.table({"embedding": [list(map(float, r)) for r in data[:101]]}))
+    got_i, _ = fray.self_knn(data, k=3, shards=4, collect=True)
+    assert np.array_equal(got_i, want_i)
+    assert not fray._POOLS and _free_cpus(4) == 4
+    # Kept: the next call reuses them; all 4 CPUs are held meanwhile.
+    fray.self_knn(data, k=3, shards=4, collect=True, keep_actors=True)
+    pool = next(iter(fray._POOLS.values()))
+    fray.self_knn(data, k=3, shards=4, collect=True, keep_actors=True)
+    assert next(iter(fray._POOLS.values())) is pool
+    # A Dataset source and a Dataset result both need CPUs for Ray Data: the kept actors end
+    # first, and this finishes.
+    out = fray.self_knn(ds, k=3, shards=4, keep_actors=True)
+    got = pa.concat_tables(ray.get(out.to_arrow_refs()))
+    assert got.column("nn_indices").to_pylist() == faiss_nn.self_knn(data[:101], k=3)[0].tolist()
+    assert not fray._POOLS and _free_cpus(4) == 4
+    assert ray.data.from_numpy(data[:10]).map_batches(lambda b: b).count() == 10
+
+
+def test_actors_the_cluster_cannot_place_are_refused(cluster, data):
+    for kwargs, match in (
+        ({"shards": 5}, r"5 shards of 1 CPU\(s\).*room for 4"),
+        ({"shards": 1, "threads_per_shard": 5}, r"1 shards of 5 CPU\(s\).*room for 0"),
+        ({"shards": 2, "num_gpus_per_shard": 1}, r"0 GPUs: room for 0"),
+    ):
+        with pytest.raises(faiss_nn.InvalidInputError, match=match):
+            fray.self_knn(data, k=2, collect=True, **kwargs)
+    assert _free_cpus(4) == 4
+
+
+def test_errors_found_by_an_actor_keep_their_kind(cluster):
+    huge = np.full((8, 4), 3e38, np.float32)
+    with pytest.raises(faiss_nn.InvalidInputError, match="too large") as e:
+        fray.self_knn(huge, k=1, shards=2, collect=True)
+    assert not isinstance(e.value, fray.RayRunError) and "Traceback" not in str(e.value)
+    x = np.random.default_rng(3).random((40, 4), dtype=np.float32)
+    with pytest.raises(faiss_nn.UnsupportedError):
+        fray.self_knn(x, k=1, shards=2, device=0, collect=True)

@@ -242,3 +242,21 @@ def test_metric_names_and_none():
     d = faiss_nn.self_knn(x, k=2, metric="inner_product")
     e = faiss_nn.self_knn(x, k=2, metric=faiss_nn.METRIC_INNER_PRODUCT)
     assert np.array_equal(d[0], e[0]) and np.array_equal(d[1], e[1])
+
+
+def test_unaligned_arrays_memoryviews_sets_and_masked_arrays():
+    x = np.random.default_rng(5).random((6, 3), dtype=np.float32)
+    # A C-ordered float32 array at an odd address: copied to aligned memory, not refused.
+    unaligned = np.frombuffer(b"\0" + x.tobytes(), np.float32, offset=1).reshape(6, 3)
+    assert not unaligned.flags.aligned
+    want = faiss_nn.self_knn(x, k=2)
+    for got in (faiss_nn.self_knn(unaligned, k=2), faiss_nn.self_knn(memoryview(x), k=2)):
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    index = faiss_nn.FlatIndex(3)
+    index.add(unaligned)
+    assert index.ntotal == 6
+    # A set has no row order (the row numbers would mean nothing); a mask would be ignored.
+    with pytest.raises(faiss_nn.InvalidInputError, match="no row order"):
+        faiss_nn.self_knn({(1.0, 2.0), (3.0, 4.0)}, k=1)
+    with pytest.raises(faiss_nn.InvalidInputError, match="masked array"):
+        faiss_nn.self_knn(np.ma.masked_array(x, mask=x > 0.5), k=1)

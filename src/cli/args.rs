@@ -143,7 +143,7 @@ mod tests {
         let a = Args::try_parse_from(["faiss-nn", "--output", "o.parquet", "--device", "0,1"]).unwrap();
         assert_eq!((a.k(), a.device.device), (1, Device::Cuda(vec![0, 1])));
         let e = Args::try_parse_from(["faiss-nn", "--metric", "99"]).unwrap_err().to_string();
-        assert!(e.contains("99") && e.contains("unknown metric"), "{e}");
+        assert!(e.contains("99") && e.contains("not a faiss metric"), "{e}");
         let e = Args::try_parse_from(["faiss-nn", "--device", "abc"]).unwrap_err().to_string();
         assert!(e.contains("invalid device"), "{e}");
     }

@@ -59,7 +59,8 @@ impl TopKLists {
     }
 
     /// Turns keys into the metric's scores: L2 distances as they are, inner products negated
-    /// back; an empty slot becomes +inf (L2) or −inf (IP), as faiss reports them.
+    /// back; an empty slot becomes +inf (L2) or −inf (IP) (faiss writes ±f32::MAX there; an
+    /// infinity cannot be mistaken for a score).
     pub fn into_neighbours(self, metric: FlatMetric) -> Neighbours {
         let n = self.n();
         let scores = self.keys.into_iter().map(|key| metric.score_from_key(key)).collect();
