@@ -73,9 +73,12 @@ fn run(args: &Args) -> Result<()> {
         (None, Some(i)) => Some(default_output(i)?),
         (None, None) => None,
     };
+    // Refused here already, before the search (Output::write refuses it too).
     if let Some(out) = &output_path {
         io::check_not_input(out, &input)?;
     }
+    // Handlers first, so that the temporary file is covered from the moment it exists.
+    signals::install();
     // Checked before anything else, so that an unwritable destination fails fast.
     let output = output_path.as_deref().map(Output::create).transpose()?;
 
@@ -115,7 +118,7 @@ fn run(args: &Args) -> Result<()> {
     let t = Instant::now();
     if let Some(mut out) = output {
         // The temporary file exists from here on; a signal removes it.
-        let _cleanup = signals::TempGuard::new(out.begin()?);
+        let _cleanup = signals::TempGuard::register(out.begin()?);
         out.write(&data, &nn)?;
     }
     let write_time = t.elapsed();

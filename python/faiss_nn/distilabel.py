@@ -39,8 +39,8 @@ except ImportError as e:  # pragma: no cover - exercised only without distilabel
     ) from e
 from pydantic import Field
 
-from . import METRIC_INNER_PRODUCT, METRIC_L2, _self_knn, as_matrix
-from ._errors import InvalidInputError
+from . import METRIC_INNER_PRODUCT, METRIC_L2, FlatIndex, _self_knn, as_matrix
+from ._errors import FaissNNError, InvalidInputError
 from ._faiss_io import write_flat_index
 
 if TYPE_CHECKING:
@@ -176,8 +176,10 @@ class FaissNearestNeighbour(GlobalStep):
         # refuse).
         wanted = k if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > 0 else None
         found = min(wanted, n - 1) if wanted is not None else k
-        if wanted is not None and found == 0:  # one row: no other row to search
-            _check_finite(x)
+        if wanted is not None and found == 0:
+            # One row, no other row to list: the search still checks the row and every
+            # parameter (the row finds itself, and is dropped).
+            self._in_process(x, metric, 1, exclude_self=False)
             indices, scores = np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
         elif self.shards is not None:
             indices, scores = self._fan_out(x, metric, found)
@@ -189,7 +191,7 @@ class FaissNearestNeighbour(GlobalStep):
             scores = np.pad(scores, pad, constant_values=np.float32(np.nan))
         empty = indices < 0
         if empty.any():
-            similarity = str(metric).lower() in (str(METRIC_INNER_PRODUCT), "ip", "inner_product")
+            similarity = _flat_code(metric) == METRIC_INNER_PRODUCT
             scores = np.where(empty, np.float32(-_FLT_MAX if similarity else _FLT_MAX), scores)
         return indices, scores
 
@@ -216,7 +218,7 @@ class FaissNearestNeighbour(GlobalStep):
             collect=True,
         )
 
-    def _in_process(self, x: Any, metric: Any, k: Any) -> Any:
+    def _in_process(self, x: Any, metric: Any, k: Any, exclude_self: bool = True) -> Any:
         # None: one batch of every row, as distilabel's step takes it.
         batch = self.search_batch_size if self.search_batch_size is not None else max(x.shape[0], 1)
         return _self_knn(
@@ -228,7 +230,7 @@ class FaissNearestNeighbour(GlobalStep):
             self.string_factory,
             batch,
             self.precision if self.precision is not None else "f32",
-            True,
+            exclude_self,
             self.threads,
             self.memory_budget,
             self.train_size,
@@ -239,8 +241,8 @@ class FaissNearestNeighbour(GlobalStep):
     def _save_index(self, x: Any, metric: Any) -> None:
         """The `faiss_index` artifact, as distilabel's step stores it (flat L2 / IP only)."""
         factory = (self.string_factory or "Flat").strip()
-        code = {"l2": METRIC_L2, "ip": METRIC_INNER_PRODUCT}.get(str(metric).lower(), metric)
-        if factory != "Flat" or code not in (METRIC_L2, METRIC_INNER_PRODUCT):
+        code = _flat_code(metric)
+        if factory != "Flat" or code is None:
             self._logger.info(
                 f"faiss_index artifact not stored: only a flat L2 / inner-product index is"
                 f" written (string_factory={self.string_factory!r}, metric_type={metric!r})"
@@ -257,14 +259,13 @@ class FaissNearestNeighbour(GlobalStep):
 _FLT_MAX = float(np.finfo(np.float32).max)
 
 
-def _check_finite(x: np.ndarray) -> None:
-    """What the search would refuse, for the one-row case that runs no search."""
-    bad = np.argwhere(~np.isfinite(x))
-    if len(bad):
-        row, col = (int(v) for v in bad[0])
-        raise InvalidInputError(
-            f"column {INPUT_COLUMN!r}: row {row}, component {col} is {float(x[row, col])!r}; embeddings must be finite"
-        )
+def _flat_code(metric: Any) -> Optional[int]:
+    """faiss's integer of a flat L2 / inner-product metric however it is spelled (the native
+    parser decides), or None for any other metric."""
+    try:
+        return int(FlatIndex(1, metric).metric_type)
+    except FaissNNError:
+        return None
 
 
 def embeddings_matrix(rows: List[Dict[str, Any]], column: str = INPUT_COLUMN) -> Any:

@@ -202,7 +202,14 @@ _POOLS: Dict[Tuple[Any, ...], List[Any]] = {}
 
 
 def _pool(
-    shards: int, cpus: float, gpus: float, max_restarts: int, max_task_retries: int, fail_after: Any, keep: bool
+    shards: int,
+    cpus: float,
+    gpus: float,
+    max_restarts: int,
+    max_task_retries: int,
+    fail_after: Any,
+    keep: bool,
+    placement_timeout: float,
 ) -> Tuple[List[Any], bool]:
     """``(actors, kept)``: a kept pool, or new actors (kept when ``keep`` and no fault is being
     injected)."""
@@ -211,35 +218,59 @@ def _pool(
         return _POOLS[key], keep
     # One pool at a time: a pool holds its CPUs (and GPUs) while it lives.
     shutdown()
-    _check_resources(shards, cpus, gpus)
+    room = _room(cpus, gpus)
     cls = ray.remote(_BlockWorker).options(
         num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
     )
     workers = [cls.remote(fail_after if p == 0 else None) for p in range(shards)]
+    if room < shards:
+        # The nodes there are now cannot place them all; an autoscaler may add nodes, so wait
+        # for that a while rather than refuse at once, but never forever.
+        ready, _ = ray.wait([w.ping.remote() for w in workers], num_returns=len(workers), timeout=placement_timeout)
+        if len(ready) < len(workers):
+            _drop_pool(workers)
+            raise InvalidInputError(_placement_message(shards, cpus, gpus, room, placement_timeout))
     kept = keep and fail_after is None
     if kept:
         _POOLS[key] = workers
     return workers, kept
 
 
-def _check_resources(shards: int, cpus: float, gpus: float) -> None:
-    """Refuses a pool the cluster can never place (its actors would wait forever): each actor
-    needs ``cpus`` CPUs and ``gpus`` GPUs on one node."""
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+def _nodes() -> List[Dict[str, float]]:
+    return [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
 
-    def fits(r: Dict[str, float]) -> int:
-        counts = [int(r.get(name, 0) // need) for name, need in (("CPU", cpus), ("GPU", gpus)) if need > 0]
-        return min(counts) if counts else shards
 
-    placeable = sum(fits(r) for r in nodes)
-    if placeable < shards:
-        total_cpu = sum(r.get("CPU", 0) for r in nodes)
-        total_gpu = sum(r.get("GPU", 0) for r in nodes)
-        raise InvalidInputError(
-            f"{shards} shards of {cpus:g} CPU(s) and {gpus:g} GPU(s) each do not fit this Ray cluster "
-            f"({len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs: room for {placeable} such actor(s)); "
-            "lower shards, threads_per_shard or num_gpus_per_shard"
-        )
+def _room(cpus: float, gpus: float) -> float:
+    """How many actors of ``cpus`` CPUs and ``gpus`` GPUs the cluster's nodes hold now (each
+    actor's share on one node)."""
+
+    def fits(r: Dict[str, float]) -> float:
+        counts = [r.get(name, 0) // need for name, need in (("CPU", cpus), ("GPU", gpus)) if need > 0]
+        return min(counts) if counts else math.inf
+
+    return sum(fits(r) for r in _nodes())
+
+
+def _placement_message(shards: int, cpus: float, gpus: float, room: float, waited: float) -> str:
+    nodes = _nodes()
+    total_cpu = sum(r.get("CPU", 0) for r in nodes)
+    total_gpu = sum(r.get("GPU", 0) for r in nodes)
+    return (
+        f"{shards} shards of {cpus:g} CPU(s) and {gpus:g} GPU(s) each do not fit this Ray cluster "
+        f"({len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs: room for {room:g} such actor(s); "
+        f"none was added within {waited:g} s); lower shards, threads_per_shard or num_gpus_per_shard"
+    )
+
+
+def _remove_output(tmp_dir: Optional[Path], merged: List[Any]) -> None:
+    """Removes a failed run's temporary output once no merge can write into it any more."""
+    if tmp_dir is None:
+        return
+    try:
+        ray.wait(merged, num_returns=len(merged), timeout=60)
+    except Exception:  # noqa: BLE001 - settling only; the run's own error is raised
+        pass
+    shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _native_error(e: BaseException) -> Optional[FaissNNError]:
@@ -384,6 +415,7 @@ def self_knn(
     max_task_retries: int = 3,
     collect: bool = False,
     keep_actors: bool = False,
+    placement_timeout: float = 60.0,
     _fail_after: Optional[Tuple[int, str]] = None,
 ) -> Any:
     """Every row's ``k`` nearest other rows, computed by ``shards`` Ray actors.
@@ -410,10 +442,12 @@ def self_knn(
             session. Kept actors hold their CPUs and GPUs, so no other Ray work (Ray Data
             included) can use them meanwhile; they are ended anyway before a Ray Dataset or
             Parquet source is read and before a Ray Dataset is returned, whose blocks need CPUs.
+        placement_timeout: where the cluster's nodes cannot place ``shards`` actors now, how
+            many seconds to wait for an autoscaler to add nodes before refusing the run.
 
     Raises:
         InvalidInputError: bad arguments or data (also when found by an actor), or actors this
-            cluster cannot place (``shards × threads_per_shard`` CPUs on its nodes).
+            cluster could not place within ``placement_timeout``.
         UnsupportedError: e.g. a GPU asked for where an actor has none.
         RayRunError: the run failed in Ray itself (actors lost beyond their restarts).
 
@@ -461,6 +495,7 @@ def self_knn(
     workers, kept = _pool(
         shards, threads_per_shard or 1, num_gpus_per_shard, max_restarts, max_task_retries, _fail_after,
         keep_actors and not dataset_out,
+        placement_timeout,
     )
     job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device)
 
@@ -482,6 +517,7 @@ def self_knn(
             for i in range(blocks):
                 parts[i].append(owner(j).search.remote(job, i, j, block_refs[i], block_refs[j]))
 
+    merged: List[Any] = []
     try:
         if tmp_dir is not None:
             tmp_dir.mkdir()
@@ -511,19 +547,18 @@ def self_knn(
         _drop_pool(workers)
         return ray.data.from_arrow_refs(merged)
     except (ray.exceptions.RayError, OSError) as e:
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
         native = _native_error(e)
+        # A data error leaves the actors sound (kept ones stay); any other may have killed one
+        # for good: the next run starts a fresh pool.
+        if native is None or not kept:
+            _drop_pool(workers)
+        _remove_output(tmp_dir, merged)
         if native is not None:
-            if not kept:
-                _drop_pool(workers)
             raise native from None
-        _drop_pool(workers)  # an actor may be dead for good: the next run starts a fresh pool
         raise RayRunError(f"the distributed self-join failed: {e}") from e
     except BaseException:
         _drop_pool(workers)
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        _remove_output(tmp_dir, merged)
         raise
     finally:
         if not kept:

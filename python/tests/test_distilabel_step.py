@@ -174,6 +174,9 @@ def test_k_beyond_the_other_rows_fills_as_distilabels_step(k):
     # One row: nothing to search, every slot empty.
     one = run(FaissNearestNeighbour(k=2), [{"embedding": [1.0, 2.0]}])
     assert one[0]["nn_indices"] == [-1, -1] and one[0]["nn_scores"] == [float(np.finfo(np.float32).max)] * 2
+    # ... but the row and the parameters are still checked.
+    with pytest.raises(faiss_nn.InvalidInputError, match="metric_type 99"):
+        next(FaissNearestNeighbour(k=2, metric_type=99).process([{"embedding": [1.0, 2.0]}]))
 
 
 def test_search_batch_size_none_is_one_batch():

@@ -182,9 +182,9 @@ def test_actors_the_cluster_cannot_place_are_refused(cluster, data):
         ({"shards": 1, "threads_per_shard": 5}, r"1 shards of 5 CPU\(s\).*room for 0"),
         ({"shards": 2, "num_gpus_per_shard": 1}, r"0 GPUs: room for 0"),
     ):
-        with pytest.raises(faiss_nn.InvalidInputError, match=match):
-            fray.self_knn(data, k=2, collect=True, **kwargs)
-    assert _free_cpus(4) == 4
+        with pytest.raises(faiss_nn.InvalidInputError, match=match + r".*within 1 s"):
+            fray.self_knn(data, k=2, collect=True, placement_timeout=1, **kwargs)
+    assert not fray._POOLS and _free_cpus(4) == 4
 
 
 def test_errors_found_by_an_actor_keep_their_kind(cluster):

@@ -31,32 +31,37 @@ const SIGNALS: [libc::c_int; 15] = [
     libc::SIGVTALRM,
 ];
 
-/// While alive, a signal removes `path` before the process ends as the signal says.
+/// Installs the handlers: from now on a signal removes the registered temporary file (if any)
+/// before the process ends as the signal says. A signal the process inherited as ignored
+/// (`nohup`, a background job of a script) stays ignored.
+pub fn install() {
+    for sig in SIGNALS {
+        // SAFETY: sigaction with zeroed, then filled, structures; `on_signal` only calls
+        // async-signal-safe functions (unlink, signal, raise).
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
+            let mut new: libc::sigaction = std::mem::zeroed();
+            new.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            // On the alternate stack where one is set up (Rust's, for stack overflows).
+            new.sa_flags = libc::SA_ONSTACK;
+            libc::sigemptyset(&mut new.sa_mask);
+            libc::sigaction(sig, &new, std::ptr::null_mut());
+        }
+    }
+}
+
+/// While alive, a signal removes `path` (with the handlers of [`install`]).
 pub struct TempGuard(*mut libc::c_char);
 
 impl TempGuard {
-    /// Registers `path` and installs the handlers. A signal the process inherited as ignored
-    /// (`nohup`, a background job of a script) stays ignored.
-    pub fn new(path: &Path) -> Option<TempGuard> {
+    /// Registers `path` for removal by the handlers.
+    pub fn register(path: &Path) -> Option<TempGuard> {
         use std::os::unix::ffi::OsStrExt;
         let raw = CString::new(path.as_os_str().as_bytes()).ok()?.into_raw();
         TEMP.store(raw, Ordering::SeqCst);
-        for sig in SIGNALS {
-            // SAFETY: sigaction with zeroed, then filled, structures; `on_signal` only calls
-            // async-signal-safe functions (unlink, signal, raise).
-            unsafe {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
-                    continue;
-                }
-                let mut new: libc::sigaction = std::mem::zeroed();
-                new.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-                // On the alternate stack where one is set up (Rust's, for stack overflows).
-                new.sa_flags = libc::SA_ONSTACK;
-                libc::sigemptyset(&mut new.sa_mask);
-                libc::sigaction(sig, &new, std::ptr::null_mut());
-            }
-        }
         Some(TempGuard(raw))
     }
 }
@@ -74,7 +79,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     let p = TEMP.swap(std::ptr::null_mut(), Ordering::SeqCst);
     // A crash message from native code under --quiet went to /dev/null; what follows should not.
     unmute();
-    // SAFETY: `p` is null or the NUL-terminated path registered by `TempGuard::new`, alive until
+    // SAFETY: `p` is null or the NUL-terminated path registered by `TempGuard::register`, alive until
     // the guard is dropped; unlink, signal and raise are async-signal-safe.
     unsafe {
         if !p.is_null() {

@@ -95,8 +95,8 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
     let (backend, precision, cap) = match device {
         Device::Cpu => (Backend::Cpu, Precision::F32, usize::MAX),
         _ => match opts.gpu_path {
-            // Auto: the cuBLAS path, faster than the fused kernel in every case measured on an
-            // H200 (f32 and bf16, 200k × 384 and 1M × 1024; BENCHMARKS.md, GPU).
+            // Auto: the cuBLAS path, faster than the fused kernel in the large cases measured on
+            // an H200 (f32 and bf16 at 200k × 384, bf16 at 1M × 1024; BENCHMARKS.md, GPU).
             GpuPath::Auto | GpuPath::Cublas => (Backend::GpuCublas, opts.precision, MAX_K),
             GpuPath::Fused => (Backend::GpuFused, opts.precision, FUSED_MAX_K),
         },

@@ -49,8 +49,8 @@ use crate::topk::TopKLists;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum GpuPath {
     /// The crate's choice ([`crate::engine::strategy`]): [`GpuPath::Cublas`], which ran faster
-    /// than the fused kernel in every case measured on an H200 (f32 and bf16, 200k × 384 and
-    /// 1M × 1024, k = 10: 1.3–3.8× faster; BENCHMARKS.md). The fused kernel becomes the choice
+    /// than the fused kernel in the large cases measured on an H200 (f32 and bf16 at
+    /// 200k × 384, bf16 at 1M × 1024, k = 10: 1.3–3.8× faster; BENCHMARKS.md). The fused kernel becomes the choice
     /// where it is measured faster.
     #[default]
     Auto,

@@ -40,8 +40,8 @@ fn temp_prefix(name: &str) -> String {
 const MAX_LINKS: usize = 40;
 
 /// `path` with every symbolic link at its end followed (the target need not exist yet), so that
-/// the output replaces the link's target rather than the link.
-fn resolve_links(path: &Path) -> PathBuf {
+/// the output replaces the link's target rather than the link; a loop of links is an error.
+fn resolve_links(path: &Path) -> Result<PathBuf> {
     let mut p = path.to_path_buf();
     for _ in 0..MAX_LINKS {
         match (std::fs::symlink_metadata(&p), std::fs::read_link(&p)) {
@@ -51,10 +51,11 @@ fn resolve_links(path: &Path) -> PathBuf {
                     _ => target,
                 };
             }
-            _ => break,
+            _ => return Ok(p),
         }
     }
-    p
+    let source = std::io::Error::other(format!("more than {MAX_LINKS} symbolic links in a row (a loop?)"));
+    Err(Error::Io { action: "cannot write".into(), path: path.into(), source })
 }
 
 /// True when both paths name one existing file (device and inode, links followed).
@@ -101,7 +102,7 @@ impl Output {
     /// (by creating and removing a temporary one).
     pub fn create(path: &Path) -> Result<Output> {
         let format = Format::output_from_path(path)?;
-        let target = resolve_links(path);
+        let target = resolve_links(path)?;
         if target.is_dir() {
             return Err(Error::invalid(
                 "output",
@@ -181,8 +182,9 @@ impl Output {
     }
 
     /// Writes the dataset's rows and columns plus `nn_indices` and `nn_scores`, then moves the
-    /// file into place.
+    /// file into place. Refuses an output that is the dataset's own file.
     pub fn write(mut self, dataset: &Dataset, nn: &Neighbours) -> Result<()> {
+        check_not_input(&self.target, &dataset.path)?;
         self.check_columns(dataset)?;
         let (schema, batches) = dataset.with_neighbours(nn)?;
         self.begin()?;
@@ -214,7 +216,6 @@ fn dir_of(path: &Path) -> &Path {
 /// Writes `dataset` with its neighbours to `path` (format by extension), atomically; refuses a
 /// `path` that is the dataset's own file.
 pub fn write_with_neighbours(dataset: &Dataset, nn: &Neighbours, path: &Path) -> Result<()> {
-    check_not_input(path, &dataset.path)?;
     Output::create(path)?.write(dataset, nn)
 }
 

@@ -120,6 +120,17 @@ fn an_output_link_is_written_through() {
         assert_eq!(int64_lists(&read_parquet(&target), "nn_indices"), [[1], [0], [0], [4], [3]]);
     }
     assert_eq!(entries(&real), ["new.parquet", "old.parquet"], "temporary files left beside the target");
+    // A relative target is relative to the link's directory, not to the working directory.
+    let rel = dir.path().join("rel.parquet");
+    std::os::unix::fs::symlink("real/rel-target.parquet", &rel).unwrap();
+    run(args(&[&"--input", &input, &"--output", &rel, &"-q"])).assert_ok();
+    assert_eq!(int64_lists(&read_parquet(&real.join("rel-target.parquet")), "nn_indices"), [[1], [0], [0], [4], [3]]);
+    // A loop of links is refused, and no link is replaced.
+    let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    run(args(&[&"--input", &input, &"--output", &a])).assert_fails(&["symbolic links", "a.parquet"]);
+    assert!(std::fs::symlink_metadata(&a).unwrap().file_type().is_symlink() && std::fs::symlink_metadata(&b).unwrap().file_type().is_symlink());
 }
 
 #[test]
