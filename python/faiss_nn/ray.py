@@ -357,8 +357,10 @@ def _source_blocks(source: Any, column: str, shards: int, block_rows: Optional[i
     if isinstance(source, (str, os.PathLike)) or (
         isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)
     ):
+        shutdown()  # Ray Data's tasks need CPUs that kept actors would hold
         source = ray.data.read_parquet(source if isinstance(source, (str, os.PathLike)) else list(source))
     if isinstance(source, ray.data.Dataset):
+        shutdown()
         ds = source
         n = ds.count()
         bounds = plan_blocks(n, shards, block_rows)
@@ -476,10 +478,6 @@ def self_knn(
     k = int(k)
     if not ray.is_initialized():
         ray.init()
-    if not isinstance(source, (np.ndarray, list, tuple)) or (
-        isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)
-    ):
-        shutdown()  # reading a Dataset or Parquet runs Ray Data tasks: kept actors would starve them
 
     block_refs, bounds, arrow_refs = _source_blocks(source, column, int(shards), block_rows)
     n = bounds[-1][1]
