@@ -136,8 +136,11 @@ impl FlatIndex {
         }
         let q = Vectors::new(queries, self.d, "queries")?;
         crate::engine::host_memory::check_lists(q.n(), k, k)?;
-        let lists = if self.data.is_empty() { TopKLists::empty(q.n(), k) } else { self.search_loaded(queries, k)? };
-        let nn = lists.into_neighbours(self.metric);
+        // No list holds more than the stored rows: search for those, and give the slots beyond
+        // them empty (so that a k far beyond ntotal costs its output, not k candidates a row).
+        let found = k.min(self.data.len() / self.d).max(1);
+        let lists = if self.data.is_empty() { TopKLists::empty(q.n(), found) } else { self.search_loaded(queries, found)? };
+        let nn = lists.widened(k)?.into_neighbours(self.metric);
         Ok((nn.scores, nn.indices))
     }
 

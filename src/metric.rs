@@ -52,16 +52,25 @@ impl Metric {
         })
     }
 
-    /// Parses a CLI spelling: `l2`, `ip` (or `inner_product`), `l1`, `linf`, or an integer.
+    /// Parses a CLI spelling: `l2`, `ip` (or `inner_product`), `l1`, `linf`, `canberra`,
+    /// `braycurtis`, `jensenshannon`, or a faiss `METRIC_*` integer.
     pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
+        match s.trim().to_ascii_lowercase().as_str() {
             "l2" => Ok(Metric::L2),
             "ip" | "inner_product" | "inner-product" => Ok(Metric::InnerProduct),
             "l1" => Ok(Metric::L1),
             "linf" => Ok(Metric::Linf),
+            "canberra" => Ok(Metric::Canberra),
+            "braycurtis" | "bray_curtis" | "bray-curtis" => Ok(Metric::BrayCurtis),
+            "jensenshannon" | "jensen_shannon" | "jensen-shannon" => Ok(Metric::JensenShannon),
+            "cosine" | "cos" => {
+                Err(Error::invalid("metric", format!("{s:?}: cosine similarity is the inner product of unit-length rows: normalise the rows and use ip")))
+            }
             other => match other.parse::<i64>() {
                 Ok(code) => Metric::from_faiss(code),
-                Err(_) => Err(Error::invalid("metric", format!("{s:?}: expected l2, ip, l1, linf or a faiss METRIC_* integer"))),
+                Err(_) => {
+                    Err(Error::invalid("metric", format!("{s:?}: expected l2, ip, l1, linf, canberra, braycurtis, jensenshannon or a faiss METRIC_* integer")))
+                }
             },
         }
     }

@@ -45,3 +45,22 @@ fn bad_arguments_are_errors() {
     assert!(matches!(idx.search(&[1.0; 4], 0), Err(Error::InvalidK { .. })));
     assert!(matches!(idx.search(&[1.0; 5], 1), Err(Error::Shape { .. })));
 }
+
+#[test]
+fn a_k_far_beyond_the_rows_costs_only_its_output() {
+    // 100 rows, k = 2,000,000: the search keeps 100 candidates a query, the other slots are
+    // empty; lists of k candidates a row (tens of bytes per slot) are never built.
+    let mut idx = FlatIndex::new(4, Metric::L2).unwrap();
+    idx.add(&normal(100, 4, 2)).unwrap();
+    let k = 2_000_000;
+    let (dist, labels) = idx.search(&normal(2, 4, 3), k).unwrap();
+    assert_eq!((dist.len(), labels.len()), (2 * k, 2 * k));
+    let (near, _) = idx.search(&normal(2, 4, 3), 100).unwrap();
+    for q in 0..2 {
+        assert_eq!(dist[q * k..q * k + 100], near[q * 100..q * 100 + 100]);
+        assert!(labels[q * k + 100..(q + 1) * k].iter().all(|&l| l == -1));
+        assert!(dist[q * k + 100..(q + 1) * k].iter().all(|&v| v == f32::INFINITY));
+    }
+    // Output that no memory could hold is refused, not attempted.
+    assert!(matches!(idx.search(&normal(2, 4, 3), usize::MAX / 4), Err(Error::OutOfMemory { .. })));
+}

@@ -11,7 +11,8 @@ columns (``nn_indices``, ``nn_scores``), the same scores (squared L2 distances o
 products, as faiss reports them) and the same ``faiss_index`` artifact for a flat index. As
 there, ``k`` may exceed the other rows (a small dataset): the slots no row fills hold index -1
 and score ±3.4028235e38 (float32's largest, faiss's value for an empty slot, also for an
-approximate index that found fewer rows), and ``search_batch_size=None`` searches in one batch.
+approximate index that found fewer rows), and ``search_batch_size=None`` (or ≤ 0, as
+``datasets.map`` reads it) searches in one batch.
 Three differences, all deliberate:
 
 - each row is left out of its own list *by index*; distilabel's step searches ``k + 1`` and
@@ -37,7 +38,7 @@ except ImportError as e:  # pragma: no cover - exercised only without distilabel
     raise ImportError(
         "faiss_nn.distilabel needs distilabel: pip install 'faiss-nn[distilabel]'"
     ) from e
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from . import METRIC_INNER_PRODUCT, METRIC_L2, FlatIndex, _self_knn, as_matrix
 from ._errors import FaissNNError, InvalidInputError
@@ -146,9 +147,23 @@ class FaissNearestNeighbour(GlobalStep):
         description="Store the searched flat index as the 'faiss_index' artifact.",
     )
 
+    # True once this step's `shards` search started a local Ray runtime (none was running):
+    # `unload` shuts it down, so that no Ray process outlives the pipeline.
+    _ray_started: bool = PrivateAttr(default=False)
+
     @property
     def inputs(self) -> List[str]:
         return [INPUT_COLUMN]
+
+    def unload(self) -> None:
+        """Shuts down the local Ray runtime a ``shards`` search started (a Ray runtime that was
+        already running, as in a ``RayPipeline``, is left as it was)."""
+        super().unload()
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
 
     @property
     def outputs(self) -> List[str]:
@@ -204,8 +219,12 @@ class FaissNearestNeighbour(GlobalStep):
             raise InvalidInputError(
                 f"shards={self.shards} runs exact flat search only, not string_factory={self.string_factory!r}"
             )
+        import ray
+
         from . import ray as fray
 
+        if not ray.is_initialized():
+            self._ray_started = True  # faiss_nn.ray starts a local runtime
         device = self.device
         return fray.self_knn(
             x,
@@ -219,8 +238,10 @@ class FaissNearestNeighbour(GlobalStep):
         )
 
     def _in_process(self, x: Any, metric: Any, k: Any, exclude_self: bool = True) -> Any:
-        # None: one batch of every row, as distilabel's step takes it.
-        batch = self.search_batch_size if self.search_batch_size is not None else max(x.shape[0], 1)
+        # None or ≤ 0: one batch of every row, as distilabel's step takes it (datasets.map
+        # reads a batch size of None or ≤ 0 as the whole dataset).
+        size = self.search_batch_size
+        batch = size if size is not None and size > 0 else max(x.shape[0], 1)
         return _self_knn(
             x,
             f"column {INPUT_COLUMN!r}",
@@ -242,10 +263,12 @@ class FaissNearestNeighbour(GlobalStep):
         """The `faiss_index` artifact, as distilabel's step stores it (flat L2 / IP only)."""
         factory = (self.string_factory or "Flat").strip()
         code = _flat_code(metric)
+        if code is None and isinstance(metric, int) and metric in _TERMWISE_METRICS:
+            code = metric
         if factory != "Flat" or code is None:
             self._logger.info(
-                f"faiss_index artifact not stored: only a flat L2 / inner-product index is"
-                f" written (string_factory={self.string_factory!r}, metric_type={metric!r})"
+                f"faiss_index artifact not stored: only a flat index is written"
+                f" (string_factory={self.string_factory!r}, metric_type={metric!r})"
             )
             return
         self.save_artifact(
@@ -254,6 +277,10 @@ class FaissNearestNeighbour(GlobalStep):
             metadata={"num_rows": int(x.shape[0]), "embedding_dim": int(x.shape[1])},
         )
 
+
+# faiss's METRIC_L1, METRIC_Linf, METRIC_Canberra, METRIC_BrayCurtis, METRIC_JensenShannon: a
+# flat index of these is stored as faiss's IndexFlat of that metric.
+_TERMWISE_METRICS = (2, 3, 20, 21, 22)
 
 # float32's largest value: faiss's score of an empty slot (negated for inner products).
 _FLT_MAX = float(np.finfo(np.float32).max)

@@ -59,3 +59,26 @@ def test_pipeline_with_shards_fans_out_over_ray(tmp_path):
     out = pipeline.run(use_cache=False)["default"]["train"]
     assert out["nn_indices"] == want_i.tolist()
     assert np.array_equal(np.array(out["nn_scores"], dtype=np.float32), want_s)
+
+
+def test_a_step_that_started_ray_shuts_it_down_on_unload():
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    rows = pq.read_table(SMALL).to_pylist()[:40]
+    step = FaissNearestNeighbour(k=2, shards=2, save_index=False)
+    step.load()
+    next(step.process(rows))
+    assert ray.is_initialized()
+    step.unload()
+    assert not ray.is_initialized()
+    # A runtime the caller started is left running.
+    ray.init(num_cpus=2)
+    try:
+        step = FaissNearestNeighbour(k=2, shards=2, save_index=False)
+        step.load()
+        next(step.process(rows))
+        step.unload()
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()

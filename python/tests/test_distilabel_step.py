@@ -146,7 +146,6 @@ def test_bad_parameters_are_named():
         ({"k": -3}, r"k = -3 is invalid"),
         ({"metric_type": 9}, r"metric_type 9: not a faiss metric"),
         ({"device": [0, -1]}, r"cannot appear in a list"),
-        ({"search_batch_size": 0}, r"invalid search_batch_size: 0"),
     ):
         step = FaissNearestNeighbour(**kwargs)
         step.load()
@@ -185,3 +184,41 @@ def test_search_batch_size_none_is_one_batch():
         none = run(FaissNearestNeighbour(search_batch_size=None, string_factory=factory), rows)
         default = run(FaissNearestNeighbour(string_factory=factory), rows)
         assert [r["nn_indices"] for r in none] == [r["nn_indices"] for r in default]
+    # As datasets.map reads a batch size, 0 or less is one batch too (distilabel's step runs).
+    for size in (0, -5):
+        rows_out = run(FaissNearestNeighbour(search_batch_size=size, string_factory="HNSW8"), rows)
+        assert [r["nn_indices"] for r in rows_out] == [r["nn_indices"] for r in default]
+
+
+@pytest.mark.parametrize("metric_type", [21, 2])
+def test_bray_curtis_and_l1_take_signed_rows_as_distilabels_step(metric_type):
+    """Real embeddings have negative components: BrayCurtis (Σ|x − y| / Σ|x + y|) is defined on
+    them, as in faiss and scipy, and both steps list the same rows."""
+    # Random rows: no ties that f32 (faiss) and f64 (ours) sums could order differently.
+    x = np.random.default_rng(5).standard_normal((40, 16)).astype(np.float32)
+    rows = [{"embedding": e.tolist()} for e in x]
+    ours = run(FaissNearestNeighbour(k=3, metric_type=metric_type), rows)
+    theirs = run(DistilabelStep(k=3, metric_type=metric_type), rows)
+    for o, t in zip(ours, theirs):
+        assert o["nn_indices"] == t["nn_indices"], (o, t)
+        assert np.allclose(o["nn_scores"], t["nn_scores"], rtol=1e-5), (o, t)
+
+
+def test_flat_index_artifact_of_every_flat_metric(tmp_path, monkeypatch):
+    """Like distilabel's step, a flat index of L1 … JensenShannon is stored as faiss's IndexFlat
+    of that metric."""
+    rows = [{"embedding": [abs(v) for v in e]} for e in ROWS]
+    x = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    for metric_type in (2, 3, 20, 21, 22):
+        saved = []
+        monkeypatch.setattr(
+            FaissNearestNeighbour, "save_artifact", lambda self, name, write_function, metadata: saved.append((name, write_function, metadata))
+        )
+        run(FaissNearestNeighbour(k=2, metric_type=metric_type), rows)
+        ((name, write, meta),) = saved
+        target = tmp_path / str(metric_type)
+        target.mkdir()
+        write(target)
+        index = faiss.read_index(str(target / "index.faiss"))
+        assert (name, index.metric_type, index.ntotal, meta["num_rows"]) == ("faiss_index", metric_type, len(rows), len(rows))
+        assert np.array_equal(index.reconstruct_n(0, index.ntotal), x)

@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
-    /// Column (or JSON field) holding the embeddings: a list of numbers per row. Ignored for .npy
+    /// Column (or JSON field) holding the embeddings: a list of numbers per row. For .npy input,
+    /// the name the output gives the array's column
     #[arg(long, value_name = "NAME", default_value = "embedding")]
     pub column: String,
 
@@ -48,10 +49,10 @@ pub struct Args {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub k: Option<usize>,
 
-    /// Distance: l2 (squared Euclidean), ip (inner product), l1, linf, or a faiss METRIC_*
-    /// integer (0 inner product, 1 L2, 2 L1, 3 Linf, 20 Canberra, 21 BrayCurtis, 22
-    /// JensenShannon)
-    #[arg(long, value_name = "l2|ip|INT", default_value = "l2", allow_negative_numbers = true, value_parser = Metric::parse)]
+    /// Distance: l2 (squared Euclidean), ip (inner product; for cosine, normalise the rows), l1,
+    /// linf, canberra, braycurtis, jensenshannon, or a faiss METRIC_* integer (0 inner product,
+    /// 1 L2, 2 L1, 3 Linf, 20 Canberra, 21 BrayCurtis, 22 JensenShannon)
+    #[arg(long, value_name = "l2|ip|l1|linf|..|INT", default_value = "l2", allow_negative_numbers = true, value_parser = Metric::parse)]
     pub metric: Metric,
 
     /// Where to search: cpu, a CUDA device id, a list of ids (the data is sharded over them), or
@@ -144,6 +145,11 @@ mod tests {
         assert_eq!((a.k(), a.device.device), (1, Device::Cuda(vec![0, 1])));
         let e = Args::try_parse_from(["faiss-nn", "--metric", "99"]).unwrap_err().to_string();
         assert!(e.contains("99") && e.contains("not a faiss metric"), "{e}");
+        for (name, metric) in [("BrayCurtis", Metric::BrayCurtis), ("canberra", Metric::Canberra), ("jensen-shannon", Metric::JensenShannon)] {
+            assert_eq!(Args::try_parse_from(["faiss-nn", "--metric", name]).unwrap().metric, metric);
+        }
+        let e = Args::try_parse_from(["faiss-nn", "--metric", "cosine"]).unwrap_err().to_string();
+        assert!(e.contains("normalise the rows and use ip"), "{e}");
         let e = Args::try_parse_from(["faiss-nn", "--device", "abc"]).unwrap_err().to_string();
         assert!(e.contains("invalid device"), "{e}");
     }

@@ -525,6 +525,13 @@ fn key32(metric: FlatMetric, q64: &[f64], x: &[f32]) -> f32 {
     }
 }
 
+/// The re-scoring kernel for one pair, `Σ (q − x)²` in f64, as [`refine`] runs it: exposed
+/// only for the `scale` bench, which measures its cost per pair (not part of the API).
+#[doc(hidden)]
+pub fn l2_pair_kernel(q: &[f64], x: &[f32]) -> f64 {
+    simd::l2(q, x)
+}
+
 /// f64 dot products and squared distances, with AVX2 where the CPU has it.
 mod simd {
     #[inline]

@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 const BYTES_PER_ENTRY: usize = 24;
 
 /// Refuses, with [`Error::OutOfMemory`], a search for `k` neighbours of `rows` rows whose lists
-/// (of `entries` ≥ k candidates per row while they are built) need more memory than the machine
-/// has available (Linux's `MemAvailable`; unchecked where unknown).
+/// (of `entries` ≥ k candidates per row while they are built) need more memory than the process
+/// can get: the least of Linux's `MemAvailable`, what is left under the address-space limit
+/// (`ulimit -v`) and what is left under the cgroup's `memory.max` (unchecked where none is
+/// known).
 pub fn check_lists(rows: usize, k: usize, entries: usize) -> Result<()> {
     let needed = rows.checked_mul(entries.max(k)).and_then(|e| e.checked_mul(BYTES_PER_ENTRY)).unwrap_or(usize::MAX);
     match available() {
@@ -26,12 +28,28 @@ pub fn check_lists(rows: usize, k: usize, entries: usize) -> Result<()> {
     }
 }
 
-/// Memory the kernel says can be allocated without swapping, in bytes.
+/// Memory this process can still get, in bytes: the least of what the kernel says can be
+/// allocated without swapping (`MemAvailable`), what is left of the process's address-space
+/// limit (`ulimit -v`: its size so far counts against it) and what is left of its cgroup's
+/// memory limit (a container's). `None` where none of them is known.
 fn available() -> Option<usize> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    let kib = |text: &str, key: &str| -> Option<usize> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<usize>().ok()?.checked_mul(1024)
+    };
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| kib(&t, "MemAvailable:"));
+    let address_space = (|| {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+        let limit: usize = line.split_whitespace().nth(3)?.parse().ok()?; // "unlimited" → None
+        let used = kib(&std::fs::read_to_string("/proc/self/status").ok()?, "VmSize:")?;
+        Some(limit.saturating_sub(used))
+    })();
+    let cgroup = (|| {
+        let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok()?.trim().parse::<usize>().ok();
+        Some(read("memory.max")?.saturating_sub(read("memory.current").unwrap_or(0)))
+    })();
+    [machine, address_space, cgroup].into_iter().flatten().min()
 }
 
 #[cfg(test)]

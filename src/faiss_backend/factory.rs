@@ -8,10 +8,10 @@
 //!
 //! ```text
 //! factory   := (transform ",")* body [",RFlat"]
-//! transform := PCA[W][R]<d'> | OPQ<M>[_<d'>] | RR[<d'>] | L2norm
+//! transform := PCA[W][R]<d'> | OPQ<M>[_<d'>] | RR[<d'>] | ITQ[<d'>] | Pad<d'> | L2norm
 //! body      := Flat | HNSW[<M>][("," | "_") hnsw_code] | IVF<nlist>[_HNSW[<M>]] "," ivf_code
-//!            | pq | pq_fs | sq | LSH[<bits>][r][t]
-//! hnsw_code := Flat | pq | sq          ivf_code := Flat | pq | pq_fs[r] | sq
+//!            | pq | pq_fs | sq | RaBitQ | LSH[<bits>][r][t]
+//! hnsw_code := Flat | pq | sq          ivf_code := Flat | pq | pq_fs[r] | sq | RaBitQ
 //! pq        := PQ<M>[x<bits>][np]     pq_fs := PQ<M>x4fs     sq := SQ4 | SQ6 | SQ8 | SQfp16 | SQbf16
 //! ```
 //!
@@ -124,9 +124,21 @@ pub fn build_string(factory: &str, polysemous: bool) -> String {
 }
 
 fn grammar_hint() -> &'static str {
-    "this crate serves factory strings of the form [PCA<d>|PCAW<d>|PCAR<d>|OPQ<M>[_<d>]|RR<d>|L2norm,]… \
-     followed by Flat, HNSW<M>[,Flat|,PQ<M>|,SQ8], IVF<nlist>[_HNSW<M>],(Flat|PQ<M>[x<bits>]|PQ<M>x4fs|SQ8), \
-     PQ<M>[x<bits>], SQ4|SQ6|SQ8|SQfp16|SQbf16 or LSH, optionally ending in ,RFlat"
+    "this crate serves factory strings of the form [PCA<d>|PCAW<d>|PCAR<d>|OPQ<M>[_<d>]|RR<d>|ITQ[<d>]|Pad<d>|L2norm,]… \
+     followed by Flat, HNSW<M>[,Flat|,PQ<M>|,SQ8], IVF<nlist>[_HNSW<M>],(Flat|PQ<M>[x<bits>]|PQ<M>x4fs|SQ8|RaBitQ), \
+     PQ<M>[x<bits>], SQ4|SQ6|SQ8|SQfp16|SQbf16, RaBitQ or LSH, optionally ending in ,RFlat"
+}
+
+/// "unknown component", naming faiss's spelling where only the letters' case differs (faiss
+/// matches names case-sensitively).
+fn unknown(c: &str) -> String {
+    const NAMES: [&str; 15] = ["Flat", "HNSW", "IVF", "PQ", "SQ", "LSH", "RFlat", "RaBitQ", "RR", "PCA", "OPQ", "ITQ", "Pad", "L2norm", "IDMap"];
+    let lower = c.to_ascii_lowercase();
+    match NAMES.iter().find(|n| lower.starts_with(&n.to_ascii_lowercase()) && !c.starts_with(**n)) {
+        Some(n) => format!("unknown component {c:?} (faiss's names are case-sensitive: {n}…)"),
+        None if c.starts_with("IDMap") => format!("unknown component {c:?} (rows are numbered by their position; no IDMap is needed)"),
+        None => format!("unknown component {c:?}"),
+    }
 }
 
 /// A transform's output dimension, or `None` when `s` is not a transform. `dim` is its input's
@@ -146,6 +158,9 @@ fn transform(s: &str, dim: usize, d0: usize, train_rows: usize) -> std::result::
         // dimensions + 1 some spreads are 0 and every score would be inf or NaN.
         if whiten && train_rows <= out as usize {
             return Err(format!("{s}: whitening {out} components needs more than {out} training rows, there are {train_rows}"));
+        }
+        if train_rows < out as usize {
+            return Err(pca_rows(s, out, train_rows));
         }
         return Ok(Some(out as usize));
     }
@@ -173,7 +188,35 @@ fn transform(s: &str, dim: usize, d0: usize, train_rows: usize) -> std::result::
         }
         return Ok(Some(out as usize));
     }
+    if let Some(rest) = s.strip_prefix("ITQ") {
+        // ITQ<d'> reduces to d' dimensions by PCA, then rotates; plain ITQ keeps the dimension.
+        let out = if rest.is_empty() { dim as u64 } else { number(rest, s)? };
+        if out == 0 || out > dim as u64 {
+            return Err(format!("{s}: ITQ keeps between 1 and {dim} dimensions (the input's), not {out}"));
+        }
+        if train_rows < 2 {
+            return Err(format!("{s}: ITQ trains a rotation on at least 2 training rows, there are {train_rows}"));
+        }
+        if !rest.is_empty() && train_rows < out as usize {
+            return Err(pca_rows(s, out, train_rows));
+        }
+        return Ok(Some(out as usize));
+    }
+    if let Some(rest) = s.strip_prefix("Pad") {
+        // Zero components appended up to d' (faiss keeps the dimension when d' is smaller).
+        let out = number(rest, s)?;
+        if out == 0 || out > 16 * d0 as u64 {
+            return Err(format!("{s}: padding reaches between 1 and {} dimensions (16 × the data's), not {out}", 16 * d0));
+        }
+        return Ok(Some(dim.max(out as usize)));
+    }
     Ok(None)
+}
+
+/// A PCA to `out` dimensions finds them among the training rows' own directions: it needs at
+/// least `out` rows (faiss stops otherwise).
+fn pca_rows(s: &str, out: u64, train_rows: usize) -> String {
+    format!("{s}: a PCA to {out} dimensions needs at least {out} training rows, there are {train_rows}")
 }
 
 /// A decimal parameter of component `whole`.
@@ -253,8 +296,15 @@ impl Ctx {
                 _ => Err(format!("unexpected {:?} after {first},{}", body[2], body[1])),
             };
         }
+        let known = first == "Flat" || ["PQ", "SQ", "LSH"].iter().any(|p| first.starts_with(p)) || first == "RaBitQ";
+        if !known {
+            return Err(unknown(first));
+        }
         if body.len() > 1 {
             return Err(format!("unexpected {:?} after {first}", body[1]));
+        }
+        if first == "RaBitQ" {
+            return Ok(());
         }
         if let Some(rest) = first.strip_prefix("LSH") {
             let (digits, flags) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
@@ -288,14 +338,14 @@ impl Ctx {
 
     /// A code: Flat (IVF only), PQ, fast-scan PQ (`ivf`: with the `r` option) or SQ.
     fn code(&self, code: &str, ivf: bool) -> std::result::Result<(), String> {
-        if code == "Flat" && ivf {
+        if (code == "Flat" || code == "RaBitQ") && ivf {
             return Ok(());
         }
         if matches!(code, "SQ4" | "SQ6" | "SQ8" | "SQfp16" | "SQbf16") {
             return Ok(());
         }
         let Some(rest) = code.strip_prefix("PQ") else {
-            return Err(format!("unknown component {code:?}"));
+            return Err(unknown(code));
         };
         let (rest, fast) = match rest.strip_suffix("x4fs").or_else(|| rest.strip_suffix("x4fsr").filter(|_| ivf)) {
             Some(r) => (r, true),
@@ -369,9 +419,19 @@ mod tests {
             "RR128,PQ32",
             "IVF16,Flat,RFlat",
             "PQ16np",
+            "RaBitQ",
+            "IVF16,RaBitQ",
+            "IVF16,RaBitQ,RFlat",
+            "ITQ32,LSH",
+            "ITQ,LSH",
+            "ITQ64,IVF16,Flat",
+            "Pad400,Flat",
+            "Pad400,PQ16",
+            "Pad8,HNSW32",
         ] {
             ok(f, 384, 5000, Metric::L2);
         }
+        ok("RaBitQ", 5, 3, Metric::InnerProduct);
         ok("IVF16,SQ8", 384, 5000, Metric::InnerProduct);
         ok("Flat", 5, 3, Metric::JensenShannon);
         ok("HNSW32", 5, 3, Metric::L1);
@@ -402,6 +462,19 @@ mod tests {
         refused("IVF4,Foo", 8, 100, Metric::L2, "unknown component");
         refused("NSG32", 8, 100, Metric::L2, "this crate serves");
         refused("Flat,Flat", 8, 100, Metric::L2, "unexpected");
+        // faiss's own errors, said before faiss sees them.
+        refused("PCA32,Flat", 384, 17, Metric::L2, "at least 32 training rows");
+        refused("ITQ32,LSH", 384, 17, Metric::L2, "at least 32 training rows");
+        refused("ITQ,LSH", 8, 1, Metric::L2, "at least 2 training rows");
+        refused("ITQ9,Flat", 8, 100, Metric::L2, "between 1 and 8");
+        refused("Pad200,Flat", 8, 100, Metric::L2, "16 × the data's");
+        refused("RaBitQ", 8, 100, Metric::L1, "served by Flat");
+        refused("IVF4,RaBitQ", 8, 100, Metric::Canberra, "served by Flat");
+        // Names outside the grammar say so, with faiss's spelling where only the case differs.
+        refused("flat", 8, 100, Metric::L2, "case-sensitive: Flat");
+        refused("hnsw32", 8, 100, Metric::L2, "case-sensitive: HNSW");
+        refused("IDMap,Flat", 8, 100, Metric::L2, "unknown component \"IDMap\"");
+        refused("NSG32,Flat", 8, 100, Metric::L2, "unknown component \"NSG32\"");
         refused(" ", 8, 100, Metric::L2, "empty");
     }
 

@@ -5,9 +5,11 @@
 //! (Canberra on a component both rows have at 0, Jensen–Shannon on any zero component), and NaN
 //! distances silently fall out of its top-k. Here every term has a defined value, as in scipy:
 //! a 0/0 Canberra term is 0, a 0·log 0 Jensen–Shannon term is 0, BrayCurtis of two all-zero
-//! rows is 0. BrayCurtis and Jensen–Shannon are defined for non-negative data; rows with a
-//! negative component are refused (see [`check_domain`]). The definitions follow faiss's so
-//! that scores agree with it wherever it is defined:
+//! rows is 0, and BrayCurtis of rows that cancel (x = −y ≠ 0, so Σ|xᵢ + yᵢ| = 0), or nearly
+//! enough for the ratio to leave f32's range, is f32's largest value.
+//! Jensen–Shannon is defined for non-negative data; rows with a negative component are refused
+//! (see [`check_domain`]). The definitions follow faiss's (and scipy's, for BrayCurtis on any
+//! signs) so that scores agree with it wherever it is defined:
 //! - L1: Σ|xᵢ − yᵢ|; Linf: max |xᵢ − yᵢ|;
 //! - Canberra: Σ |xᵢ − yᵢ| / (|xᵢ| + |yᵢ|);
 //! - BrayCurtis: Σ|xᵢ − yᵢ| / Σ|xᵢ + yᵢ|;
@@ -35,11 +37,11 @@ pub fn serves(metric: Metric) -> bool {
     matches!(metric, Metric::L1 | Metric::Linf | Metric::Canberra | Metric::BrayCurtis | Metric::JensenShannon)
 }
 
-/// Refuses data outside a metric's domain: BrayCurtis and Jensen–Shannon compare non-negative
-/// rows (histograms, probability vectors); a negative component makes their denominators or
-/// logarithms meaningless. Names the first offending row and component.
+/// Refuses data outside a metric's domain: Jensen–Shannon compares non-negative rows
+/// (probability vectors); a negative component makes its logarithms meaningless. Names the first
+/// offending row and component. (BrayCurtis takes any signs: its denominator is Σ|xᵢ + yᵢ|.)
 pub fn check_domain(data: Vectors<'_>, metric: Metric, what: &str) -> Result<()> {
-    if !matches!(metric, Metric::BrayCurtis | Metric::JensenShannon) {
+    if metric != Metric::JensenShannon {
         return Ok(());
     }
     let d = data.d();
@@ -151,10 +153,13 @@ fn distance_portable(metric: Metric, x: &[f32], y: &[f32]) -> f32 {
         Metric::BrayCurtis => {
             let num = lanes(x, y, |a, b| (a - b).abs());
             let den = lanes(x, y, |a, b| (a + b).abs());
-            if den > 0.0 {
-                num / den
-            } else {
+            if num == 0.0 {
                 0.0
+            } else {
+                // Rows that (nearly) cancel, Σ|xᵢ + yᵢ| = 0 or tiny: as far apart as the metric
+                // goes; f32's largest, since +inf marks an empty slot (the ratio does not change
+                // with the data's scale, so there is nothing to scale down).
+                (num / den).min(f64::from(f32::MAX))
             }
         }
         Metric::JensenShannon => {
@@ -198,7 +203,11 @@ mod tests {
             Metric::BrayCurtis => {
                 let (num, den) = p.fold((0.0, 0.0), |(n, d), (a, b)| (n + (a - b).abs(), d + (a + b).abs()));
                 if den == 0.0 {
-                    0.0
+                    if num == 0.0 {
+                        0.0
+                    } else {
+                        f64::INFINITY
+                    }
                 } else {
                     num / den
                 }
@@ -231,5 +240,26 @@ mod tests {
         assert_eq!(distance(Metric::Canberra, &[3e38, 1.0], &[-3e38, 1.0]), 1.0);
         assert_eq!(distance(Metric::JensenShannon, &[3e38], &[3e38]), 0.0);
         assert!(distance(Metric::JensenShannon, &[1e-45], &[0.0]).is_finite());
+    }
+
+    #[test]
+    fn bray_curtis_takes_any_signs() {
+        // Σ|x − y| = 2 + 3 + 2.5, Σ|x + y| = 0 + 1 + 3.5 (scipy's braycurtis gives 7.5 / 4.5).
+        let (x, y) = ([1.0f32, -2.0, 3.0], [-1.0f32, 1.0, 0.5]);
+        assert!((f64::from(distance(Metric::BrayCurtis, &x, &y)) - 7.5 / 4.5).abs() < 1e-6);
+        assert_eq!(reference(Metric::BrayCurtis, &x, &[-1.0, 2.0, -3.0]), f64::INFINITY);
+        assert_eq!(distance(Metric::BrayCurtis, &x, &[-1.0, 2.0, -3.0]), f32::MAX);
+        // A ratio beyond f32's range (the sums in f64): 2 / 1.4e-45.
+        assert_eq!(distance(Metric::BrayCurtis, &[1.0, 1e-45], &[-1.0, 0.0]), f32::MAX);
+        // Rows that cancel are as far apart as the metric goes, and still listed (last).
+        let rows = [1.0f32, 2.0, -1.0, -2.0, 2.0, 4.1];
+        let data = Vectors::new(&rows, 2, "rows").unwrap();
+        check_domain(data, Metric::BrayCurtis, "rows").unwrap();
+        let e = check_domain(data, Metric::JensenShannon, "rows").unwrap_err().to_string();
+        assert!(e.contains("row 1, component 0 is -1"), "{e}");
+        let nn = self_knn(data, Metric::BrayCurtis, 2, true, 2, &crate::progress::NoProgress).unwrap();
+        assert_eq!(nn.indices_of(0), &[2, 1]);
+        assert_eq!(nn.scores_of(0)[1], f32::MAX);
+        assert_eq!(nn.indices_of(1), &[2, 0]);
     }
 }

@@ -24,15 +24,15 @@ pub struct Dataset {
     pub path: PathBuf,
     /// The format it was read as.
     pub format: Format,
-    /// The embedding column's name (`embedding` for `.npy` input).
+    /// The embedding column's name (for `.npy` input, the name the reader was given).
     pub column: String,
     /// Schema of `batches`: every input column, in input order.
     pub schema: SchemaRef,
     /// Every input row, in order.
     pub batches: Vec<RecordBatch>,
     /// Row-major `n × d` embeddings, every value finite. Where the embedding column holds
-    /// float32 lists (and for `.npy` input) the table's column is a view of this very buffer,
-    /// so the matrix is held once.
+    /// float32 lists (and for float32 `.npy` input) the table's column is a view of this very
+    /// buffer, so the matrix is held once.
     pub embeddings: ScalarBuffer<f32>,
     /// Number of rows (at least 1).
     pub n: usize,

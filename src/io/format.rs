@@ -15,7 +15,8 @@ pub enum Format {
     Npy,
 }
 
-const KNOWN: &str = "expected .parquet, .jsonl, .ndjson, .json or .npy";
+const KNOWN: &str = "expected .parquet (or .pq), .jsonl, .ndjson, .json or .npy";
+const KNOWN_OUTPUT: &str = "expected .parquet (or .pq), .jsonl, .ndjson or .json";
 
 impl Format {
     /// The format of an input file, from its extension (case-insensitive).
@@ -33,7 +34,11 @@ impl Format {
     /// The format of an output file: like [`Format::from_path`], but `.npy` is refused because
     /// an array cannot carry the input's other columns and the neighbour lists.
     pub fn output_from_path(path: &Path) -> Result<Format> {
-        match Format::from_path(path)? {
+        let known = Format::from_path(path).map_err(|_| {
+            let ext = path.extension().map(|e| format!("unknown extension \".{}\"", e.to_string_lossy()));
+            Error::format(path, "file name", format!("{}; {KNOWN_OUTPUT}", ext.as_deref().unwrap_or("no extension to tell the format by")))
+        })?;
+        match known {
             Format::Npy => Err(Error::format(
                 path,
                 "file name",
@@ -67,5 +72,8 @@ mod tests {
         assert!(e.contains(".csv") && e.contains(".parquet"), "{e}");
         assert!(Format::from_path(Path::new("noext")).is_err());
         assert!(Format::output_from_path(Path::new("x.npy")).unwrap_err().to_string().contains(".npy"));
+        // An unknown output extension lists what can be written: not .npy.
+        let e = Format::output_from_path(Path::new("b.csv")).unwrap_err().to_string();
+        assert!(e.contains(".csv") && e.contains(".pq") && !e.contains(".npy"), "{e}");
     }
 }

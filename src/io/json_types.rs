@@ -39,13 +39,16 @@ impl FieldTypes {
     /// Checks the fields of one object (`skip`: the embedding field, checked elsewhere) on
     /// line `line`, whose text is `text`. The error is the message, without the line.
     pub(crate) fn check(&mut self, line: usize, text: &str, map: &serde_json::Map<String, Value>, skip: &str) -> Result<(), String> {
-        if let Some((at, token)) = out_of_range_integer(text) {
-            let field = super::json_keys::top_level_keys_at(text)
-                .into_iter()
-                .rev()
-                .find(|(_, p)| *p <= at)
-                .map(|(k, _)| format!("field {k:?} holds "))
-                .unwrap_or_default();
+        let mut from = 0;
+        while let Some((at, token)) = out_of_range_integer(text, from) {
+            let keys = super::json_keys::top_level_keys_at(text);
+            let key = keys.iter().rev().find(|(_, p)| *p <= at).map(|(k, _)| k.as_str());
+            if key == Some(skip) {
+                // The embedding becomes float32 anyway: a huge integer there is just a number.
+                from = at + token.len();
+                continue;
+            }
+            let field = key.map(|k| format!("field {k:?} holds ")).unwrap_or_default();
             return Err(format!("{field}the integer {token}, beyond the int64 range; it would be rounded as a float (write it as a string)"));
         }
         for (key, v) in map {
@@ -65,9 +68,12 @@ impl FieldTypes {
         match facts.kind {
             None => facts.kind = Some((kind, line)),
             Some((k, first)) if k != kind => {
-                return Err(format!(
-                    "field {path:?} is {kind} here but {k} on line {first}; a column holds one type (write them all as strings to keep them as text)"
-                ))
+                let what = match path.strip_suffix("[]") {
+                    Some(list) => format!("an item of the list in field {list:?}"),
+                    None => format!("field {path:?}"),
+                };
+                let before = if first == line { "earlier on this line".to_owned() } else { format!("on line {first}") };
+                return Err(format!("{what} is {kind} here but {k} {before}; a column holds one type (write them all as strings to keep them as text)"));
             }
             Some(_) => {}
         }
@@ -104,12 +110,12 @@ impl FieldTypes {
     }
 }
 
-/// The first integer literal (no fraction, no exponent) in `text` outside strings that neither
-/// int64 nor uint64 holds, with its byte offset: serde_json reads such a literal as a float,
-/// silently rounded.
-fn out_of_range_integer(text: &str) -> Option<(usize, &str)> {
+/// The first integer literal (no fraction, no exponent) in `text` from byte `from` on, outside
+/// strings, that neither int64 nor uint64 holds, with its byte offset: serde_json reads such a
+/// literal as a float, silently rounded. (`from` must lie outside strings.)
+fn out_of_range_integer(text: &str, from: usize) -> Option<(usize, &str)> {
     let b = text.as_bytes();
-    let mut i = 0;
+    let mut i = from;
     while i < b.len() {
         match b[i] {
             b'"' => {
@@ -157,14 +163,19 @@ mod tests {
             (vec![r#"{"id": 18446744073709551616}"#], "field \"id\" holds the integer 18446744073709551616"),
             (vec![r#"{"id": -9223372036854775809}"#], "beyond the int64 range"),
             (vec![r#"{"m": {"id": 9223372036854775808}}"#], "\"m.id\" is the integer 9223372036854775808"),
-            (vec![r#"{"tags": [1, "a"]}"#], "\"tags[]\" is a string here but a number on line 1"),
+            (vec![r#"{"tags": [1, "a"]}"#], "an item of the list in field \"tags\" is a string here but a number earlier on this line"),
+            (vec![r#"{"tags": [1]}"#, r#"{"tags": ["a"]}"#], "the list in field \"tags\" is a string here but a number on line 1"),
             (vec![r#"{"a": 1}"#, r#"{"a": "x"}"#], "\"a\" is a string here but a number on line 1"),
             (vec![r#"{"id": 9007199254740993}"#, r#"{"id": 0.5}"#], "mixes integers beyond 2^53 (line 1)"),
         ] {
             let e = check(&lines).unwrap_err();
             assert!(e.contains(word), "{lines:?}: {e}");
         }
-        // Inside strings, and as fractions or exponents, long digit runs are fine.
+        // Inside strings, and as fractions or exponents, long digit runs are fine; so are huge
+        // integers in the embedding (it becomes float32 anyway), but not in a field after it.
         check(&[r#"{"s": "18446744073709551616", "f": 1.8446744073709551616e19, "g": 123456789012345678901.5}"#]).unwrap();
+        check(&[r#"{"embedding": [99999999999999999999, 0]}"#]).unwrap();
+        let e = check(&[r#"{"embedding": [99999999999999999999, 0], "id": 99999999999999999998}"#]).unwrap_err();
+        assert!(e.contains("field \"id\" holds the integer 99999999999999999998"), "{e}");
     }
 }

@@ -63,8 +63,12 @@ impl Scan<'_> {
                 // Name the field the parser was in: the last key that starts before the error
                 // (serde's column counts bytes from 1).
                 let at = e.column().saturating_sub(1);
-                let field = top_level_keys_at(text).into_iter().rev().find(|(_, p)| *p < at).map(|(k, _)| format!(" in field {k:?}")).unwrap_or_default();
                 let chars = text.get(..at).map_or(at, |t| t.chars().count()) + 1;
+                if e.to_string().starts_with("trailing characters") {
+                    // The object is whole; what follows it is not part of any field.
+                    return self.at(format!("invalid JSON at character {chars}: more text after the object ends ({e}); JSON Lines holds one object per line"));
+                }
+                let field = top_level_keys_at(text).into_iter().rev().find(|(_, p)| *p < at).map(|(k, _)| format!(" in field {k:?}")).unwrap_or_default();
                 self.at(format!("invalid JSON at character {chars}{field}: {e}{hint}"))
             })?;
             let Value::Object(map) = &value else {
@@ -99,6 +103,12 @@ impl Scan<'_> {
         let items = match obj.get(column) {
             Some(Value::Array(items)) => items,
             Some(other) => return Err(self.at(format!("{column:?} is {}, expected an array of numbers", kind(other)))),
+            // Earlier lines had it: this line alone lacks the field (its keys are not the columns).
+            None if self.rows > 0 => {
+                let keys: Vec<String> = obj.as_object().into_iter().flat_map(|m| m.keys()).map(|k| format!("{k:?}")).collect();
+                let keys = if keys.is_empty() { "none".to_owned() } else { keys.join(", ") };
+                return Err(self.at(format!("this line has no {column:?} field (earlier lines have one); its fields are: {keys}")));
+            }
             None => {
                 return Err(Error::MissingColumn {
                     path: self.path.into(),

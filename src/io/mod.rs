@@ -1,7 +1,8 @@
 //! Reading embedding datasets from files and writing them back with their neighbours.
 //!
 //! Inputs: Parquet (`.parquet`, `.pq`), JSON Lines (`.jsonl`, `.ndjson`, `.json`: one object per
-//! line) and NumPy arrays (`.npy`: 2-D, C order, little-endian `f4`, `f8` or `f2`). Reading gives
+//! line) and NumPy arrays (`.npy`: 2-D floats or integers, either byte order, C or Fortran
+//! order). Reading gives
 //! a [`Dataset`]: the validated `n × d` matrix for the search, and every input row and column
 //! as Arrow record batches. Writing (Parquet or JSON Lines, chosen by the output's extension)
 //! adds `nn_indices` (`list<int64>`) and `nn_scores` (`list<float32>`) to those columns, and
@@ -36,7 +37,8 @@ use crate::error::Result;
 use std::path::Path;
 
 /// Reads `path` (format by extension), taking the embeddings from `column`. For `.npy` input
-/// `column` is ignored: the array is the embedding, and the table has one column, `embedding`.
+/// the array is the embedding, and the table has one column, named `column`, of the file's
+/// own element type.
 ///
 /// Every problem is an error naming the file and where in it: a missing column (with the
 /// columns that exist), a column that is not a list of numbers (with its type), a null
@@ -45,7 +47,7 @@ pub fn read_embeddings(path: &Path, column: &str) -> Result<Dataset> {
     match Format::from_path(path)? {
         Format::Parquet => read_parquet::read(path, column),
         Format::Jsonl => jsonl::read(path, column),
-        Format::Npy => npy::read_dataset(path),
+        Format::Npy => npy::read_dataset(path, column),
     }
 }
 

@@ -1,14 +1,18 @@
-//! NumPy `.npy` files (format versions 1, 2 and 3): a 2-D, C-ordered, little-endian float array
-//! (`<f4`, `<f8` or `<f2`) becomes an `n × d` f32 matrix. Anything else is refused with the
-//! header field that is wrong, since a silently reinterpreted buffer would give wrong neighbours.
+//! NumPy `.npy` files (format versions 1, 2 and 3): a 2-D array of floats (float16, float32,
+//! float64) or integers (1 to 8 bytes, signed or not), in either byte order and either memory
+//! order (C or Fortran), becomes an `n × d` f32 matrix. As a table it is one column of lists of
+//! the file's own element type, so that writing it out loses nothing. Anything else (other
+//! dtypes, structured or object arrays, not 2-D) is refused with the header field that is
+//! wrong, since a silently reinterpreted buffer would give wrong neighbours.
 
 use super::dataset::{insert_view, Dataset};
 use super::format::Format;
 use crate::data::check_finite;
 use crate::error::{Error, Result};
-use arrow_array::{RecordBatch, RecordBatchOptions};
-use arrow_buffer::ScalarBuffer;
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{make_array, ArrayRef, GenericListArray, RecordBatch, RecordBatchOptions};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_data::ArrayData;
+use arrow_schema::{DataType, Field, FieldRef, Schema};
 use half::f16;
 use std::path::Path;
 use std::sync::Arc;
@@ -164,40 +168,105 @@ impl Parser<'_> {
     }
 }
 
-/// Element types read, with their size in bytes.
-#[derive(Clone, Copy)]
-enum Dtype {
-    F2,
-    F4,
-    F8,
+/// Element types read: IEEE floats of 2, 4 or 8 bytes and integers of 1, 2, 4 or 8 bytes, in
+/// either byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dtype {
+    /// `b'f'`, `b'i'` or `b'u'`.
+    kind: u8,
+    /// Bytes per element.
+    size: usize,
+    /// Stored big-endian.
+    big: bool,
 }
 
 impl Dtype {
     fn parse(descr: &str) -> std::result::Result<Dtype, String> {
-        match descr {
-            "<f4" => Ok(Dtype::F4),
-            "<f8" => Ok(Dtype::F8),
-            "<f2" => Ok(Dtype::F2),
-            other => Err(format!("dtype {other:?} is not supported; expected little-endian floats: '<f4' (float32), '<f8' (float64) or '<f2' (float16)")),
+        let bad = || {
+            format!(
+                "dtype {descr:?} is not supported; expected floats ('<f4' float32, '<f8' float64, '<f2' float16) or integers ('<i1' to '<i8', '<u1' to '<u8'), in either byte order"
+            )
+        };
+        let b = descr.as_bytes();
+        let (Some(&order), Some(&kind), Some(size)) = (b.first(), b.get(1), descr.get(2..)) else { return Err(bad()) };
+        let size: usize = size.parse().map_err(|_| bad())?;
+        let fits = match kind {
+            b'f' => matches!(size, 2 | 4 | 8),
+            b'i' | b'u' => matches!(size, 1 | 2 | 4 | 8),
+            _ => false,
+        };
+        let big = match order {
+            b'<' => false,
+            b'>' => true,
+            // No byte order: single bytes.
+            b'|' if size == 1 => false,
+            _ => return Err(bad()),
+        };
+        if !fits {
+            return Err(bad());
+        }
+        Ok(Dtype { kind, size, big })
+    }
+
+    fn size(self) -> usize {
+        self.size
+    }
+
+    /// The Arrow type of one element.
+    fn arrow(self) -> DataType {
+        match (self.kind, self.size) {
+            (b'f', 2) => DataType::Float16,
+            (b'f', 4) => DataType::Float32,
+            (b'f', 8) => DataType::Float64,
+            (b'i', 1) => DataType::Int8,
+            (b'i', 2) => DataType::Int16,
+            (b'i', 4) => DataType::Int32,
+            (b'i', 8) => DataType::Int64,
+            (b'u', 1) => DataType::UInt8,
+            (b'u', 2) => DataType::UInt16,
+            (b'u', 4) => DataType::UInt32,
+            _ => DataType::UInt64,
         }
     }
-    fn size(self) -> usize {
-        match self {
-            Dtype::F2 => 2,
-            Dtype::F4 => 4,
-            Dtype::F8 => 8,
+
+    /// True for the element type the matrix itself holds (little-endian float32): the table
+    /// column can then view the matrix instead of holding a copy.
+    fn is_matrix_type(self) -> bool {
+        self == Dtype { kind: b'f', size: 4, big: false } && cfg!(target_endian = "little")
+    }
+
+    /// One element, given its bytes in this machine's order, as f32 (and as f64 for float64).
+    #[inline]
+    fn value(self, e: &[u8]) -> (f32, Option<f64>) {
+        macro_rules! int {
+            ($t:ty) => {
+                <$t>::from_ne_bytes(e.try_into().expect("one element")) as f32
+            };
+        }
+        match (self.kind, self.size) {
+            (b'f', 2) => (f16::from_ne_bytes([e[0], e[1]]).to_f32(), None),
+            (b'f', 4) => (f32::from_ne_bytes([e[0], e[1], e[2], e[3]]), None),
+            (b'f', 8) => {
+                let v = f64::from_ne_bytes(e.try_into().expect("one element"));
+                (v as f32, Some(v))
+            }
+            (b'i', 1) => (int!(i8), None),
+            (b'i', 2) => (int!(i16), None),
+            (b'i', 4) => (int!(i32), None),
+            (b'i', 8) => (int!(i64), None),
+            (b'u', 1) => (int!(u8), None),
+            (b'u', 2) => (int!(u16), None),
+            (b'u', 4) => (int!(u32), None),
+            _ => (int!(u64), None),
         }
     }
 }
 
-/// The checked shape and element type of an array: 2-D, C order, n ≥ 1, d ≥ 1, and the
-/// number of data bytes that must follow the header.
+/// The checked shape and element type of an array: 2-D, n ≥ 1, d ≥ 1, and the number of data
+/// bytes that must follow the header.
 fn layout(h: &Header, path: &Path) -> Result<(Dtype, usize, usize, usize)> {
     let bad = |msg: String| Error::format(path, "npy header", msg);
     let dtype = Dtype::parse(&h.descr).map_err(bad)?;
-    if h.fortran_order {
-        return Err(bad("the array is in Fortran (column-major) order; save it C-ordered (np.ascontiguousarray)".into()));
-    }
     let &[n, d] = h.shape.as_slice() else {
         return Err(bad(format!("shape {:?} is not 2-D; expected (rows, dimensions)", h.shape)));
     };
@@ -218,32 +287,87 @@ fn size_error(path: &Path, h: &Header, n: usize, d: usize, need: usize, have: &s
     Error::format(path, "npy data", format!("shape ({n}, {d}) of {} needs {need} bytes of data but the file holds {have} (truncated or corrupted)", h.descr))
 }
 
-/// Appends the values in `bytes` (whole elements of `dtype`) to `out`, recording the first
-/// float64 that is finite but beyond float32's range (its flat position and value).
-fn convert(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>, overflow: &mut Option<(usize, f64)>) {
-    match dtype {
-        Dtype::F4 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-        Dtype::F2 => out.extend(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
-        Dtype::F8 => {
-            for c in bytes.chunks_exact(8) {
-                let v = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-                let x = v as f32;
-                if overflow.is_none() && v.is_finite() && !x.is_finite() {
-                    *overflow = Some((out.len(), v));
-                }
-                out.push(x);
+/// Appends the elements in `bytes` (whole elements of `dtype`, as stored) to `out` as f32 and,
+/// where given, to `raw` in this machine's byte order; records the first float64 that is finite
+/// but beyond float32's range (its position in the file and its value).
+fn convert(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>, mut raw: Option<&mut Vec<u8>>, overflow: &mut Option<(usize, f64)>) {
+    if dtype.is_matrix_type() {
+        out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        return;
+    }
+    let swap = dtype.big != cfg!(target_endian = "big");
+    let mut e = [0u8; 8];
+    for c in bytes.chunks_exact(dtype.size) {
+        let el = &mut e[..dtype.size];
+        el.copy_from_slice(c);
+        if swap {
+            el.reverse();
+        }
+        let (x, wide) = dtype.value(el);
+        if let Some(v) = wide {
+            if overflow.is_none() && v.is_finite() && !x.is_finite() {
+                *overflow = Some((out.len(), v));
             }
+        }
+        out.push(x);
+        if let Some(r) = raw.as_deref_mut() {
+            r.extend_from_slice(el);
         }
     }
 }
 
-/// The finiteness check, after a float64 that overflowed float32 is named as such.
-fn finish(values: Vec<f32>, n: usize, d: usize, overflow: Option<(usize, f64)>, path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    if let Some((at, v)) = overflow {
-        return Err(Error::format(path, format!("row {}, component {}", at / d, at % d), format!("{v:e} overflows float32 (largest finite: {:e})", f32::MAX)));
+/// `src`, `n × d` elements of `size` bytes stored column by column (Fortran order), row by row.
+fn transpose<T: Copy>(src: &[T], n: usize, d: usize, size: usize) -> Vec<T> {
+    let mut dst = Vec::with_capacity(src.len());
+    const ROWS: usize = 64;
+    let mut tile = Vec::new();
+    for i0 in (0..n).step_by(ROWS) {
+        let rows = ROWS.min(n - i0);
+        // The tile's rows gathered column by column (reads in file order), then emitted row by row.
+        tile.clear();
+        for j in 0..d {
+            let at = (j * n + i0) * size;
+            tile.extend_from_slice(&src[at..at + rows * size]);
+        }
+        for i in 0..rows {
+            for j in 0..d {
+                let at = (j * rows + i) * size;
+                dst.extend_from_slice(&tile[at..at + size]);
+            }
+        }
     }
-    check_finite(&values, d, &path.display().to_string())?;
-    Ok((values, n, d))
+    dst
+}
+
+/// The first float64 beyond float32's range is named as such (its position is in file order);
+/// then the finiteness check of the row-major matrix.
+fn finish(m: &Matrix, overflow: Option<(usize, f64)>, fortran: bool, path: &Path) -> Result<()> {
+    if let Some((at, v)) = overflow {
+        let (row, component) = if fortran { (at % m.n, at / m.n) } else { (at / m.d, at % m.d) };
+        return Err(Error::format(path, format!("row {row}, component {component}"), format!("{v:e} overflows float32 (largest finite: {:e})", f32::MAX)));
+    }
+    check_finite(&m.values, m.d, &path.display().to_string())
+}
+
+/// A matrix read from a file.
+struct Matrix {
+    /// Row-major `n × d` values as f32.
+    values: Vec<f32>,
+    n: usize,
+    d: usize,
+    /// The file's own elements in this machine's byte order, row-major, where they are not
+    /// float32 and were asked for.
+    raw: Option<(Dtype, Vec<u8>)>,
+}
+
+impl Matrix {
+    /// Puts a Fortran-ordered matrix (and its elements) into row-major order.
+    fn make_row_major(&mut self) {
+        self.values = transpose(&self.values, self.n, self.d, 1);
+        if let Some((dtype, raw)) = &mut self.raw {
+            *raw = transpose(raw, self.n, self.d, dtype.size);
+        }
+    }
 }
 
 /// Decodes a whole `.npy` file held in memory into `(values, n, d)`, validated finite (the
@@ -256,10 +380,14 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usiz
     if need != data.len() {
         return Err(size_error(path, &h, n, d, need, &format!("{}", data.len())));
     }
-    let mut values = Vec::with_capacity(n * d);
+    let mut m = Matrix { values: Vec::with_capacity(n * d), n, d, raw: None };
     let mut overflow = None;
-    convert(dtype, data, &mut values, &mut overflow);
-    finish(values, n, d, overflow, path)
+    convert(dtype, data, &mut m.values, None, &mut overflow);
+    if h.fortran_order {
+        m.make_row_major();
+    }
+    finish(&m, overflow, h.fortran_order, path)?;
+    Ok((m.values, n, d))
 }
 
 /// The longest header read (numpy writes a few hundred bytes; version 2 allows 4 GiB).
@@ -269,8 +397,14 @@ const CHUNK: usize = 1 << 20;
 
 /// Reads a `.npy` file into `(values, n, d)`: row-major, finite, n ≥ 1, d ≥ 1. The header is
 /// read and checked against the file's size before any data is read, and the data is converted
-/// as it streams in, so memory holds the matrix once.
+/// as it streams in, so memory holds the matrix once (twice, briefly, for Fortran order).
 pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    let m = read(path, false)?;
+    Ok((m.values, m.n, m.d))
+}
+
+/// [`read_matrix`], keeping the file's own elements too where `keep` and they are not float32.
+fn read(path: &Path, keep: bool) -> Result<Matrix> {
     use std::io::Read;
     let io = |source| Error::Io { action: "cannot read".into(), path: path.into(), source };
     let mut file = std::fs::File::open(path).map_err(io)?;
@@ -302,12 +436,15 @@ pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
             return Err(size_error(path, &h, n, d, need, &have.to_string()));
         }
     }
+    let oom = |bytes: usize| Error::OutOfMemory { device: "cpu".into(), context: format!("reading {} ({n} × {d})", path.display()), needed_bytes: bytes };
     let mut values = Vec::new();
-    values.try_reserve_exact(n * d).map_err(|_| Error::OutOfMemory {
-        device: "cpu".into(),
-        context: format!("reading {} ({n} × {d})", path.display()),
-        needed_bytes: n.saturating_mul(d).saturating_mul(4),
-    })?;
+    values.try_reserve_exact(n * d).map_err(|_| oom(n.saturating_mul(d).saturating_mul(4)))?;
+    let mut raw = None;
+    if keep && !dtype.is_matrix_type() {
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(need).map_err(|_| oom(need))?;
+        raw = Some(bytes);
+    }
     let mut overflow = None;
     let mut buf = vec![0u8; CHUNK - CHUNK % dtype.size()];
     let mut left = need;
@@ -317,13 +454,18 @@ pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         if got < want {
             return Err(size_error(path, &h, n, d, need, &(need - left + got).to_string()));
         }
-        convert(dtype, &buf[..got], &mut values, &mut overflow);
+        convert(dtype, &buf[..got], &mut values, raw.as_mut(), &mut overflow);
         left -= got;
     }
     if size.is_none() && file.read(&mut [0u8]).map_err(io)? != 0 {
         return Err(size_error(path, &h, n, d, need, "more"));
     }
-    finish(values, n, d, overflow, path)
+    let mut m = Matrix { values, n, d, raw: raw.map(|r| (dtype, r)) };
+    if h.fortran_order {
+        m.make_row_major();
+    }
+    finish(&m, overflow, h.fortran_order, path)?;
+    Ok(m)
 }
 
 /// Reads until `buf` is full or the input ends; the number of bytes read.
@@ -340,23 +482,67 @@ fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usiz
     Ok(at)
 }
 
-/// Reads a `.npy` file as a [`Dataset`] whose table has one column, `embedding`
-/// (`list<float32>`), in record batches of at most 8192 rows that view the matrix (no copy).
-pub(crate) fn read_dataset(path: &Path) -> Result<Dataset> {
-    let (values, n, d) = read_matrix(path)?;
-    let embeddings = ScalarBuffer::from(values);
-    let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let field = Arc::new(Field::new("embedding", DataType::List(item), false));
-    let schema = Arc::new(Schema::new(vec![field.clone()]));
+/// Reads a `.npy` file as a [`Dataset`] whose table has one column, named `column`, of lists
+/// of the file's element type, in record batches of at most 8192 rows. For float32 files the
+/// column views the matrix (no copy); otherwise it holds the file's own values, so that the
+/// output keeps them exactly.
+pub(crate) fn read_dataset(path: &Path, column: &str) -> Result<Dataset> {
+    let m = read(path, true)?;
+    let (n, d) = (m.n, m.d);
+    let embeddings = ScalarBuffer::from(m.values);
     // Arrow lists address their values with i32 offsets.
     let per_batch = (i32::MAX as usize / d).clamp(1, 8192);
-    let empty: Vec<RecordBatch> = (0..n)
-        .step_by(per_batch)
-        .map(|r0| RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &RecordBatchOptions::new().with_row_count(Some(per_batch.min(n - r0)))))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::invalid("npy table", e.to_string()))?;
-    let batches = insert_view(empty, &schema, 0, &field, &embeddings, d)?;
-    Ok(Dataset { path: path.into(), format: Format::Npy, column: "embedding".into(), schema, batches, embeddings, n, d })
+    let starts = (0..n).step_by(per_batch).map(|r0| (r0, per_batch.min(n - r0)));
+    let table = |e: arrow_schema::ArrowError| Error::invalid("npy table", e.to_string());
+    let (schema, batches) = match m.raw {
+        None => {
+            let item = Arc::new(Field::new("item", DataType::Float32, false));
+            let field: FieldRef = Arc::new(Field::new(column, DataType::List(item), false));
+            let schema = Arc::new(Schema::new(vec![field.clone()]));
+            let empty: Vec<RecordBatch> = starts
+                .map(|(_, rows)| RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &RecordBatchOptions::new().with_row_count(Some(rows))))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(table)?;
+            let batches = insert_view(empty, &schema, 0, &field, &embeddings, d)?;
+            (schema, batches)
+        }
+        Some((dtype, raw)) => {
+            let item = Arc::new(Field::new("item", dtype.arrow(), false));
+            let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::List(item.clone()), false)]));
+            let data = ArrayData::builder(dtype.arrow()).len(n * d).add_buffer(Buffer::from_vec(raw)).align_buffers(true).build().map_err(table)?;
+            let child: ArrayRef = make_array(data);
+            let batches = starts
+                .map(|(r0, rows)| {
+                    let offsets = OffsetBuffer::<i32>::from_lengths(std::iter::repeat_n(d, rows));
+                    let list = GenericListArray::<i32>::try_new(item.clone(), offsets, child.slice(r0 * d, rows * d), None).map_err(table)?;
+                    RecordBatch::try_new(schema.clone(), vec![Arc::new(list)]).map_err(table)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (schema, batches)
+        }
+    };
+    Ok(Dataset { path: path.into(), format: Format::Npy, column: column.into(), schema, batches, embeddings, n, d })
+}
+
+/// A `.npy` file of format `version` with header dictionary `header` and raw `data` (tests).
+#[cfg(test)]
+pub(crate) fn test_file(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
+    let prefix = if version == 1 { 10 } else { 12 };
+    let mut h = header.to_owned();
+    while !(prefix + h.len() + 1).is_multiple_of(64) {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = MAGIC.to_vec();
+    out.extend([version, 0]);
+    if version == 1 {
+        out.extend((h.len() as u16).to_le_bytes());
+    } else {
+        out.extend((h.len() as u32).to_le_bytes());
+    }
+    out.extend(h.as_bytes());
+    out.extend(data);
+    out
 }
 
 #[cfg(test)]
@@ -364,24 +550,6 @@ mod tests {
     use super::*;
 
     /// A file as numpy writes it: magic, version, length, header padded to a multiple of 64.
-    fn npy(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
-        let prefix = if version == 1 { 10 } else { 12 };
-        let mut h = header.to_owned();
-        while !(prefix + h.len() + 1).is_multiple_of(64) {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut out = MAGIC.to_vec();
-        out.extend([version, 0]);
-        if version == 1 {
-            out.extend((h.len() as u16).to_le_bytes());
-        } else {
-            out.extend((h.len() as u32).to_le_bytes());
-        }
-        out.extend(h.as_bytes());
-        out.extend(data);
-        out
-    }
 
     fn f4(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -407,42 +575,78 @@ mod tests {
     fn decodes_every_version_and_dtype() {
         let v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         for version in [1, 2, 3] {
-            let b = npy(version, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", &f4(&v));
+            let b = test_file(version, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", &f4(&v));
             assert_eq!(decode(&b, Path::new(P)).unwrap(), (v.to_vec(), 2, 3));
         }
         let f8: Vec<u8> = v.iter().flat_map(|&x| f64::from(x).to_le_bytes()).collect();
-        let b = npy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", &f8);
+        let b = test_file(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", &f8);
         assert_eq!(decode(&b, Path::new(P)).unwrap(), (v.to_vec(), 3, 2));
         let f2: Vec<u8> = v.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
-        let b = npy(1, "{'descr': '<f2', 'fortran_order': False, 'shape': (6, 1), }", &f2);
+        let b = test_file(1, "{'descr': '<f2', 'fortran_order': False, 'shape': (6, 1), }", &f2);
         assert_eq!(decode(&b, Path::new(P)).unwrap(), (v.to_vec(), 6, 1));
+        // Big-endian floats and integers of every width, signed or not.
+        let be: Vec<u8> = v.iter().flat_map(|&x| f64::from(x).to_be_bytes()).collect();
+        let b = test_file(1, "{'descr': '>f8', 'fortran_order': False, 'shape': (2, 3), }", &be);
+        assert_eq!(decode(&b, Path::new(P)).unwrap(), (v.to_vec(), 2, 3));
+        let be4: Vec<u8> = v.iter().flat_map(|&x| x.to_be_bytes()).collect();
+        let b = test_file(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", &be4);
+        assert_eq!(decode(&b, Path::new(P)).unwrap(), (v.to_vec(), 2, 3));
+        let ints = [-3i64, 0, 7, 100, -128, 127];
+        let as_f32: Vec<f32> = ints.iter().map(|&i| i as f32).collect();
+        for (descr, bytes) in [
+            ("|i1", ints.iter().flat_map(|&i| (i as i8).to_le_bytes()).collect::<Vec<u8>>()),
+            ("<i2", ints.iter().flat_map(|&i| (i as i16).to_le_bytes()).collect()),
+            (">i4", ints.iter().flat_map(|&i| (i as i32).to_be_bytes()).collect()),
+            ("<i8", ints.iter().flat_map(|&i| i.to_le_bytes()).collect()),
+        ] {
+            let b = test_file(1, &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (3, 2), }}"), &bytes);
+            assert_eq!(decode(&b, Path::new(P)).unwrap(), (as_f32.clone(), 3, 2), "{descr}");
+        }
+        let big = [0u64, 1, u64::MAX];
+        let b = test_file(1, "{'descr': '<u8', 'fortran_order': False, 'shape': (3, 1), }", &big.iter().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>());
+        assert_eq!(decode(&b, Path::new(P)).unwrap().0, [0.0, 1.0, u64::MAX as f32]);
+        // Fortran order: the file holds the columns one after another; rows come out whole.
+        let cols = [1.0f32, 3.0, 5.0, 2.0, 4.0, 6.0];
+        let b = test_file(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }", &f4(&cols));
+        assert_eq!(decode(&b, Path::new(P)).unwrap(), (v.to_vec(), 3, 2));
+        let tall: Vec<f32> = (0..130 * 3).map(|i| i as f32).collect();
+        let b = test_file(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (130, 3), }", &f4(&tall));
+        let (rows, n, d) = decode(&b, Path::new(P)).unwrap();
+        assert_eq!((n, d), (130, 3));
+        for i in 0..130 {
+            assert_eq!(rows[i * 3..i * 3 + 3], [i as f32, (130 + i) as f32, (260 + i) as f32], "row {i}");
+        }
     }
 
     #[test]
     fn refuses_what_it_cannot_read() {
         let err = |b: &[u8]| decode(b, Path::new(P)).unwrap_err().to_string();
         let data = f4(&[1.0, 2.0, 3.0, 4.0]);
-        let e = err(&npy(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }", &data));
-        assert!(e.contains("'>f4'") || e.contains("\">f4\""), "{e}");
-        assert!(err(&npy(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }", &data)).contains("not supported"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", &data)).contains("Fortran"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", &data)).contains("2-D"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 1), }", &data)).contains("2-D"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", &[])).contains("empty"));
-        assert!(err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0), }", &[])).contains("empty"));
-        let e = err(&npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", &data));
+        for descr in ["<c8", "|b1", "<U1", "|O", "<i3", "<f16", "|i2", "f4", "<", ""] {
+            let e = err(&test_file(1, &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 2), }}"), &data));
+            assert!(e.contains("not supported") && e.contains(&format!("{descr:?}")), "{descr}: {e}");
+        }
+        // A float64 beyond float32's range is named where it lies, in C and in Fortran order.
+        let wide: Vec<u8> = [1.0f64, 2.0, 1e300, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert!(err(&test_file(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", &wide)).contains("row 1, component 0"));
+        assert!(err(&test_file(1, "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", &wide)).contains("row 0, component 1"));
+        assert!(err(&test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", &data)).contains("2-D"));
+        assert!(err(&test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 1), }", &data)).contains("2-D"));
+        assert!(err(&test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", &[])).contains("empty"));
+        assert!(err(&test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0), }", &[])).contains("empty"));
+        let e = err(&test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", &data));
         assert!(e.contains("truncated") && e.contains("24 bytes"), "{e}");
         let huge = "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4), }";
-        assert!(err(&npy(1, huge, &data)).contains("truncated"));
+        assert!(err(&test_file(1, huge, &data)).contains("truncated"));
         assert!(err(b"garbage, not numpy at all").contains("magic"));
         assert!(err(b"\x93NUMPY").contains("magic"));
-        let mut cut = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data);
+        let mut cut = test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data);
         cut.truncate(30);
         assert!(err(&cut).contains("header"));
-        let mut v9 = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data);
+        let mut v9 = test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data);
         v9[6] = 9;
         assert!(err(&v9).contains("version 9"));
-        let nan = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &f4(&[1.0, 2.0, 3.0, f32::NAN]));
+        let nan = test_file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &f4(&[1.0, 2.0, 3.0, f32::NAN]));
         assert!(err(&nan).contains("row 1, component 1 is NaN"));
     }
 }

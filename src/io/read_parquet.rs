@@ -21,7 +21,15 @@ const BATCH_BYTES: usize = 64 << 20;
 /// Reads a Parquet file, taking the embeddings from `column`.
 pub(crate) fn read(path: &Path, column: &str) -> Result<Dataset> {
     let file = File::open(path).map_err(|source| Error::Io { action: "cannot read".into(), path: path.into(), source })?;
-    let corrupt = |e: &dyn std::fmt::Display| Error::format(path, "parquet", format!("{e} (is the file a complete Parquet file?)"));
+    let corrupt = |e: &dyn std::fmt::Display| {
+        let text = e.to_string();
+        let hint = if text.contains("compile time") || text.to_ascii_lowercase().contains("codec") {
+            "a compression codec this program does not read; it reads uncompressed, snappy, gzip, zstd, LZ4 and brotli pages"
+        } else {
+            "is the file a complete Parquet file?"
+        };
+        Error::format(path, "parquet", format!("{text} ({hint})"))
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(&e))?;
     let schema = builder.schema().clone();
     let index = find_column(&schema, column, path)?;

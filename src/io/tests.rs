@@ -57,6 +57,11 @@ fn jsonl_errors_name_the_line() {
     assert!(e.contains("line 2") && e.contains("component 1 is a string"), "{e}");
     let e = err("{\"embedding\": [1, 2]}\n{\"vec\": [1, 2], \"id\": 3}\n");
     assert!(e.contains("line 2") && e.contains("\"vec\"") && e.contains("\"id\""), "{e}");
+    // One line without the field is that line's fault, not a missing column.
+    assert!(e.contains("this line has no \"embedding\" field (earlier lines have one)") && !e.contains("--column"), "{e}");
+    // Text after a whole object is not blamed on its last field.
+    let e = err("{\"embedding\": [1, 2]},\n");
+    assert!(e.contains("line 1") && e.contains("more text after the object ends") && !e.contains("in field"), "{e}");
     let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": null}\n");
     assert!(e.contains("line 2") && e.contains("null"), "{e}");
     let e = err("{\"embedding\": [1, 2]}\n{\"embedding\": [1, 2e39]}\n");
@@ -76,19 +81,13 @@ fn jsonl_errors_name_the_line() {
 fn npy_to_parquet_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("m.npy");
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }".to_owned();
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
     let values = [0.0f32, 0.0, 1.0, 0.0, 0.0, 3.0, 4.0, 4.0];
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    fs::write(&input, bytes).unwrap();
+    npy_file(&input, "<f4", false, (4, 2), &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
 
-    let data = read_embeddings(&input, "ignored").unwrap();
+    // The column is named as asked (the CLI's default is "embedding").
+    let named = read_embeddings(&input, "vec").unwrap();
+    assert_eq!(named.schema.field(0).name(), "vec");
+    let data = read_embeddings(&input, "embedding").unwrap();
     assert_eq!((data.n, data.d, &data.embeddings[..]), (4, 2, &values[..]));
     let out = dir.path().join("m.nn.parquet");
     write_with_neighbours(&data, &nn(4, 2, |i| i as f32), &out).unwrap();
@@ -147,4 +146,115 @@ fn output_is_atomic_and_checked_early() {
     assert_eq!(fs::read_to_string(&input).unwrap(), "{\"embedding\": [1, 2]}\n{\"embedding\": [3, 4]}\n");
     let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["in.jsonl"]);
+}
+
+/// A `.npy` file of `shape` with the raw `data` under header dtype `descr`.
+fn npy_file(path: &std::path::Path, descr: &str, fortran: bool, shape: (usize, usize), data: &[u8]) {
+    let order = if fortran { "True" } else { "False" };
+    let header = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': ({}, {}), }}", shape.0, shape.1);
+    fs::write(path, npy::test_file(1, &header, data)).unwrap();
+}
+
+#[test]
+fn npy_output_keeps_the_files_own_values() {
+    use arrow_array::types::{Float64Type, Int16Type};
+    let dir = tempfile::tempdir().unwrap();
+    // float64 values that float32 would round, stored big-endian and column by column.
+    let rows = [[0.1f64, 1e-30], [2.0 / 3.0, 7.0], [1.0 + 1e-12, -5.5]];
+    let mut cols = Vec::new();
+    for j in 0..2 {
+        for r in &rows {
+            cols.extend(r[j].to_be_bytes());
+        }
+    }
+    let input = dir.path().join("f8.npy");
+    npy_file(&input, ">f8", true, (3, 2), &cols);
+    let data = read_embeddings(&input, "embedding").unwrap();
+    assert_eq!(&data.embeddings[..], &rows.iter().flatten().map(|&v| v as f32).collect::<Vec<_>>()[..]);
+    for out in ["f8.out.parquet", "f8.out.jsonl"] {
+        let out = dir.path().join(out);
+        write_with_neighbours(&data, &nn(3, 1, |_| 0.0), &out).unwrap();
+        let back = read_embeddings(&out, "embedding").unwrap();
+        let col = back.batches[0].column(0).as_list::<i32>();
+        assert_eq!(col.value_type(), DataType::Float64, "{}", out.display());
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(col.value(i).as_primitive::<Float64Type>().values(), r, "{} row {i}", out.display());
+        }
+    }
+    // Integers stay integers.
+    let input = dir.path().join("i2.npy");
+    npy_file(&input, "<i2", false, (2, 2), &[-3i16, 4, 1000, -1000].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+    let data = read_embeddings(&input, "embedding").unwrap();
+    let out = dir.path().join("i2.out.parquet");
+    write_with_neighbours(&data, &nn(2, 1, |_| 0.0), &out).unwrap();
+    let back = read_embeddings(&out, "embedding").unwrap();
+    let col = back.batches[0].column(0).as_list::<i32>();
+    assert_eq!(col.value(1).as_primitive::<Int16Type>().values(), &[1000, -1000]);
+}
+
+#[test]
+fn parquet_of_every_codec_is_read() {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, "{\"t\": \"a\", \"embedding\": [1, 2]}\n{\"t\": \"b\", \"embedding\": [3, 4.5]}\n").unwrap();
+    let data = read_embeddings(&input, "embedding").unwrap();
+    for codec in [
+        Compression::UNCOMPRESSED,
+        Compression::SNAPPY,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::LZ4,
+        Compression::LZ4_RAW,
+        Compression::ZSTD(ZstdLevel::default()),
+        Compression::BROTLI(BrotliLevel::default()),
+    ] {
+        let path = dir.path().join(format!("{codec:?}.parquet").replace(['(', ')', ' ', '{', '}', ':'], "_"));
+        let props = WriterProperties::builder().set_compression(codec).build();
+        let mut w = ArrowWriter::try_new(fs::File::create(&path).unwrap(), data.schema.clone(), Some(props)).unwrap();
+        for b in &data.batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        let back = read_embeddings(&path, "embedding").unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+        assert_eq!(&back.embeddings[..], &[1.0, 2.0, 3.0, 4.5], "{codec:?}");
+    }
+}
+
+#[test]
+fn a_column_json_cannot_hold_is_refused_before_the_search() {
+    use arrow_array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+    use arrow_schema::{Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, "{\"embedding\": [1, 2]}\n{\"embedding\": [3, 4]}\n").unwrap();
+    let mut data = read_embeddings(&input, "embedding").unwrap();
+    // A time zone no database knows: the JSON writer cannot format it (named zones it can).
+    let with_zone = |zone: &str| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(vec![None, Some(1_600_000_000_000_000)]).with_timezone(zone)) };
+    for (zone, ok) in [("Europe/Berlin", true), ("+02:00", true), ("Mars/Olympus_Mons", false)] {
+        let field = Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into())), true);
+        let mut fields: Vec<_> = data.schema.fields().iter().filter(|f| f.name() != "t").cloned().collect();
+        fields.push(Arc::new(field));
+        let schema = Arc::new(Schema::new(fields));
+        let b = &data.batches[0];
+        let columns = vec![b.column(0).clone(), with_zone(zone)];
+        data.batches = vec![RecordBatch::try_new(schema.clone(), columns).unwrap()];
+        data.schema = schema;
+        let out = dir.path().join("out.jsonl");
+        let checked = Output::create(&out).unwrap().check_columns(&data);
+        assert_eq!(checked.is_ok(), ok, "{zone}: {checked:?}");
+        if !ok {
+            let e = checked.unwrap_err().to_string();
+            assert!(e.contains("column \"t\"") && e.contains("Parquet"), "{e}");
+            assert!(Output::create(&dir.path().join("out.parquet")).unwrap().check_columns(&data).is_ok());
+        } else {
+            write_with_neighbours(&data, &nn(2, 1, |_| 0.0), &out).unwrap();
+            let text = fs::read_to_string(&out).unwrap();
+            assert!(text.lines().nth(1).unwrap().contains("\"t\":\"2020-09-13T"), "{text}");
+        }
+        assert!(!dir.path().join("out.jsonl").exists() || ok);
+        let _ = fs::remove_file(&out);
+    }
 }

@@ -12,10 +12,12 @@ use super::dataset::Dataset;
 use super::format::Format;
 use crate::error::{Error, Result};
 use crate::neighbours::Neighbours;
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::Schema;
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tempfile::NamedTempFile;
 
 /// The temporary file's suffix, so that a file left by a killed process is recognisable.
@@ -162,13 +164,13 @@ impl Output {
             return Ok(());
         }
         let mut seen = HashSet::new();
-        match dataset.schema.fields().iter().map(|f| f.name()).find(|n| !seen.insert(n.as_str())) {
-            Some(name) => Err(Error::invalid(
+        if let Some(name) = dataset.schema.fields().iter().map(|f| f.name()).find(|n| !seen.insert(n.as_str())) {
+            return Err(Error::invalid(
                 "output",
                 format!("{} has two columns named {name:?}; a JSON object cannot hold both: write Parquet, or rename one", dataset.path.display()),
-            )),
-            None => Ok(()),
+            ));
         }
+        check_json_encodable(dataset, &self.path)
     }
 
     /// The final path.
@@ -224,11 +226,42 @@ pub(super) fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// Writes one value (the first that is not null) of every column of `dataset` as JSON, so that
+/// a column the JSON writer cannot encode (an unknown time zone, an unsupported type) is refused
+/// before the search instead of after it.
+fn check_json_encodable(dataset: &Dataset, output: &Path) -> Result<()> {
+    for (c, field) in dataset.schema.fields().iter().enumerate() {
+        let first = dataset.batches.iter().map(|b| b.column(c)).find_map(|col| (0..col.len()).find(|&i| col.is_valid(i)).map(|i| col.slice(i, 1)));
+        let Some(value) = first else { continue };
+        let encoded = RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone()])), vec![value]).map_err(other).and_then(|b| {
+            let mut w = json_writer(Vec::new());
+            w.write(&b).and_then(|()| w.finish()).map_err(other)
+        });
+        if let Err(e) = encoded {
+            return Err(Error::invalid(
+                "output",
+                format!(
+                    "column {:?} ({}) cannot be written to {} as JSON: {e}; write Parquet (.parquet) instead, or drop the column",
+                    field.name(),
+                    field.data_type(),
+                    output.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The JSON Lines writer every JSON output uses.
+fn json_writer<W: Write>(sink: W) -> arrow_json::Writer<W, arrow_json::writer::LineDelimited> {
+    arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow_json::writer::LineDelimited>(sink)
+}
+
 /// One JSON object per line, null fields written as `null` (not dropped). arrow-json writes
 /// non-finite floats (the ±inf of unfilled neighbour slots) as `null`, keeping every line valid
 /// JSON; a unit test holds it to that.
 fn write_jsonl(file: &mut std::fs::File, batches: &[RecordBatch]) -> std::io::Result<()> {
-    let mut w = arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow_json::writer::LineDelimited>(BufWriter::new(file));
+    let mut w = json_writer(BufWriter::new(file));
     for b in batches {
         w.write(b).map_err(other)?;
     }

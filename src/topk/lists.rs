@@ -51,6 +51,32 @@ impl TopKLists {
         keys.iter().zip(ids).enumerate().filter(move |&(s, _)| s != skip).map(|(_, (key, id))| (*key, *id))
     }
 
+    /// These lists widened to `k` (at least their own length) slots per row, the new slots
+    /// empty; [`Error::OutOfMemory`](crate::Error::OutOfMemory) where they cannot be allocated.
+    pub(crate) fn widened(self, k: usize) -> crate::Result<TopKLists> {
+        if k <= self.k {
+            return Ok(self);
+        }
+        let n = self.n();
+        let oom = || crate::Error::OutOfMemory {
+            device: "cpu".into(),
+            context: format!("{n} neighbour lists of k = {k}"),
+            needed_bytes: n.saturating_mul(k).saturating_mul(12),
+        };
+        let total = n.checked_mul(k).ok_or_else(oom)?;
+        let (mut keys, mut ids) = (Vec::new(), Vec::new());
+        keys.try_reserve_exact(total).map_err(|_| oom())?;
+        ids.try_reserve_exact(total).map_err(|_| oom())?;
+        for r in 0..n {
+            let (rk, ri) = self.row(r);
+            keys.extend_from_slice(rk);
+            keys.resize(keys.len() + k - self.k, f32::INFINITY);
+            ids.extend_from_slice(ri);
+            ids.resize(ids.len() + k - self.k, -1);
+        }
+        Ok(TopKLists { k, keys, ids })
+    }
+
     /// Appends the rows of `other` (same k) after these.
     pub fn extend(&mut self, other: TopKLists) {
         assert_eq!(self.k, other.k);

@@ -150,7 +150,7 @@ fn jsonl_values_are_kept_exactly_or_refused() {
     let huge = write("huge.jsonl", "{\"id\": 18446744073709551616, \"embedding\": [0, 1]}\n{\"id\": 1, \"embedding\": [1, 1]}\n");
     fails(dir.path(), &huge, &[], &["line 1", "\"id\"", "18446744073709551616", "int64"]);
     let nested = write("nested.jsonl", "{\"tags\": [1, 2], \"embedding\": [0, 1]}\n{\"tags\": [3, \"x\"], \"embedding\": [1, 1]}\n");
-    fails(dir.path(), &nested, &[], &["line 2", "\"tags[]\" is a string here but a number on line 1"]);
+    fails(dir.path(), &nested, &[], &["line 2", "an item of the list in field \"tags\" is a string here but a number on line 1"]);
     let broken = write("broken.jsonl", "{\"embedding\": [0, 1]}\n{\"text\": \"ok\", \"embedding\": [1, 1}\n");
     fails(dir.path(), &broken, &[], &["line 2", "field \"embedding\"", "invalid JSON"]);
 
