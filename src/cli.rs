@@ -102,6 +102,10 @@ fn run(args: &Args) -> Result<()> {
         .k(k)
         .search_batch_size(args.search_batch_size)
         .precision(args.precision);
+    if !args.quiet && args.precision != faiss_nn::Precision::F32 && matches!(args.device.device, faiss_nn::Device::Cpu) {
+        let name = format!("{:?}", args.precision).to_lowercase();
+        eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32");
+    }
     let bar = Bar::new(data.n, args.quiet);
     let t = Instant::now();
     // faiss prints its training warnings straight to the standard error.
@@ -118,7 +122,12 @@ fn run(args: &Args) -> Result<()> {
     let t = Instant::now();
     if let Some(mut out) = output {
         // The temporary file exists from here on; a signal removes it.
-        let _cleanup = signals::TempGuard::register(out.begin()?);
+        // Registered before the file is created: a signal in between must not leave it behind.
+        let mut cleanup = None;
+        out.begin_with(|path| {
+            cleanup = None;
+            cleanup = signals::TempGuard::register(path);
+        })?;
         out.write(&data, &nn)?;
     }
     let write_time = t.elapsed();

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Io,
     /// A bug in this crate (a worker thread panicked); please report it.
     Internal,
+    /// The caller stopped the search ([`crate::Progress::cancelled`]); nothing is wrong.
+    Cancelled,
 }
 
 /// Everything that can go wrong, with the context needed to act on it.
@@ -193,6 +195,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The caller asked the search to stop ([`crate::Progress::cancelled`]) and it did, between
+    /// two units of its work.
+    #[error("{what} was cancelled")]
+    Cancelled {
+        /// The search that stopped.
+        what: String,
+    },
     /// A bug: a worker thread panicked. The message says where; please report it.
     #[error("internal error in {what} (a bug in faiss-nn, please report it): {message}")]
     Internal {
@@ -252,6 +261,7 @@ impl Error {
             Error::Shard { source, .. } => source.kind(),
             Error::Io { .. } => ErrorKind::Io,
             Error::Internal { .. } => ErrorKind::Internal,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::device::Device;
 use crate::engine::{exact, Engine, EngineOptions, Shard};
 use crate::error::{Error, Result};
 use crate::metric::{FlatMetric, Metric};
-use crate::progress::NoProgress;
+use crate::progress::{NoProgress, Progress};
 use crate::topk::TopKLists;
 use std::sync::{Arc, RwLock};
 
@@ -128,6 +128,11 @@ impl FlatIndex {
 
     /// The `k` nearest stored vectors of each query: `(distances, labels)`, each `nq × k`.
     pub fn search(&self, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<i64>)> {
+        self.search_with_progress(queries, k, &NoProgress)
+    }
+
+    /// [`FlatIndex::search`], reporting to `progress` (which may stop it: [`Error::Cancelled`]).
+    pub fn search_with_progress(&self, queries: &[f32], k: usize, progress: &dyn Progress) -> Result<(Vec<f32>, Vec<i64>)> {
         if k == 0 {
             return Err(Error::InvalidK { k, reason: "at least one neighbour must be asked for".into() });
         }
@@ -139,7 +144,7 @@ impl FlatIndex {
         // No list holds more than the stored rows: search for those, and give the slots beyond
         // them empty (so that a k far beyond ntotal costs its output, not k candidates a row).
         let found = k.min(self.data.len() / self.d).max(1);
-        let lists = if self.data.is_empty() { TopKLists::empty(q.n(), found) } else { self.search_loaded(queries, found)? };
+        let lists = if self.data.is_empty() { TopKLists::empty(q.n(), found) } else { self.search_loaded(queries, found, progress)? };
         let nn = lists.widened(k)?.into_neighbours(self.metric);
         Ok((nn.scores, nn.indices))
     }
@@ -149,11 +154,11 @@ impl FlatIndex {
     }
 
     /// Searches the loaded rows, loading them first if an add made them stale.
-    fn search_loaded(&self, queries: &[f32], k: usize) -> Result<TopKLists> {
+    fn search_loaded(&self, queries: &[f32], k: usize, progress: &dyn Progress) -> Result<TopKLists> {
         {
             let st = self.read();
             if let Some(shard) = &st.shard {
-                return shard.search(queries, None, k, &NoProgress);
+                return shard.search(queries, None, k, progress);
             }
         }
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -166,6 +171,6 @@ impl FlatIndex {
             st.shard = Some(shard);
             st.loads += 1;
         }
-        st.shard.as_ref().expect("loaded above").search(queries, None, k, &NoProgress)
+        st.shard.as_ref().expect("loaded above").search(queries, None, k, progress)
     }
 }

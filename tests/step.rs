@@ -250,3 +250,41 @@ mod faiss_backed {
         assert!(matches!(e, Error::Unavailable { .. }), "{e}");
     }
 }
+
+/// Progress that asks to stop once `after` units are done (a caller's Ctrl-C).
+struct StopAfter {
+    after: u64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl faiss_nn::Progress for StopAfter {
+    fn start(&self, _: u64) {}
+    fn advance(&self, units: u64) {
+        self.done.fetch_add(units, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn cancelled(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::Relaxed) >= self.after
+    }
+}
+
+#[test]
+fn a_cancelled_search_stops_with_cancelled() {
+    let x = normal(3000, 16, 4);
+    let stop = || StopAfter { after: 1, done: Default::default() };
+    let kinds = |r: faiss_nn::Result<faiss_nn::Neighbours>| r.map(|_| ()).map_err(|e| (e.kind(), e.to_string()));
+    // The symmetric CPU join (small tiles: many units), the term-by-term search and a faiss index.
+    let step = FaissNearestNeighbour::new().k(5).memory_budget(1 << 20);
+    let (kind, message) = kinds(step.run_with_progress(&x, 16, &stop())).unwrap_err();
+    assert_eq!(kind, faiss_nn::ErrorKind::Cancelled, "{message}");
+    assert!(message.contains("cancelled"), "{message}");
+    for step in [FaissNearestNeighbour::new().k(5).metric_type(2), FaissNearestNeighbour::new().k(5).string_factory(Some("HNSW16"))] {
+        assert_eq!(kinds(step.run_with_progress(&x, 16, &stop())).unwrap_err().0, faiss_nn::ErrorKind::Cancelled);
+    }
+    // FlatIndex: queries against the stored rows.
+    let mut index = faiss_nn::FlatIndex::new(16, faiss_nn::Metric::L2).unwrap();
+    index.add(&x).unwrap();
+    let e = index.search_with_progress(&x, 3, &stop()).unwrap_err();
+    assert_eq!(e.kind(), faiss_nn::ErrorKind::Cancelled, "{e}");
+    // Not asked to stop: the same calls finish.
+    assert!(index.search_with_progress(&x[..160], 3, &StopAfter { after: u64::MAX, done: Default::default() }).is_ok());
+}

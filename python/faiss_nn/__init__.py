@@ -409,7 +409,7 @@ def knn_table(
         ("nn_scores", scores, pa.float32()),
     ):
         arr = _list_array(pa, values, typ)
-        field = pa.field(name, arr.type)
+        field = pa.field(name, arr.type, nullable=False)
         if name in out.column_names:
             out = out.set_column(out.column_names.index(name), field, arr)
         else:
@@ -427,6 +427,8 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
     if column not in table.column_names:
         names = ", ".join(repr(c) for c in table.column_names) or "none"
         raise InvalidInputError(f"table: no column {column!r}; the columns are: {names}")
+    if table.column_names.count(column) > 1:
+        raise InvalidInputError(f"table: {table.column_names.count(column)} columns are named {column!r}; rename all but one")
     col = table.column(column)
     typ = col.type
     fixed = pa.types.is_fixed_size_list(typ)
@@ -483,14 +485,16 @@ def _first_true(mask: Any) -> int:
 
 
 def _list_array(pa: Any, values: np.ndarray, typ: Any) -> Any:
-    """An ``n × k`` array as a list array (``list`` below 2**31 values, else ``large_list``)."""
+    """An ``n × k`` array as a list array (``list`` below 2**31 values, else ``large_list``) of
+    non-null items, the type the command-line tool writes (so that the tables concatenate)."""
     n, k = values.shape
     flat = pa.array(values.reshape(-1), type=typ)
+    item = pa.field("item", typ, nullable=False)
     if n * k < 2**31:
         offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, flat)
+        return pa.ListArray.from_arrays(offsets, flat, type=pa.list_(item))
     offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int64))
-    return pa.LargeListArray.from_arrays(offsets, flat)
+    return pa.LargeListArray.from_arrays(offsets, flat, type=pa.large_list(item))
 
 
 def _pyarrow() -> Any:

@@ -158,12 +158,14 @@ class FaissNearestNeighbour(GlobalStep):
     def unload(self) -> None:
         """Shuts down the local Ray runtime a ``shards`` search started (a Ray runtime that was
         already running, as in a ``RayPipeline``, is left as it was)."""
-        super().unload()
-        if self._ray_started:
-            import ray
+        try:
+            super().unload()
+        finally:
+            if self._ray_started:
+                import ray
 
-            ray.shutdown()
-            self._ray_started = False
+                ray.shutdown()
+                self._ray_started = False
 
     @property
     def outputs(self) -> List[str]:
@@ -219,9 +221,9 @@ class FaissNearestNeighbour(GlobalStep):
             raise InvalidInputError(
                 f"shards={self.shards} runs exact flat search only, not string_factory={self.string_factory!r}"
             )
-        import ray
+        from . import ray as fray  # first: says how to install Ray where it is missing
 
-        from . import ray as fray
+        import ray
 
         if not ray.is_initialized():
             self._ray_started = True  # faiss_nn.ray starts a local runtime
@@ -260,7 +262,8 @@ class FaissNearestNeighbour(GlobalStep):
         )
 
     def _save_index(self, x: Any, metric: Any) -> None:
-        """The `faiss_index` artifact, as distilabel's step stores it (flat L2 / IP only)."""
+        """The `faiss_index` artifact, as distilabel's step stores it (a flat index, of any
+        metric; none for other factory strings)."""
         factory = (self.string_factory or "Flat").strip()
         code = _flat_code(metric)
         if code is None and isinstance(metric, int) and metric in _TERMWISE_METRICS:

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple, PyType};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
 // ---------------------------------------------------------------------------------------------
@@ -55,9 +55,7 @@ fn raise(py: Python<'_>, kind: Option<ErrorKind>, message: String) -> PyErr {
         Ok(ty) => PyErr::from_type(ty.clone(), (message,)),
         // The errors module could not be imported (a broken installation): say so, with the
         // message that was meant.
-        Err(e) => PyErr::new::<pyo3::exceptions::PyImportError, _>(format!(
-            "faiss_nn: cannot import {ERRORS_MODULE} ({e}) while raising: {message}"
-        )),
+        Err(e) => PyErr::new::<pyo3::exceptions::PyImportError, _>(format!("faiss_nn: cannot import {ERRORS_MODULE} ({e}) while raising: {message}")),
     }
 }
 
@@ -74,6 +72,59 @@ fn invalid(py: Python<'_>, message: impl Into<String>) -> PyErr {
 fn detached<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> faiss_nn::Result<T> + Send) -> PyResult<T> {
     let r = py.detach(|| catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(faiss_nn::Error::from_panic(what, payload.as_ref()))));
     r.map_err(|e| lib_err(py, e))
+}
+
+/// A search's progress that the Python caller can stop: set when a signal handler raises
+/// (Ctrl-C's KeyboardInterrupt).
+struct Interrupt(AtomicBool);
+
+impl faiss_nn::Progress for Interrupt {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A search of fewer products (query rows × rows × dimensions) than this takes well under a
+/// second: it runs as [`detached`], without the extra thread a Ctrl-C check needs.
+const INTERRUPTIBLE_PRODUCTS: usize = 1 << 30;
+
+/// [`detached`] for a search of `products` products that a Ctrl-C should stop: `f` runs on a
+/// worker thread while this thread waits without the GIL, taking it back every 50 ms to run
+/// Python's signal handlers. When one raises, the search is asked to stop (it stops between
+/// units of its work; a GPU search or a faiss training runs to its end), is waited for, and the
+/// handler's exception (KeyboardInterrupt) is raised instead of a result.
+fn interruptible<T: Send>(py: Python<'_>, what: &str, products: usize, f: impl FnOnce(&dyn faiss_nn::Progress) -> faiss_nn::Result<T> + Send) -> PyResult<T> {
+    if products < INTERRUPTIBLE_PRODUCTS {
+        return detached(py, what, || f(&faiss_nn::NoProgress));
+    }
+    let stop = Interrupt(AtomicBool::new(false));
+    let stop_ref = &stop;
+    let mut raised: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let worker = scope.spawn(move || {
+                let r = catch_unwind(AssertUnwindSafe(|| f(stop_ref))).unwrap_or_else(|payload| Err(faiss_nn::Error::from_panic(what, payload.as_ref())));
+                let _ = done.send(());
+                r
+            });
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(std::time::Duration::from_millis(50)) {
+                if raised.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        stop.0.store(true, Ordering::Relaxed);
+                        raised = Some(e);
+                    }
+                }
+            }
+            worker.join().unwrap_or_else(|payload| Err(faiss_nn::Error::from_panic(what, payload.as_ref())))
+        })
+    });
+    match raised {
+        Some(e) => Err(e),
+        None => result.map_err(|e| lib_err(py, e)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -134,10 +185,7 @@ fn metric_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Metric> {
     } else if v.is_instance_of::<PyInt>() || v.hasattr("__index__")? {
         Metric::from_faiss(int_arg(py, "metric", v)?)
     } else {
-        return Err(invalid(
-            py,
-            format!("invalid metric: {}: expected \"l2\", \"ip\" or a faiss METRIC_* integer, got {}", v.repr()?, type_name(v)),
-        ));
+        return Err(invalid(py, format!("invalid metric: {}: expected \"l2\", \"ip\" or a faiss METRIC_* integer, got {}", v.repr()?, type_name(v))));
     };
     r.map_err(|e| lib_err(py, e))
 }
@@ -196,7 +244,8 @@ fn shard_mode_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<ShardMode> {
 fn matrix<'a>(py: Python<'_>, a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize, usize)> {
     let shape = a.shape();
     let (n, d) = (shape[0], shape[1]);
-    let s = a.as_slice().map_err(|_| invalid(py, format!("{what}: the array must be C-contiguous (faiss_nn.self_knn converts it; the native module does not)")))?;
+    let s =
+        a.as_slice().map_err(|_| invalid(py, format!("{what}: the array must be C-contiguous (faiss_nn.self_knn converts it; the native module does not)")))?;
     Ok((s, n, d))
 }
 
@@ -215,9 +264,7 @@ fn owned_2d<'py, T: numpy::Element>(py: Python<'py>, v: Vec<T>, n: usize, k: usi
 /// finite value too large for float32. NaN and infinities pass through: the search names them.
 #[pyfunction]
 fn _pack_rows<'py>(py: Python<'py>, rows: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let seq = rows
-        .cast::<PySequence>()
-        .map_err(|_| invalid(py, format!("{what}: expected a 2-D array or a sequence of rows, got {}", type_name(rows))))?;
+    let seq = rows.cast::<PySequence>().map_err(|_| invalid(py, format!("{what}: expected a 2-D array or a sequence of rows, got {}", type_name(rows))))?;
     let n = seq.len()?;
     if n == 0 {
         return Err(lib_err(py, faiss_nn::Error::Empty { what: what.into(), detail: "no rows".into() }));
@@ -366,7 +413,7 @@ fn self_knn<'py>(
         return Err(invalid(py, format!("embeddings is empty: its {n} rows have no values (shape ({n}, 0))")));
     }
     LAST_INPUT.store(data.as_ptr() as usize, Ordering::Relaxed);
-    let nn = detached(py, "self_knn", || step.run(data, d))?;
+    let nn = interruptible(py, "self_knn", data.len().saturating_mul(n), |progress| step.run_with_progress(data, d, progress))?;
     if nn.n != n || nn.k != k || nn.indices.len() != n * k || nn.scores.len() != n * k {
         return Err(raise(
             py,
@@ -449,7 +496,9 @@ impl PyFlatIndex {
         let (data, nq, d) = matrix(py, &x, "queries")?;
         self.check_d(py, d, nq, "queries")?;
         let inner = &self.inner;
-        let (dist, labels) = detached(py, "FlatIndex.search", || inner.read().unwrap_or_else(|p| p.into_inner()).search(data, k))?;
+        let work = data.len().saturating_mul(inner.read().unwrap_or_else(|p| p.into_inner()).ntotal());
+        let (dist, labels) =
+            interruptible(py, "FlatIndex.search", work, |progress| inner.read().unwrap_or_else(|p| p.into_inner()).search_with_progress(data, k, progress))?;
         if dist.len() != nq * k || labels.len() != nq * k {
             return Err(raise(
                 py,

@@ -184,10 +184,27 @@ def test_search_batch_size_none_is_one_batch():
         none = run(FaissNearestNeighbour(search_batch_size=None, string_factory=factory), rows)
         default = run(FaissNearestNeighbour(string_factory=factory), rows)
         assert [r["nn_indices"] for r in none] == [r["nn_indices"] for r in default]
-    # As datasets.map reads a batch size, 0 or less is one batch too (distilabel's step runs).
-    for size in (0, -5):
-        rows_out = run(FaissNearestNeighbour(search_batch_size=size, string_factory="HNSW8"), rows)
-        assert [r["nn_indices"] for r in rows_out] == [r["nn_indices"] for r in default]
+
+
+
+def test_search_batch_size_zero_or_less_is_one_batch(monkeypatch):
+    """As datasets.map reads a batch size (distilabel's step runs with it), 0 or less is one
+    batch of every row: the search gets the row count as its batch."""
+    import faiss_nn.distilabel as step_module
+
+    seen = []
+    real = step_module._self_knn
+
+    def spy(x, what, k, metric, device, factory, batch, *rest):
+        seen.append(batch)
+        return real(x, what, k, metric, device, factory, batch, *rest)
+
+    monkeypatch.setattr(step_module, "_self_knn", spy)
+    rows = [{"embedding": e} for e in ROWS]
+    for size, batch in ((0, len(rows)), (-5, len(rows)), (None, len(rows)), (3, 3)):
+        seen.clear()
+        run(FaissNearestNeighbour(search_batch_size=size, string_factory="HNSW8"), rows)
+        assert seen == [batch], (size, seen)
 
 
 @pytest.mark.parametrize("metric_type", [21, 2])

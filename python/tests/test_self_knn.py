@@ -260,3 +260,33 @@ def test_unaligned_arrays_memoryviews_sets_and_masked_arrays():
         faiss_nn.self_knn({(1.0, 2.0), (3.0, 4.0)}, k=1)
     with pytest.raises(faiss_nn.InvalidInputError, match="masked array"):
         faiss_nn.self_knn(np.ma.masked_array(x, mask=x > 0.5), k=1)
+
+
+def test_ctrl_c_stops_a_long_search():
+    """A KeyboardInterrupt reaches the caller within a moment, not after the search: the native
+    search runs on a worker thread, which stops between units of its work."""
+    import subprocess
+    import sys
+
+    script = """
+import os, signal, threading, time
+import numpy as np, faiss_nn
+x = np.random.default_rng(5).standard_normal((60000, 256)).astype(np.float32)
+index = faiss_nn.IndexFlatL2(256)
+index.add(x)
+for name, call in (("self_knn", lambda: faiss_nn.self_knn(x, k=10, threads=1)),
+                   ("FlatIndex.search", lambda: index.search(x, 10))):
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    t = time.time()
+    try:
+        call()
+        print(name, "finished", time.time() - t)
+    except KeyboardInterrupt:
+        print(name, "interrupted", time.time() - t)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    lines = out.stdout.split("\n")[:2]
+    assert len(lines) == 2, out.stdout + out.stderr
+    for line in lines:
+        name, verdict, seconds = line.split()
+        assert verdict == "interrupted" and float(seconds) < 3.0, line

@@ -35,8 +35,10 @@ def test_list_columns_give_self_knn(typ, value_type):
     out = faiss_nn.knn_table(t, k=4)
     i, s = faiss_nn.self_knn(x, k=4)
     assert out.column_names == ["id", "embedding", "nn_indices", "nn_scores"]
-    assert out.schema.field("nn_indices").type == pa.list_(pa.int64())
-    assert out.schema.field("nn_scores").type == pa.list_(pa.float32())
+    # The command-line tool's types: non-null lists of non-null items (the tables concatenate).
+    for name, item in (("nn_indices", pa.int64()), ("nn_scores", pa.float32())):
+        field = out.schema.field(name)
+        assert field.type == pa.list_(pa.field("item", item, nullable=False)) and not field.nullable
     assert out.column("nn_indices").to_pylist() == i.tolist()
     assert out.column("nn_scores").to_pylist() == s.tolist()
     assert out.column("embedding").equals(t.column("embedding"))
@@ -77,3 +79,9 @@ def test_existing_outputs_need_overwrite():
     twice = faiss_nn.knn_table(once, k=3, overwrite=True)
     assert twice.column_names == once.column_names
     assert twice.column("nn_indices").to_pylist() == faiss_nn.self_knn(x, k=3)[0].tolist()
+
+
+def test_two_columns_of_the_embeddings_name_are_refused():
+    t = pa.table([pa.array([[1.0, 2.0], [3.0, 4.0]]), pa.array([[1.0, 2.0], [3.0, 4.0]])], names=["embedding", "embedding"])
+    with pytest.raises(faiss_nn.InvalidInputError, match="2 columns are named 'embedding'"):
+        faiss_nn.knn_table(t, k=1)

@@ -270,6 +270,10 @@ impl Ctx {
         if first == "Flat" && body.len() == 1 {
             return Ok(());
         }
+        let known = first == "Flat" || first == "RaBitQ" || ["IVF", "PQ", "SQ", "LSH"].iter().any(|p| first.starts_with(p));
+        if !known {
+            return Err(unknown(first));
+        }
         self.l2_or_ip(first)?;
         if let Some(rest) = first.strip_prefix("IVF") {
             let nlist_s = rest.split_once("_HNSW").map_or(rest, |(n, _)| n);
@@ -295,10 +299,6 @@ impl Ctx {
                 [_] => Err(format!("{first} needs a code after it, e.g. {first},Flat")),
                 _ => Err(format!("unexpected {:?} after {first},{}", body[2], body[1])),
             };
-        }
-        let known = first == "Flat" || ["PQ", "SQ", "LSH"].iter().any(|p| first.starts_with(p)) || first == "RaBitQ";
-        if !known {
-            return Err(unknown(first));
         }
         if body.len() > 1 {
             return Err(format!("unexpected {:?} after {first}", body[1]));
@@ -340,6 +340,9 @@ impl Ctx {
     fn code(&self, code: &str, ivf: bool) -> std::result::Result<(), String> {
         if (code == "Flat" || code == "RaBitQ") && ivf {
             return Ok(());
+        }
+        if code == "RaBitQ" {
+            return Err("RaBitQ codes are searched flat (RaBitQ) or under an inverted file (IVF<nlist>,RaBitQ), not under HNSW".into());
         }
         if matches!(code, "SQ4" | "SQ6" | "SQ8" | "SQfp16" | "SQbf16") {
             return Ok(());
@@ -472,6 +475,8 @@ mod tests {
         refused("IVF4,RaBitQ", 8, 100, Metric::Canberra, "served by Flat");
         // Names outside the grammar say so, with faiss's spelling where only the case differs.
         refused("flat", 8, 100, Metric::L2, "case-sensitive: Flat");
+        refused("flat", 8, 100, Metric::L1, "case-sensitive: Flat");
+        refused("HNSW32,RaBitQ", 8, 100, Metric::L2, "not under HNSW");
         refused("hnsw32", 8, 100, Metric::L2, "case-sensitive: HNSW");
         refused("IDMap,Flat", 8, 100, Metric::L2, "unknown component \"IDMap\"");
         refused("NSG32,Flat", 8, 100, Metric::L2, "unknown component \"NSG32\"");

@@ -74,6 +74,7 @@ pub fn self_knn(data: Vectors<'_>, spec: &FaissSpec<'_>, progress: &dyn Progress
     let batch = spec.batch.max(1);
     progress.start(n as u64);
     for q0 in (0..n).step_by(batch) {
+        crate::progress::check(progress, "the faiss search")?;
         let q1 = (q0 + batch).min(n);
         let res = index.search(data.rows(q0, q1).as_slice(), k_search).map_err(fail(format!("searching rows {q0}..{q1} in index {:?}", spec.factory)))?;
         for (r, i) in (q0..q1).enumerate() {

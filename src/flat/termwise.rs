@@ -77,6 +77,7 @@ pub fn self_knn(data: Vectors<'_>, metric: Metric, k: usize, exclude_self: bool,
                 scope.spawn(|| {
                     let mut done = Vec::new();
                     loop {
+                        crate::progress::check(progress, "the term-by-term search")?;
                         let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(r0, r1)) = tasks.get(t) else { break };
                         done.push((r0, rows(data, metric, k, exclude_self, r0, r1)?));

@@ -40,8 +40,9 @@ impl FieldTypes {
     /// line `line`, whose text is `text`. The error is the message, without the line.
     pub(crate) fn check(&mut self, line: usize, text: &str, map: &serde_json::Map<String, Value>, skip: &str) -> Result<(), String> {
         let mut from = 0;
+        let mut keys = None;
         while let Some((at, token)) = out_of_range_integer(text, from) {
-            let keys = super::json_keys::top_level_keys_at(text);
+            let keys = keys.get_or_insert_with(|| super::json_keys::top_level_keys_at(text));
             let key = keys.iter().rev().find(|(_, p)| *p <= at).map(|(k, _)| k.as_str());
             if key == Some(skip) {
                 // The embedding becomes float32 anyway: a huge integer there is just a number.

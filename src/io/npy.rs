@@ -74,7 +74,7 @@ pub(crate) fn parse_header(text: &str) -> std::result::Result<Header, String> {
         match key.as_str() {
             "descr" => {
                 if p.peek() == Some(b'[') {
-                    return Err("structured dtypes (a list in 'descr') are not supported; expected '<f4', '<f8' or '<f2'".into());
+                    return Err("structured dtypes (a list in 'descr') are not supported; expected one plain dtype: floats ('<f4', '<f8', '<f2') or integers ('<i1' to '<u8'), in either byte order".into());
                 }
                 descr = Some(p.string()?)
             }
@@ -229,10 +229,10 @@ impl Dtype {
         }
     }
 
-    /// True for the element type the matrix itself holds (little-endian float32): the table
-    /// column can then view the matrix instead of holding a copy.
+    /// True for float32 (either byte order): the matrix holds the file's very values, so the
+    /// table column can view it instead of holding a copy.
     fn is_matrix_type(self) -> bool {
-        self == Dtype { kind: b'f', size: 4, big: false } && cfg!(target_endian = "little")
+        self.kind == b'f' && self.size == 4
     }
 
     /// One element, given its bytes in this machine's order, as f32 (and as f64 for float64).
@@ -287,18 +287,43 @@ fn size_error(path: &Path, h: &Header, n: usize, d: usize, need: usize, have: &s
     Error::format(path, "npy data", format!("shape ({n}, {d}) of {} needs {need} bytes of data but the file holds {have} (truncated or corrupted)", h.descr))
 }
 
-/// Appends the elements in `bytes` (whole elements of `dtype`, as stored) to `out` as f32 and,
-/// where given, to `raw` in this machine's byte order; records the first float64 that is finite
-/// but beyond float32's range (its position in the file and its value).
-fn convert(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>, mut raw: Option<&mut Vec<u8>>, overflow: &mut Option<(usize, f64)>) {
-    if dtype.is_matrix_type() {
-        out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+/// Where a file's elements go in the row-major matrix: in file order (C order), or, for a
+/// Fortran-ordered file (its columns one after another), element `p` to row `p mod n`,
+/// component `p div n`.
+#[derive(Clone, Copy)]
+struct Layout {
+    n: usize,
+    d: usize,
+    fortran: bool,
+}
+
+impl Layout {
+    /// The row-major slot of the file's element `p`.
+    #[inline]
+    fn slot(self, p: usize) -> usize {
+        if self.fortran {
+            (p % self.n) * self.d + p / self.n
+        } else {
+            p
+        }
+    }
+}
+
+/// Converts the elements in `bytes` (whole elements of `dtype`, as stored; the first is the
+/// file's element `first`) into `out` as f32 and, where given, into `raw` in this machine's byte
+/// order, at their row-major slots (`out` and `raw` are appended to in C order, and hold the
+/// whole matrix already in Fortran order). Records the first float64 that is finite but beyond
+/// float32's range (its position in the file and its value).
+fn convert(dtype: Dtype, bytes: &[u8], first: usize, at: Layout, out: &mut Vec<f32>, mut raw: Option<&mut Vec<u8>>, overflow: &mut Option<(usize, f64)>) {
+    let swap = dtype.big != cfg!(target_endian = "big");
+    if dtype.is_matrix_type() && !swap && !at.fortran {
+        out.extend(bytes.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])));
         return;
     }
-    let swap = dtype.big != cfg!(target_endian = "big");
+    let size = dtype.size;
     let mut e = [0u8; 8];
-    for c in bytes.chunks_exact(dtype.size) {
-        let el = &mut e[..dtype.size];
+    for (i, c) in bytes.chunks_exact(size).enumerate() {
+        let el = &mut e[..size];
         el.copy_from_slice(c);
         if swap {
             el.reverse();
@@ -306,37 +331,23 @@ fn convert(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>, mut raw: Option<&mut 
         let (x, wide) = dtype.value(el);
         if let Some(v) = wide {
             if overflow.is_none() && v.is_finite() && !x.is_finite() {
-                *overflow = Some((out.len(), v));
+                *overflow = Some((first + i, v));
             }
         }
-        out.push(x);
+        let slot = at.slot(first + i);
+        if at.fortran {
+            out[slot] = x;
+        } else {
+            out.push(x);
+        }
         if let Some(r) = raw.as_deref_mut() {
-            r.extend_from_slice(el);
-        }
-    }
-}
-
-/// `src`, `n × d` elements of `size` bytes stored column by column (Fortran order), row by row.
-fn transpose<T: Copy>(src: &[T], n: usize, d: usize, size: usize) -> Vec<T> {
-    let mut dst = Vec::with_capacity(src.len());
-    const ROWS: usize = 64;
-    let mut tile = Vec::new();
-    for i0 in (0..n).step_by(ROWS) {
-        let rows = ROWS.min(n - i0);
-        // The tile's rows gathered column by column (reads in file order), then emitted row by row.
-        tile.clear();
-        for j in 0..d {
-            let at = (j * n + i0) * size;
-            tile.extend_from_slice(&src[at..at + rows * size]);
-        }
-        for i in 0..rows {
-            for j in 0..d {
-                let at = (j * rows + i) * size;
-                dst.extend_from_slice(&tile[at..at + size]);
+            if at.fortran {
+                r[slot * size..(slot + 1) * size].copy_from_slice(el);
+            } else {
+                r.extend_from_slice(el);
             }
         }
     }
-    dst
 }
 
 /// The first float64 beyond float32's range is named as such (its position is in file order);
@@ -360,16 +371,6 @@ struct Matrix {
     raw: Option<(Dtype, Vec<u8>)>,
 }
 
-impl Matrix {
-    /// Puts a Fortran-ordered matrix (and its elements) into row-major order.
-    fn make_row_major(&mut self) {
-        self.values = transpose(&self.values, self.n, self.d, 1);
-        if let Some((dtype, raw)) = &mut self.raw {
-            *raw = transpose(raw, self.n, self.d, dtype.size);
-        }
-    }
-}
-
 /// Decodes a whole `.npy` file held in memory into `(values, n, d)`, validated finite (the
 /// reference the streaming reader is tested against).
 #[cfg(test)]
@@ -380,12 +381,11 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usiz
     if need != data.len() {
         return Err(size_error(path, &h, n, d, need, &format!("{}", data.len())));
     }
-    let mut m = Matrix { values: Vec::with_capacity(n * d), n, d, raw: None };
+    let at = Layout { n, d, fortran: h.fortran_order };
+    let mut values = if at.fortran { vec![0.0; n * d] } else { Vec::with_capacity(n * d) };
     let mut overflow = None;
-    convert(dtype, data, &mut m.values, None, &mut overflow);
-    if h.fortran_order {
-        m.make_row_major();
-    }
+    convert(dtype, data, 0, at, &mut values, None, &mut overflow);
+    let m = Matrix { values, n, d, raw: None };
     finish(&m, overflow, h.fortran_order, path)?;
     Ok((m.values, n, d))
 }
@@ -397,7 +397,7 @@ const CHUNK: usize = 1 << 20;
 
 /// Reads a `.npy` file into `(values, n, d)`: row-major, finite, n ≥ 1, d ≥ 1. The header is
 /// read and checked against the file's size before any data is read, and the data is converted
-/// as it streams in, so memory holds the matrix once (twice, briefly, for Fortran order).
+/// as it streams in (each element to its row-major place), so memory holds the matrix once.
 pub fn read_matrix(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let m = read(path, false)?;
     Ok((m.values, m.n, m.d))
@@ -437,6 +437,7 @@ fn read(path: &Path, keep: bool) -> Result<Matrix> {
         }
     }
     let oom = |bytes: usize| Error::OutOfMemory { device: "cpu".into(), context: format!("reading {} ({n} × {d})", path.display()), needed_bytes: bytes };
+    let at = Layout { n, d, fortran: h.fortran_order };
     let mut values = Vec::new();
     values.try_reserve_exact(n * d).map_err(|_| oom(n.saturating_mul(d).saturating_mul(4)))?;
     let mut raw = None;
@@ -444,6 +445,13 @@ fn read(path: &Path, keep: bool) -> Result<Matrix> {
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(need).map_err(|_| oom(need))?;
         raw = Some(bytes);
+    }
+    if at.fortran {
+        // Elements arrive column by column: every slot exists before the first one is filled.
+        values.resize(n * d, 0.0);
+        if let Some(r) = raw.as_mut() {
+            r.resize(need, 0);
+        }
     }
     let mut overflow = None;
     let mut buf = vec![0u8; CHUNK - CHUNK % dtype.size()];
@@ -454,16 +462,13 @@ fn read(path: &Path, keep: bool) -> Result<Matrix> {
         if got < want {
             return Err(size_error(path, &h, n, d, need, &(need - left + got).to_string()));
         }
-        convert(dtype, &buf[..got], &mut values, raw.as_mut(), &mut overflow);
+        convert(dtype, &buf[..got], (need - left) / dtype.size(), at, &mut values, raw.as_mut(), &mut overflow);
         left -= got;
     }
     if size.is_none() && file.read(&mut [0u8]).map_err(io)? != 0 {
         return Err(size_error(path, &h, n, d, need, "more"));
     }
-    let mut m = Matrix { values, n, d, raw: raw.map(|r| (dtype, r)) };
-    if h.fortran_order {
-        m.make_row_major();
-    }
+    let m = Matrix { values, n, d, raw: raw.map(|r| (dtype, r)) };
     finish(&m, overflow, h.fortran_order, path)?;
     Ok(m)
 }
@@ -524,7 +529,8 @@ pub(crate) fn read_dataset(path: &Path, column: &str) -> Result<Dataset> {
     Ok(Dataset { path: path.into(), format: Format::Npy, column: column.into(), schema, batches, embeddings, n, d })
 }
 
-/// A `.npy` file of format `version` with header dictionary `header` and raw `data` (tests).
+/// A `.npy` file of format `version` with header dictionary `header` and raw `data`, as numpy
+/// writes it: magic, version, length, header padded to a multiple of 64 (tests).
 #[cfg(test)]
 pub(crate) fn test_file(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
     let prefix = if version == 1 { 10 } else { 12 };
@@ -548,8 +554,6 @@ pub(crate) fn test_file(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A file as numpy writes it: magic, version, length, header padded to a multiple of 64.
 
     fn f4(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -616,6 +620,45 @@ mod tests {
         for i in 0..130 {
             assert_eq!(rows[i * 3..i * 3 + 3], [i as f32, (130 + i) as f32, (260 + i) as f32], "row {i}");
         }
+    }
+
+    /// The streaming reader (chunks of 1 MiB) gives what the whole-file decoder gives, for
+    /// every dtype, byte order and memory order, also past the first chunk.
+    #[test]
+    fn streaming_reader_equals_the_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        // 300 × 500 float64 values (1.2 MB: two chunks), column by column.
+        let (n, d) = (300usize, 500usize);
+        let value = |i: usize, j: usize| (i as f64) * 1000.0 + j as f64 + 0.25;
+        let mut cols = Vec::new();
+        for j in 0..d {
+            for i in 0..n {
+                cols.extend(value(i, j).to_be_bytes());
+            }
+        }
+        let cases: Vec<(String, Vec<u8>)> = vec![
+            (format!("{{'descr': '>f8', 'fortran_order': True, 'shape': ({n}, {d}), }}"), cols.clone()),
+            (format!("{{'descr': '<f4', 'fortran_order': True, 'shape': ({n}, {d}), }}"), (0..n * d).flat_map(|p| (p as f32).to_le_bytes()).collect()),
+            (format!("{{'descr': '>f4', 'fortran_order': False, 'shape': ({n}, {d}), }}"), (0..n * d).flat_map(|p| (p as f32).to_be_bytes()).collect()),
+            (format!("{{'descr': '<i2', 'fortran_order': True, 'shape': ({n}, {d}), }}"), (0..n * d).flat_map(|p| (p as i16).to_le_bytes()).collect()),
+        ];
+        for (header, data) in cases {
+            let bytes = test_file(1, &header, &data);
+            std::fs::write(&path, &bytes).unwrap();
+            let streamed = read_matrix(&path).unwrap();
+            assert_eq!(streamed, decode(&bytes, Path::new(P)).unwrap(), "{header}");
+            if header.contains(">f8") {
+                assert_eq!(streamed.0[7 * d + 499], value(7, 499) as f32);
+            }
+        }
+        // A float64 beyond float32's range in the second chunk is named by row and component.
+        let mut wide = cols;
+        let p = 140_000; // file position in the second chunk: row 140000 % 300, component 140000 / 300
+        wide[p * 8..p * 8 + 8].copy_from_slice(&1e300f64.to_be_bytes());
+        std::fs::write(&path, test_file(1, &format!("{{'descr': '>f8', 'fortran_order': True, 'shape': ({n}, {d}), }}"), &wide)).unwrap();
+        let e = read_matrix(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("row {}, component {}", p % n, p / n)), "{e}");
     }
 
     #[test]

@@ -103,13 +103,11 @@ impl Output {
     /// Checks the format (from the extension) and that a file can be created next to `path`
     /// (by creating and removing a temporary one).
     pub fn create(path: &Path) -> Result<Output> {
-        let format = Format::output_from_path(path)?;
+        // A directory first: "out/" has no extension either, but that is not what is wrong.
+        let format = Format::output_from_path(path).map_err(|e| if path.is_dir() { directory(path) } else { e })?;
         let target = resolve_links(path)?;
         if target.is_dir() {
-            return Err(Error::invalid(
-                "output",
-                format!("{} is a directory; give a file name such as {}", path.display(), path.join("out.parquet").display()),
-            ));
+            return Err(directory(path));
         }
         let dir = dir_of(&target);
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -136,19 +134,29 @@ impl Output {
     /// returns its path, for a caller that removes it when a signal ends the process.
     /// [`Output::write`] calls it where the caller did not.
     pub fn begin(&mut self) -> Result<&Path> {
+        self.begin_with(|_| {})
+    }
+
+    /// [`Output::begin`], calling `named` with the temporary file's path just before the file
+    /// is created (again with a new path should that name be taken), so that a caller can
+    /// register it for removal with no moment in which the file exists unregistered.
+    pub fn begin_with(&mut self, mut named: impl FnMut(&Path)) -> Result<&Path> {
         if self.temp.is_none() {
             let mut b = tempfile::Builder::new();
             b.prefix(&self.prefix).suffix(TEMP_SUFFIX).rand_bytes(TEMP_RAND);
-            // NamedTempFile defaults to owner-only access; the output should get the
+            // Created here, not by tempfile (owner-only access): the output should get the
             // permissions of any file the user creates (0666 less the umask).
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                b.permissions(std::fs::Permissions::from_mode(0o666));
-            }
+            let create = |path: &Path| {
+                named(path);
+                let mut o = std::fs::OpenOptions::new();
+                o.read(true).write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o666);
+                o.open(path)
+            };
             // tempfile's errors name the temporary file; the user named the output (and an OS
             // error's own text, "Permission denied (os error 13)", says the rest).
-            let temp = b.tempfile_in(dir_of(&self.target)).map_err(|e| {
+            let temp = b.make_in(dir_of(&self.target), create).map_err(|e| {
                 let source = e.raw_os_error().map_or(e, std::io::Error::from_raw_os_error);
                 Error::Io { action: "cannot write".into(), path: self.path.clone(), source }
             })?;
@@ -157,8 +165,9 @@ impl Output {
         Ok(self.temp.as_ref().map(NamedTempFile::path).expect("created above"))
     }
 
-    /// Refuses, before any search, a table this output cannot hold: JSON objects need unique
-    /// keys, so an input with two columns of one name cannot be written as JSON Lines.
+    /// Refuses, before any search, a table this output cannot hold as JSON Lines: JSON objects
+    /// need unique keys (two input columns of one name), and the JSON writer must be able to
+    /// encode every column's type (see [`Output::write`]). Parquet holds any table.
     pub fn check_columns(&self, dataset: &Dataset) -> Result<()> {
         if self.format == Format::Parquet {
             return Ok(());
@@ -207,6 +216,11 @@ impl Output {
     }
 }
 
+/// The error for an output path that is a directory.
+fn directory(path: &Path) -> Error {
+    Error::invalid("output", format!("{} is a directory; give a file name such as {}", path.display(), path.join("out.parquet").display()))
+}
+
 /// The directory a file at `path` lives in (`.` for a bare name).
 fn dir_of(path: &Path) -> &Path {
     match path.parent() {
@@ -226,13 +240,16 @@ pub(super) fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// Writes one value (the first that is not null) of every column of `dataset` as JSON, so that
-/// a column the JSON writer cannot encode (an unknown time zone, an unsupported type) is refused
-/// before the search instead of after it.
+/// Writes one value of every column of `dataset` as JSON (the first that is not null, else a
+/// null: the writer picks its encoder by the column's type), so that a column the JSON writer
+/// cannot encode (an unknown time zone, an unsupported type) is refused before the search
+/// instead of after it.
 fn check_json_encodable(dataset: &Dataset, output: &Path) -> Result<()> {
     for (c, field) in dataset.schema.fields().iter().enumerate() {
-        let first = dataset.batches.iter().map(|b| b.column(c)).find_map(|col| (0..col.len()).find(|&i| col.is_valid(i)).map(|i| col.slice(i, 1)));
-        let Some(value) = first else { continue };
+        let columns = || dataset.batches.iter().map(|b| b.column(c)).filter(|col| !col.is_empty());
+        let first = columns().find_map(|col| (0..col.len()).find(|&i| col.is_valid(i)).map(|i| col.slice(i, 1)));
+        let Some(value) = first.or_else(|| columns().next().map(|col| col.slice(0, 1))) else { continue };
+        let field = Arc::new(field.as_ref().clone().with_nullable(true));
         let encoded = RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone()])), vec![value]).map_err(other).and_then(|b| {
             let mut w = json_writer(Vec::new());
             w.write(&b).and_then(|()| w.finish()).map_err(other)

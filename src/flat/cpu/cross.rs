@@ -58,7 +58,7 @@ pub(crate) fn search<S: RowSink + Send + Sync>(
                         let mut keys = vec![0f32; xt];
                         loop {
                             let p = next.fetch_add(1, Ordering::Relaxed);
-                            if p >= n_panels {
+                            if p >= n_panels || job.progress.cancelled() {
                                 break;
                             }
                             let q0 = p * qt;
@@ -94,7 +94,7 @@ pub(crate) fn search<S: RowSink + Send + Sync>(
             for h in handles {
                 h.join().map_err(|p| Error::from_panic("the CPU search", p.as_ref()))?;
             }
-            Ok(())
+            crate::progress::check(job.progress, "the CPU search")
         })?;
         s0 += s_rows;
     }

@@ -194,7 +194,8 @@ fn run(spec: &JoinSpec<'_>, schedule: &Schedule, work: impl Fn(&mut Scratch, Pai
             .map(|_| {
                 scope.spawn(|| {
                     let mut scratch = Scratch::new(spec.tile);
-                    while let Some(taken) = schedule.take() {
+                    // A cancelled join stops taking pairs; the lists are dropped below.
+                    while let Some(taken) = (!spec.progress.cancelled()).then(|| schedule.take()).flatten() {
                         work(&mut scratch, taken.pair);
                         spec.progress.advance(1);
                     }
@@ -204,7 +205,7 @@ fn run(spec: &JoinSpec<'_>, schedule: &Schedule, work: impl Fn(&mut Scratch, Pai
         for h in handles {
             h.join().map_err(|p| Error::from_panic("the CPU self-join", p.as_ref()))?;
         }
-        Ok(())
+        crate::progress::check(spec.progress, "the CPU self-join")
     })
 }
 
