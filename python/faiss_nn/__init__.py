@@ -431,6 +431,14 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
         raise InvalidInputError(f"table: {table.column_names.count(column)} columns are named {column!r}; rename all but one")
     col = table.column(column)
     typ = col.type
+    if isinstance(typ, pa.ExtensionType):
+        # Ray Data's tensor columns (ray.data.from_numpy, rows holding numpy arrays) extend a
+        # list of each row's values: one-dimensional ones are embeddings.
+        shape = getattr(typ, "shape", None)
+        if shape is not None and len(shape) != 1:
+            raise InvalidInputError(f"column {column!r} holds tensors of shape {tuple(shape)}; expected one vector per row")
+        col = pa.chunked_array([c.storage for c in col.chunks], type=typ.storage_type)
+        typ = col.type
     fixed = pa.types.is_fixed_size_list(typ)
     if not (fixed or pa.types.is_list(typ) or pa.types.is_large_list(typ)):
         raise InvalidInputError(

@@ -39,6 +39,8 @@ Needs ``pip install 'faiss-nn[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
 import os
 import shutil
@@ -55,7 +57,7 @@ except ImportError as e:  # pragma: no cover - exercised only without ray
 
 from . import _faiss_nn as _native
 from . import as_matrix, column_matrix
-from ._errors import FaissNNError, InvalidInputError
+from ._errors import FaissNNError, InvalidInputError, IoError
 
 __all__ = ["self_knn", "shutdown", "RayRunError", "SCHEDULES", "plan_blocks", "pair_owners", "block_owner"]
 
@@ -223,13 +225,13 @@ def _pool(
         num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
     )
     workers = [cls.remote(fail_after if p == 0 else None) for p in range(shards)]
-    if room < shards:
-        # The nodes there are now cannot place them all; an autoscaler may add nodes, so wait
-        # for that a while rather than refuse at once, but never forever.
-        ready, _ = ray.wait([w.ping.remote() for w in workers], num_returns=len(workers), timeout=placement_timeout)
-        if len(ready) < len(workers):
-            _drop_pool(workers)
-            raise InvalidInputError(_placement_message(shards, cpus, gpus, room, placement_timeout))
+    # Wait until every actor runs: the nodes may be too small (an autoscaler may add nodes) or
+    # busy with other work (it may end), so wait a while rather than refuse at once, but never
+    # forever.
+    ready, _ = ray.wait([w.ping.remote() for w in workers], num_returns=len(workers), timeout=placement_timeout)
+    if len(ready) < len(workers):
+        _drop_pool(workers)
+        raise InvalidInputError(_placement_message(shards, cpus, gpus, room, placement_timeout, len(ready)))
     kept = keep and fail_after is None
     if kept:
         _POOLS[key] = workers
@@ -251,14 +253,18 @@ def _room(cpus: float, gpus: float) -> float:
     return sum(fits(r) for r in _nodes())
 
 
-def _placement_message(shards: int, cpus: float, gpus: float, room: float, waited: float) -> str:
+def _placement_message(shards: int, cpus: float, gpus: float, room: float, waited: float, started: int) -> str:
     nodes = _nodes()
     total_cpu = sum(r.get("CPU", 0) for r in nodes)
     total_gpu = sum(r.get("GPU", 0) for r in nodes)
+    if room >= shards:
+        why = f"the cluster has room for {room:g} such actor(s) but only {started} started within {waited:g} s: its CPUs (or GPUs) are busy with other work"
+    else:
+        why = f"room for {room:g} such actor(s); none was added within {waited:g} s"
     return (
         f"{shards} shards of {cpus:g} CPU(s) and {gpus:g} GPU(s) each do not fit this Ray cluster "
-        f"({len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs: room for {room:g} such actor(s); "
-        f"none was added within {waited:g} s); lower shards, threads_per_shard or num_gpus_per_shard"
+        f"({len(nodes)} node(s), {total_cpu:g} CPUs, {total_gpu:g} GPUs: {why}); lower shards, "
+        f"threads_per_shard or num_gpus_per_shard, or raise placement_timeout"
     )
 
 
@@ -353,12 +359,23 @@ def _metric_code(metric: Any) -> int:
 
 def _source_blocks(source: Any, column: str, shards: int, block_rows: Optional[int]):
     """``(block_refs, bounds, source_refs)``: float32 matrices in the object store, their global
-    row ranges, and (for a Ray Dataset) the Arrow blocks the output extends."""
+    row ranges, and (for a Ray Dataset) the Arrow blocks the output extends; rows in the
+    source's order."""
+    with _ordered():
+        return _source_blocks_in_order(source, column, shards, block_rows)
+
+
+def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: Optional[int]):
     if isinstance(source, (str, os.PathLike)) or (
         isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)
     ):
         shutdown()  # Ray Data's tasks need CPUs that kept actors would hold
-        source = ray.data.read_parquet(source if isinstance(source, (str, os.PathLike)) else list(source))
+        paths = _parquet_paths(source)
+        # One read per file, joined in order (a union keeps its parts' order; a list handed to
+        # one read_parquet is listed by Ray in an order of its own, and some Ray/fsspec pairs
+        # cannot list one at all).
+        parts = [ray.data.read_parquet(p) for p in paths]
+        source = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if isinstance(source, ray.data.Dataset):
         shutdown()
         ds = source
@@ -390,6 +407,60 @@ def _source_blocks(source: Any, column: str, shards: int, block_rows: Optional[i
     _check_finite(x, 0, "embeddings")
     bounds = plan_blocks(x.shape[0], shards, block_rows)
     return [ray.put(np.ascontiguousarray(x[s:e])) for s, e in bounds], bounds, None
+
+
+def _number(name: str, value: Any, least: float, integer: bool = False) -> None:
+    """Refuses, as the package's own error, an argument Ray would reject with its own (or
+    after the actors start): not a number (an integer where `integer`), or below `least`."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < least or (not integer and not math.isfinite(value)):
+        what = "an integer" if integer else "a number"
+        raise InvalidInputError(f"invalid {name}: {value!r}: expected {what} of at least {least:g}")
+
+
+def _parquet_paths(source: Any) -> List[str]:
+    """A Parquet source as a list of files in a fixed order (the rows' order is the files'): a
+    local directory's files sorted by path (hidden and ``_`` names skipped, as Ray Data does), a
+    glob pattern's matches sorted, a list as given; a local path that does not exist refused.
+    Remote paths (``s3://…``) go to Ray Data as they are."""
+    paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    out: List[str] = []
+    for p in map(os.fspath, paths):
+        if "://" in p:
+            out.append(p)
+        elif glob.has_magic(p):
+            matched = sorted(glob.glob(p))
+            if not matched:
+                raise IoError(f"cannot read {p!r}: no file matches the pattern")
+            out.extend(matched)
+        elif os.path.isdir(p):
+            found = sorted(
+                os.path.join(root, f)
+                for root, dirs, files in os.walk(p)
+                for f in files
+                if not f.startswith((".", "_")) and not any(part.startswith((".", "_")) for part in os.path.relpath(root, p).split(os.sep) if part != ".")
+            )
+            if not found:
+                raise IoError(f"cannot read {p!r}: the directory holds no files")
+            out.extend(found)
+        elif not os.path.exists(p):
+            raise IoError(f"cannot read {p!r}: no such file or directory")
+        else:
+            out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def _ordered() -> Any:
+    """Ray Data keeps the rows in the source's order meanwhile (its default may reorder blocks
+    for speed, and the neighbours' indices are row positions)."""
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        yield
+    finally:
+        ctx.execution_options.preserve_order = before
 
 
 @ray.remote
@@ -466,9 +537,18 @@ def self_knn(
         raise InvalidInputError(f"k = {k!r} is invalid: at least one neighbour must be asked for")
     if output is not None and collect:
         raise InvalidInputError("pass output= or collect=True, not both")
+    if block_rows is not None:
+        _number("block_rows", block_rows, 1, integer=True)
+    if threads_per_shard is not None:
+        _number("threads_per_shard", threads_per_shard, 1, integer=True)
+    _number("num_gpus_per_shard", num_gpus_per_shard, 0)
+    _number("max_restarts", max_restarts, -1, integer=True)
+    _number("max_task_retries", max_task_retries, -1, integer=True)
+    _number("placement_timeout", placement_timeout, 0)
     out_dir = tmp_dir = None
     if output is not None:
-        out_dir = Path(output)
+        # Resolved here: the actors write it, from working directories of their own.
+        out_dir = Path(output).resolve()
         if out_dir.exists():
             raise InvalidInputError(f"output directory {str(out_dir)!r} already exists")
         if not out_dir.parent.is_dir():

@@ -195,3 +195,65 @@ def test_errors_found_by_an_actor_keep_their_kind(cluster):
     x = np.random.default_rng(3).random((40, 4), dtype=np.float32)
     with pytest.raises(faiss_nn.UnsupportedError):
         fray.self_knn(x, k=1, shards=2, device=0, collect=True)
+
+
+def test_busy_cpus_are_waited_for_then_refused(cluster, data):
+    """The cluster has room for the actors but other work holds the CPUs: the call waits
+    placement_timeout, then refuses (it used to wait forever)."""
+
+    @ray.remote(num_cpus=3)
+    class Hold:
+        def ping(self):
+            return 1
+
+    h = Hold.remote()
+    ray.get(h.ping.remote())
+    try:
+        with pytest.raises(faiss_nn.InvalidInputError, match=r"busy with other work.*raise placement_timeout"):
+            fray.self_knn(data, k=2, shards=2, collect=True, placement_timeout=1)
+    finally:
+        ray.kill(h)
+    assert not fray._POOLS and _free_cpus(4) == 4
+
+
+def test_parquet_directories_and_globs_are_read_in_file_order(cluster, tmp_path, monkeypatch):
+    table = pq.read_table(DEMO).slice(0, 200)
+    src = tmp_path / "src"
+    src.mkdir()
+    pq.write_table(table.slice(0, 100), src / "a.parquet")
+    pq.write_table(table.slice(100, 100), src / "b.parquet")
+    (src / "_SUCCESS").write_text("")
+    x, _ = read_embeddings(DEMO)
+    want, _ = faiss_nn.self_knn(x[:200], k=3)
+    for source in (str(src), str(src / "*.parquet"), [str(src / "a.parquet"), str(src / "b.parquet")]):
+        got, _ = fray.self_knn(source, k=3, shards=2, collect=True)
+        assert np.array_equal(got, want), source
+    with pytest.raises(faiss_nn.IoError, match="no file matches"):
+        fray.self_knn(str(tmp_path / "none*.parquet"), k=3, collect=True)
+    with pytest.raises(faiss_nn.IoError, match="no such file"):
+        fray.self_knn(str(tmp_path / "missing.parquet"), k=3, collect=True)
+    # A relative output directory is the driver's (the actors resolve nothing themselves).
+    monkeypatch.chdir(tmp_path)
+    out = fray.self_knn(str(src), k=3, shards=2, output="relative-out")
+    assert (tmp_path / "relative-out").is_dir() and sorted(p.name for p in (tmp_path / "relative-out").iterdir())[0] == "part-00000.parquet"
+    assert str(out) in (str(tmp_path / "relative-out"), "relative-out")
+
+
+def test_ray_tensor_columns_are_embeddings(cluster, data):
+    """ray.data.from_numpy (column "data") and rows holding numpy arrays give tensor columns."""
+    got, _ = fray.self_knn(ray.data.from_numpy(data[:150]), k=3, shards=2, column="data", collect=True)
+    assert np.array_equal(got, faiss_nn.self_knn(data[:150], k=3)[0])
+
+
+def test_bad_numeric_arguments_are_the_packages_errors(cluster, data):
+    for name, value in (
+        ("block_rows", 2.5),
+        ("block_rows", "10"),
+        ("threads_per_shard", -1),
+        ("num_gpus_per_shard", -1),
+        ("max_restarts", -5),
+        ("max_task_retries", "x"),
+        ("placement_timeout", float("nan")),
+    ):
+        with pytest.raises(faiss_nn.InvalidInputError, match=f"invalid {name}"):
+            fray.self_knn(data, **{name: value})
