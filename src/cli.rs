@@ -124,10 +124,7 @@ fn run(args: &Args) -> Result<()> {
         // The temporary file exists from here on; a signal removes it.
         // Registered before the file is created: a signal in between must not leave it behind.
         let mut cleanup = None;
-        out.begin_with(|path| {
-            cleanup = None;
-            cleanup = signals::TempGuard::register(path);
-        })?;
+        out.begin_with(|path| cleanup = signals::TempGuard::register(path))?;
         out.write(&data, &nn)?;
     }
     let write_time = t.elapsed();

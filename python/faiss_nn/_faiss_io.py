@@ -18,6 +18,8 @@ import numpy as np
 # float32), then the codes as a vector of 4-byte words (count: uint64, then the float32 rows).
 # IndexFlatIP and IndexFlatL2 have their own fourcc; a flat index of any other metric is "IxFl".
 _FOURCC = {0: b"IxFI", 1: b"IxF2", 2: b"IxFl", 3: b"IxFl", 20: b"IxFl", 21: b"IxFl", 22: b"IxFl"}
+# faiss's METRIC_* integers a flat index file is written for.
+FLAT_INDEX_METRICS = tuple(_FOURCC)
 _RESERVED = 1 << 20
 
 

@@ -42,7 +42,7 @@ from pydantic import Field, PrivateAttr
 
 from . import METRIC_INNER_PRODUCT, METRIC_L2, FlatIndex, _self_knn, as_matrix
 from ._errors import FaissNNError, InvalidInputError
-from ._faiss_io import write_flat_index
+from ._faiss_io import FLAT_INDEX_METRICS, write_flat_index
 
 if TYPE_CHECKING:
     from distilabel.typing import StepOutput
@@ -266,7 +266,7 @@ class FaissNearestNeighbour(GlobalStep):
         metric; none for other factory strings)."""
         factory = (self.string_factory or "Flat").strip()
         code = _flat_code(metric)
-        if code is None and isinstance(metric, int) and metric in _TERMWISE_METRICS:
+        if code is None and isinstance(metric, int) and metric in FLAT_INDEX_METRICS:
             code = metric
         if factory != "Flat" or code is None:
             self._logger.info(
@@ -280,10 +280,6 @@ class FaissNearestNeighbour(GlobalStep):
             metadata={"num_rows": int(x.shape[0]), "embedding_dim": int(x.shape[1])},
         )
 
-
-# faiss's METRIC_L1, METRIC_Linf, METRIC_Canberra, METRIC_BrayCurtis, METRIC_JensenShannon: a
-# flat index of these is stored as faiss's IndexFlat of that metric.
-_TERMWISE_METRICS = (2, 3, 20, 21, 22)
 
 # float32's largest value: faiss's score of an empty slot (negated for inner products).
 _FLT_MAX = float(np.finfo(np.float32).max)

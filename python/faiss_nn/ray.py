@@ -434,12 +434,11 @@ def _parquet_paths(source: Any) -> List[str]:
                 raise IoError(f"cannot read {p!r}: no file matches the pattern")
             out.extend(matched)
         elif os.path.isdir(p):
-            found = sorted(
-                os.path.join(root, f)
-                for root, dirs, files in os.walk(p)
-                for f in files
-                if not f.startswith((".", "_")) and not any(part.startswith((".", "_")) for part in os.path.relpath(root, p).split(os.sep) if part != ".")
-            )
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]  # not walked into
+                found.extend(os.path.join(root, f) for f in files if not f.startswith((".", "_")))
+            found.sort()
             if not found:
                 raise IoError(f"cannot read {p!r}: the directory holds no files")
             out.extend(found)

@@ -67,11 +67,15 @@ fn invalid(py: Python<'_>, message: impl Into<String>) -> PyErr {
     raise(py, Some(ErrorKind::BadInput), message.into())
 }
 
+/// `f` (a call into the library), a panic in it turned into `faiss_nn::Error::Internal`.
+fn guarded<T>(what: &str, f: impl FnOnce() -> faiss_nn::Result<T>) -> faiss_nn::Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(faiss_nn::Error::from_panic(what, payload.as_ref())))
+}
+
 /// Runs `f` (a call into the library) with the GIL released; a panic becomes
 /// `faiss_nn::Error::Internal`.
 fn detached<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> faiss_nn::Result<T> + Send) -> PyResult<T> {
-    let r = py.detach(|| catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(faiss_nn::Error::from_panic(what, payload.as_ref()))));
-    r.map_err(|e| lib_err(py, e))
+    py.detach(|| guarded(what, f)).map_err(|e| lib_err(py, e))
 }
 
 /// A search's progress that the Python caller can stop: set when a signal handler raises
@@ -106,7 +110,7 @@ fn interruptible<T: Send>(py: Python<'_>, what: &str, products: usize, f: impl F
         std::thread::scope(|scope| {
             let (done, finished) = std::sync::mpsc::channel::<()>();
             let worker = scope.spawn(move || {
-                let r = catch_unwind(AssertUnwindSafe(|| f(stop_ref))).unwrap_or_else(|payload| Err(faiss_nn::Error::from_panic(what, payload.as_ref())));
+                let r = guarded(what, || f(stop_ref));
                 let _ = done.send(());
                 r
             });

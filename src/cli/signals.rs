@@ -68,9 +68,10 @@ impl TempGuard {
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
-        TEMP.store(std::ptr::null_mut(), Ordering::SeqCst);
-        // SAFETY: the pointer came from `CString::into_raw` in `new` and no handler can read it
-        // any more (TEMP was cleared first).
+        // Only this guard's own path: a guard registered after it (a new temporary name) stays.
+        let _ = TEMP.compare_exchange(self.0, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst);
+        // SAFETY: the pointer came from `CString::into_raw` in `register`, and no handler can
+        // read it any more (TEMP no longer holds it).
         drop(unsafe { CString::from_raw(self.0) });
     }
 }

@@ -208,10 +208,6 @@ impl Dtype {
         Ok(Dtype { kind, size, big })
     }
 
-    fn size(self) -> usize {
-        self.size
-    }
-
     /// The Arrow type of one element.
     fn arrow(self) -> DataType {
         match (self.kind, self.size) {
@@ -278,7 +274,7 @@ fn layout(h: &Header, path: &Path) -> Result<(Dtype, usize, usize, usize)> {
         return Err(Error::Empty { what, detail: format!("shape ({n}, {d}) has no dimensions") });
     }
     let (n, d) = (usize::try_from(n).map_err(|_| bad("too many rows".into()))?, usize::try_from(d).map_err(|_| bad("too many dimensions".into()))?);
-    let need = n.checked_mul(d).and_then(|v| v.checked_mul(dtype.size()));
+    let need = n.checked_mul(d).and_then(|v| v.checked_mul(dtype.size));
     let need = need.ok_or_else(|| bad(format!("shape ({n}, {d}) of {} is more than can be addressed (truncated or corrupted)", h.descr)))?;
     Ok((dtype, n, d, need))
 }
@@ -350,11 +346,12 @@ fn convert(dtype: Dtype, bytes: &[u8], first: usize, at: Layout, out: &mut Vec<f
     }
 }
 
-/// The first float64 beyond float32's range is named as such (its position is in file order);
-/// then the finiteness check of the row-major matrix.
-fn finish(m: &Matrix, overflow: Option<(usize, f64)>, fortran: bool, path: &Path) -> Result<()> {
-    if let Some((at, v)) = overflow {
-        let (row, component) = if fortran { (at % m.n, at / m.n) } else { (at / m.d, at % m.d) };
+/// The first float64 beyond float32's range is named as such (its position is in file order,
+/// placed by `at`); then the finiteness check of the row-major matrix.
+fn finish(m: &Matrix, overflow: Option<(usize, f64)>, at: Layout, path: &Path) -> Result<()> {
+    if let Some((p, v)) = overflow {
+        let slot = at.slot(p);
+        let (row, component) = (slot / m.d, slot % m.d);
         return Err(Error::format(path, format!("row {row}, component {component}"), format!("{v:e} overflows float32 (largest finite: {:e})", f32::MAX)));
     }
     check_finite(&m.values, m.d, &path.display().to_string())
@@ -386,7 +383,7 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, usiz
     let mut overflow = None;
     convert(dtype, data, 0, at, &mut values, None, &mut overflow);
     let m = Matrix { values, n, d, raw: None };
-    finish(&m, overflow, h.fortran_order, path)?;
+    finish(&m, overflow, at, path)?;
     Ok((m.values, n, d))
 }
 
@@ -454,7 +451,7 @@ fn read(path: &Path, keep: bool) -> Result<Matrix> {
         }
     }
     let mut overflow = None;
-    let mut buf = vec![0u8; CHUNK - CHUNK % dtype.size()];
+    let mut buf = vec![0u8; CHUNK - CHUNK % dtype.size];
     let mut left = need;
     while left > 0 {
         let want = buf.len().min(left);
@@ -462,14 +459,14 @@ fn read(path: &Path, keep: bool) -> Result<Matrix> {
         if got < want {
             return Err(size_error(path, &h, n, d, need, &(need - left + got).to_string()));
         }
-        convert(dtype, &buf[..got], (need - left) / dtype.size(), at, &mut values, raw.as_mut(), &mut overflow);
+        convert(dtype, &buf[..got], (need - left) / dtype.size, at, &mut values, raw.as_mut(), &mut overflow);
         left -= got;
     }
     if size.is_none() && file.read(&mut [0u8]).map_err(io)? != 0 {
         return Err(size_error(path, &h, n, d, need, "more"));
     }
     let m = Matrix { values, n, d, raw: raw.map(|r| (dtype, r)) };
-    finish(&m, overflow, h.fortran_order, path)?;
+    finish(&m, overflow, at, path)?;
     Ok(m)
 }
 

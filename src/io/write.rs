@@ -104,11 +104,14 @@ impl Output {
     /// (by creating and removing a temporary one).
     pub fn create(path: &Path) -> Result<Output> {
         // A directory first: "out/" has no extension either, but that is not what is wrong.
-        let format = Format::output_from_path(path).map_err(|e| if path.is_dir() { directory(path) } else { e })?;
         let target = resolve_links(path)?;
         if target.is_dir() {
-            return Err(directory(path));
+            return Err(Error::invalid(
+                "output",
+                format!("{} is a directory; give a file name such as {}", path.display(), path.join("out.parquet").display()),
+            ));
         }
+        let format = Format::output_from_path(path)?;
         let dir = dir_of(&target);
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut out = Output { path: path.into(), target: target.clone(), format, temp: None, prefix: temp_prefix(&name) };
@@ -214,11 +217,6 @@ impl Output {
         temp.persist(&target).map_err(|e| io_err(e.error))?;
         Ok(())
     }
-}
-
-/// The error for an output path that is a directory.
-fn directory(path: &Path) -> Error {
-    Error::invalid("output", format!("{} is a directory; give a file name such as {}", path.display(), path.join("out.parquet").display()))
 }
 
 /// The directory a file at `path` lives in (`.` for a bare name).
