@@ -1,8 +1,8 @@
 //! Output files, written atomically: everything goes to a temporary file in the output's own
 //! directory, renamed over the output only once complete. A failed run therefore leaves no
 //! output and no partial file (the temporary file is deleted when the [`Output`] is dropped).
-//! [`Output::create`] proves the destination writable by creating and removing a temporary
-//! file, so an unwritable destination fails before the search rather than after it, while the
+//! [`Output::create`] proves the destination writable by creating an unnamed temporary file
+//! there, so an unwritable destination fails before the search rather than after it, while the
 //! real temporary file exists only while the output is written: a process killed during the
 //! search (SIGKILL, a CPU-time limit) leaves nothing behind. An output that is a symbolic link
 //! is written through it (the link stays, its target is replaced), and an output that is the
@@ -101,7 +101,7 @@ pub struct Output {
 
 impl Output {
     /// Checks the format (from the extension) and that a file can be created next to `path`
-    /// (by creating and removing a temporary one).
+    /// (by creating an unnamed temporary one there).
     pub fn create(path: &Path) -> Result<Output> {
         // A directory first: "out/" has no extension either, but that is not what is wrong.
         let target = resolve_links(path)?;
@@ -114,7 +114,7 @@ impl Output {
         let format = Format::output_from_path(path)?;
         let dir = dir_of(&target);
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut out = Output { path: path.into(), target: target.clone(), format, temp: None, prefix: temp_prefix(&name) };
+        let out = Output { path: path.into(), target: target.clone(), format, temp: None, prefix: temp_prefix(&name) };
         let missing = match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => None,
             Ok(_) => Some(std::io::Error::new(std::io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display()))),
@@ -126,9 +126,9 @@ impl Output {
         if let Some(source) = missing {
             return Err(Error::Io { action: "cannot write".into(), path: path.into(), source });
         }
-        // The probe: created and removed at once.
-        out.begin()?;
-        out.temp = None;
+        // The probe: a file without a name (O_TMPFILE; where the file system lacks it, one
+        // unlinked as soon as it is created), so that a signal at this moment leaves nothing.
+        tempfile::tempfile_in(dir).map_err(|e| cannot_write(&out.path, e))?;
         Ok(out)
     }
 
@@ -157,12 +157,7 @@ impl Output {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o666);
                 o.open(path)
             };
-            // tempfile's errors name the temporary file; the user named the output (and an OS
-            // error's own text, "Permission denied (os error 13)", says the rest).
-            let temp = b.make_in(dir_of(&self.target), create).map_err(|e| {
-                let source = e.raw_os_error().map_or(e, std::io::Error::from_raw_os_error);
-                Error::Io { action: "cannot write".into(), path: self.path.clone(), source }
-            })?;
+            let temp = b.make_in(dir_of(&self.target), create).map_err(|e| cannot_write(&self.path, e))?;
             self.temp = Some(temp);
         }
         Ok(self.temp.as_ref().map(NamedTempFile::path).expect("created above"))
@@ -217,6 +212,14 @@ impl Output {
         temp.persist(&target).map_err(|e| io_err(e.error))?;
         Ok(())
     }
+}
+
+/// A failure to create a file for the output `path`: tempfile's errors name the temporary
+/// file, but the user named the output (and an OS error's own text, "Permission denied (os
+/// error 13)", says the rest).
+fn cannot_write(path: &Path, e: std::io::Error) -> Error {
+    let source = e.raw_os_error().map_or(e, std::io::Error::from_raw_os_error);
+    Error::Io { action: "cannot write".into(), path: path.into(), source }
 }
 
 /// The directory a file at `path` lives in (`.` for a bare name).
