@@ -7,6 +7,7 @@
 
 mod args;
 mod bar;
+mod dedup;
 mod demo;
 mod signals;
 
@@ -47,8 +48,12 @@ pub(crate) fn main() -> ExitCode {
 /// hint where a flag fixes it.
 fn report(e: &Error) {
     eprintln!("error: {e}");
-    if let Error::MissingColumn { .. } = e {
-        eprintln!("  hint: choose the embedding column with --column NAME");
+    match e {
+        Error::MissingColumn { location, .. } if location == "keep" => {
+            eprintln!("  hint: --keep max:COLUMN / min:COLUMN names one of the columns listed")
+        }
+        Error::MissingColumn { .. } => eprintln!("  hint: choose the embedding column with --column NAME"),
+        _ => {}
     }
     let mut shown = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -68,37 +73,56 @@ fn run(args: &Args) -> Result<()> {
         Some(p) => p.clone(),
         None => demo_path()?,
     };
+    let tag = if args.threshold.is_some() { "dedup" } else { "nn" };
     let output_path = match (&args.output, &args.input) {
         (Some(o), _) => Some(o.clone()),
-        (None, Some(i)) => Some(default_output(i)?),
+        (None, Some(i)) => Some(default_output(i, tag)?),
         (None, None) => None,
     };
+    // A threshold that cannot be right is refused before anything is read.
+    if let Some(t) = args.threshold {
+        faiss_nn::Threshold::new(args.metric(), t)?;
+    }
     // Refused here already, before the search (Output::write refuses it too).
     if let Some(out) = &output_path {
         io::check_not_input(out, &input)?;
+    }
+    if let Some(pairs) = args.pairs.as_deref().filter(|p| io::same_file(p, &input)) {
+        return Err(Error::invalid("pairs", format!("{} is the input file {}; write the pairs to another file", pairs.display(), input.display())));
     }
     // Handlers first, so that the temporary file is covered from the moment it exists.
     signals::install();
     // Checked before anything else, so that an unwritable destination fails fast.
     let output = output_path.as_deref().map(Output::create).transpose()?;
+    let pairs_output = args.pairs.as_deref().map(Output::create).transpose()?;
+    if let (Some(out), Some(pairs)) = (&output, &pairs_output) {
+        if out.same_destination(pairs) {
+            return Err(Error::invalid("pairs", format!("{} is also the output; write the pairs to another file", pairs.path().display())));
+        }
+    }
 
     let t = Instant::now();
     let mut data = io::read_embeddings(&input, &args.column)?;
-    if args.overwrite && !matches!(data.column.as_str(), io::NN_INDICES | io::NN_SCORES) {
-        data.drop_neighbour_columns()?;
+    let added: &[&str] = if args.threshold.is_some() { &[io::DUP_GROUP, io::KEEP] } else { &[io::NN_INDICES, io::NN_SCORES] };
+    if args.overwrite && !added.contains(&data.column.as_str()) {
+        data.drop_columns(added)?;
     }
     if let Some(out) = &output {
-        data.check_output_columns()?;
+        data.check_free(added)?;
         out.check_columns(&data)?;
     }
     let read_time = t.elapsed();
+    if args.threshold.is_some() {
+        let outputs = dedup::Outputs { path: output_path.as_deref(), table: output, pairs: pairs_output };
+        return dedup::run(args, outputs, &data, read_time);
+    }
 
     let k = args.k();
     let step = FaissNearestNeighbour::new()
         .device(args.device.device.clone())
         .string_factory(args.string_factory.as_deref())
         .search_params(args.search_params.as_deref())
-        .metric_type(i64::from(args.metric.faiss_code()))
+        .metric(args.metric())
         .k(k)
         .search_batch_size(args.search_batch_size)
         .precision(args.precision);
@@ -120,12 +144,8 @@ fn run(args: &Args) -> Result<()> {
     }
 
     let t = Instant::now();
-    if let Some(mut out) = output {
-        // The temporary file exists from here on; a signal removes it.
-        // Registered before the file is created: a signal in between must not leave it behind.
-        let mut cleanup = None;
-        out.begin_with(|path| cleanup = signals::TempGuard::register(path))?;
-        out.write(&data, &nn)?;
+    if let Some(out) = output {
+        write_atomically(out, |out| out.write(&data, &nn))?;
     }
     let write_time = t.elapsed();
 
@@ -133,12 +153,33 @@ fn run(args: &Args) -> Result<()> {
     match output_path {
         None => show_demo(args, &data, &nn, &times),
         Some(out) if !args.quiet => {
-            eprintln!("{}", describe(args, &data, k));
+            eprintln!("{}", describe(args, &data, &format!("k = {k}")));
             eprintln!("read {}, searched {}, wrote {} in {}", secs(times.read), secs(times.search), out.display(), secs(times.write));
             Ok(())
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Writes an output with `write`, its temporary file registered for removal on a signal from
+/// before it exists until it is renamed into place.
+fn write_atomically(mut out: Output, write: impl FnOnce(Output) -> Result<()>) -> Result<()> {
+    let cleanup = begin_guarded(&mut out)?;
+    let r = write(out);
+    drop(cleanup);
+    r
+}
+
+/// Creates `out`'s temporary file, registered for removal on a signal before it exists (a
+/// signal in between must not leave it behind); the guard keeps it registered while alive.
+pub(crate) fn begin_guarded(out: &mut Output) -> Result<Option<signals::TempGuard>> {
+    let mut cleanup = None;
+    out.begin_with(|path| {
+        // A name found taken was not ours: its guard goes before the next name's is made.
+        cleanup = None;
+        cleanup = signals::TempGuard::register(path);
+    })?;
+    Ok(cleanup)
 }
 
 /// Says how many lists came back short (an approximate index that reached fewer than k rows:
@@ -159,28 +200,33 @@ fn warn_unfilled(nn: &Neighbours) {
 }
 
 /// Wall-clock time of each phase.
-struct Times {
-    read: Duration,
-    search: Duration,
-    write: Duration,
+pub(crate) struct Times {
+    pub(crate) read: Duration,
+    pub(crate) search: Duration,
+    pub(crate) write: Duration,
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-/// One line saying what was searched, and how.
-fn describe(args: &Args, data: &Dataset, k: usize) -> String {
-    let order = if args.metric.is_similarity() { "larger is closer" } else { "smaller is closer" };
+/// One line saying what was searched (`what`: "k = 3", "threshold 0.9"), and how.
+pub(crate) fn describe(args: &Args, data: &Dataset, what: &str) -> String {
+    let metric = args.metric();
+    let order = if metric.is_similarity() { "larger is closer" } else { "smaller is closer" };
     let column = if data.format == Format::Npy { String::new() } else { format!(", column {:?}", data.column) };
     format!(
-        "{}: {} rows × {} dims{column}; k = {k}, metric {:?} ({order}), device {}, index {}",
+        "{}: {} rows × {} dims{column}; {what}, metric {:?} ({order}), device {}, {}",
         data.path.display(),
         data.n,
         data.d,
-        args.metric,
+        metric,
         args.device,
-        args.string_factory.as_deref().unwrap_or("Flat (exact)"),
+        match (args.threshold, args.string_factory.as_deref()) {
+            (Some(_), _) => "exact threshold join".to_owned(),
+            (None, Some(f)) => format!("index {f}"),
+            (None, None) => "index Flat (exact)".to_owned(),
+        },
     ) + &args.search_params.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
 }
 
@@ -189,7 +235,7 @@ fn show_demo(args: &Args, data: &Dataset, nn: &Neighbours, times: &Times) -> Res
     let mut out = std::io::stdout().lock();
     let mut print = || -> std::io::Result<()> {
         writeln!(out, "faiss-nn demo: the k nearest neighbours of every row of the bundled data set")?;
-        writeln!(out, "{}", describe(args, data, nn.k))?;
+        writeln!(out, "{}", describe(args, data, &format!("k = {}", nn.k)))?;
         writeln!(out, "read in {}, searched in {}; nothing written\n", secs(times.read), secs(times.search))?;
         demo::print_neighbours(&mut out, data, nn, &demo::sample_rows(data.n, DEMO_ROWS))?;
         writeln!(out, "To search your own data: faiss-nn --input FILE [--output FILE] [--k N] (see --help)")
@@ -211,14 +257,15 @@ fn demo_path() -> Result<PathBuf> {
     })
 }
 
-/// `<dir>/<stem>.nn.<ext>`: the input's extension, or `parquet` for `.npy` input.
-fn default_output(input: &Path) -> Result<PathBuf> {
+/// `<dir>/<stem>.<tag>.<ext>` (tag `nn`, or `dedup` for a dedup): the input's extension, or
+/// `parquet` for `.npy` input.
+fn default_output(input: &Path, tag: &str) -> Result<PathBuf> {
     let ext = match Format::from_path(input)? {
         Format::Npy => "parquet".to_owned(),
         _ => input.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default(),
     };
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(input.with_file_name(format!("{stem}.nn.{ext}")))
+    Ok(input.with_file_name(format!("{stem}.{tag}.{ext}")))
 }
 
 #[cfg(test)]
@@ -227,9 +274,10 @@ mod tests {
 
     #[test]
     fn default_output_names() {
-        assert_eq!(default_output(Path::new("d/x.parquet")).unwrap(), Path::new("d/x.nn.parquet"));
-        assert_eq!(default_output(Path::new("x.v1.JSONL")).unwrap(), Path::new("x.v1.nn.JSONL"));
-        assert_eq!(default_output(Path::new("/a/m.npy")).unwrap(), Path::new("/a/m.nn.parquet"));
-        assert!(default_output(Path::new("m.csv")).is_err());
+        assert_eq!(default_output(Path::new("d/x.parquet"), "nn").unwrap(), Path::new("d/x.nn.parquet"));
+        assert_eq!(default_output(Path::new("x.v1.JSONL"), "nn").unwrap(), Path::new("x.v1.nn.JSONL"));
+        assert_eq!(default_output(Path::new("/a/m.npy"), "nn").unwrap(), Path::new("/a/m.nn.parquet"));
+        assert_eq!(default_output(Path::new("d/x.jsonl"), "dedup").unwrap(), Path::new("d/x.dedup.jsonl"));
+        assert!(default_output(Path::new("m.csv"), "nn").is_err());
     }
 }

@@ -38,22 +38,37 @@ impl FromStr for Device {
     type Err = Error;
 
     /// `cpu` / `none`, an id (`0`), a list (`0,1,1`), or a negative number (`-1`) for every GPU.
+    /// torch's spellings are taken too: `cuda` (device 0, torch's default device) and `cuda:1`,
+    /// also in lists (`cuda:0,cuda:1`).
     fn from_str(s: &str) -> Result<Self> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("cpu") || t.eq_ignore_ascii_case("none") {
             return Ok(Device::Cpu);
         }
-        let bad = |why: &str| Error::invalid("device", format!("{s:?}: {why}; expected cpu, an id such as 0, a list such as 0,1, or -1 for every GPU"));
+        if t.eq_ignore_ascii_case("cuda") {
+            return Ok(Device::Cuda(vec![0]));
+        }
+        let bad = |why: &str| {
+            Error::invalid("device", format!("{s:?}: {why}; expected cpu, an id such as 0 (or cuda:0, or cuda), a list such as 0,1, or -1 for every GPU"))
+        };
         if t.is_empty() {
             return Err(bad("empty"));
         }
-        let parts: Vec<&str> = t.split(',').map(str::trim).collect();
+        // `cuda:N` is the id N (a list may mix both spellings).
+        let strip = |p: &str| -> String {
+            let p = p.trim();
+            match p.get(..5) {
+                Some(prefix) if prefix.eq_ignore_ascii_case("cuda:") => p[5..].trim().to_owned(),
+                _ => p.to_owned(),
+            }
+        };
+        let parts: Vec<String> = t.split(',').map(strip).collect();
         if parts.len() == 1 {
             let id: i64 = parts[0].parse().map_err(|_| bad("not a number"))?;
             return Ok(Device::from_id(id));
         }
         let mut ids = Vec::with_capacity(parts.len());
-        for p in parts {
+        for p in &parts {
             let id: i64 = p.parse().map_err(|_| bad(&format!("{p:?} is not a device id")))?;
             if id < 0 {
                 return Err(bad("a negative id cannot appear in a list"));

@@ -195,6 +195,21 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A threshold join found more pairs than it was allowed to ([`crate::range`]'s `max_pairs`):
+    /// the threshold is looser than intended, or the cap too low.
+    #[error("threshold {threshold:?} passes more than max_pairs = {max_pairs} pairs: {found} found among {rows} rows before the join stopped; {detail}")]
+    TooManyPairs {
+        /// The threshold.
+        threshold: f64,
+        /// Pairs found when the join stopped.
+        found: usize,
+        /// Rows with at least one of those pairs.
+        rows: usize,
+        /// The cap.
+        max_pairs: usize,
+        /// The scores found, and a tighter threshold to try.
+        detail: String,
+    },
     /// The caller asked the search to stop ([`crate::Progress::cancelled`]) and it did, between
     /// two units of its work.
     #[error("{what} was cancelled")]
@@ -253,6 +268,7 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::MissingColumn { .. }
             | Error::Format { .. }
+            | Error::TooManyPairs { .. }
             | Error::BadDevice { .. } => ErrorKind::BadInput,
             Error::Unavailable { .. } => ErrorKind::Unsupported,
             Error::Faiss { .. } => ErrorKind::Backend,

@@ -1,20 +1,37 @@
 //! A faiss-like exact index for library users: `FlatIndex::new(d, metric)`, `add`, `search`.
 //!
 //! Results follow faiss's conventions: row-major `nq × k` distances and labels, best first;
-//! where fewer than `k` rows exist, label −1 with distance +inf (L2) or −inf (inner product).
+//! where fewer than `k` rows exist, label −1 with distance `f32::MAX` (L2) or `−f32::MAX` (inner
+//! product, cosine), as faiss's `IndexFlat` writes them. [`FlatIndex::range_search`] returns
+//! faiss's `lims` / distances / labels layout.
 //! The engine and the loaded rows are kept between searches: rows reach a device once, at the
 //! first search after an `add`, and each search streams only its queries.
 
 use crate::data::Vectors;
 use crate::device::Device;
+use crate::engine::range::{default_max_pairs, Pair, Threshold};
 use crate::engine::{exact, Engine, EngineOptions, Shard};
 use crate::error::{Error, Result};
+use crate::flat::plan::DEFAULT_CPU_BUDGET;
 use crate::metric::{FlatMetric, Metric};
 use crate::progress::{NoProgress, Progress};
 use crate::topk::TopKLists;
 use std::sync::{Arc, RwLock};
 
-/// Exact (brute-force) L2 or inner-product index, like faiss's `IndexFlatL2` / `IndexFlatIP`.
+/// What [`FlatIndex::range_search`] returns, in faiss's layout: query `q`'s results are
+/// `labels[lims[q]..lims[q + 1]]` and their scores `distances[lims[q]..lims[q + 1]]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeResult {
+    /// `nq + 1` offsets into `distances` / `labels`, from 0 to their length.
+    pub lims: Vec<i64>,
+    /// Exact scores (squared L2 distances, inner products or cosine similarities).
+    pub distances: Vec<f32>,
+    /// Stored rows' labels.
+    pub labels: Vec<i64>,
+}
+
+/// Exact (brute-force) L2, inner-product or cosine index, like faiss's `IndexFlatL2` /
+/// `IndexFlatIP` (cosine: `IndexFlatIP` over unit-length rows, with exact cosines).
 pub struct FlatIndex {
     d: usize,
     metric: FlatMetric,
@@ -53,14 +70,14 @@ impl std::fmt::Debug for FlatIndex {
 }
 
 impl FlatIndex {
-    /// An empty index of dimension `d` for `metric` (L2 or inner product).
+    /// An empty index of dimension `d` for `metric` (L2, inner product or cosine).
     pub fn new(d: usize, metric: Metric) -> Result<Self> {
         if d == 0 {
             return Err(Error::invalid("dimension", "0: vectors need at least one component"));
         }
         let metric = metric.flat().ok_or_else(|| Error::Metric {
             metric: metric.faiss_code() as i64,
-            reason: "a flat index serves L2 (1) and inner product (0); use the step with this metric for faiss's flat index".into(),
+            reason: "a flat index serves L2 (1), inner product (0) and cosine; use the step with this metric for faiss's flat index".into(),
         })?;
         Ok(FlatIndex { d, metric, data: Arc::new(Vec::new()), device: Device::Cpu, options: EngineOptions::default(), state: RwLock::new(State::default()) })
     }
@@ -113,7 +130,10 @@ impl FlatIndex {
             return Ok(());
         }
         let v = Vectors::new(x, self.d, "added vectors")?;
-        exact::check_magnitudes(&v, "added vectors")?;
+        match self.metric {
+            FlatMetric::Cosine => drop(exact::inverse_norms(&v, "added vectors")?),
+            _ => exact::check_magnitudes(&v, "added vectors")?,
+        }
         // The loaded rows are stale now (and dropping them frees the data for in-place growth).
         self.state.get_mut().unwrap_or_else(|p| p.into_inner()).shard = None;
         Arc::make_mut(&mut self.data).extend_from_slice(x);
@@ -145,8 +165,60 @@ impl FlatIndex {
         // them empty (so that a k far beyond ntotal costs its output, not k candidates a row).
         let found = k.min(self.data.len() / self.d).max(1);
         let lists = if self.data.is_empty() { TopKLists::empty(q.n(), found) } else { self.search_loaded(queries, found, progress)? };
-        let nn = lists.widened(k)?.into_neighbours(self.metric);
+        let mut nn = lists.widened(k)?.into_neighbours(self.metric);
+        // faiss's IndexFlat leaves an unfilled slot at ±FLT_MAX (its heaps' initial value).
+        let empty = if self.metric.is_similarity() { -f32::MAX } else { f32::MAX };
+        for (s, _) in nn.scores.iter_mut().zip(&nn.indices).filter(|(_, i)| **i < 0) {
+            *s = empty;
+        }
         Ok((nn.scores, nn.indices))
+    }
+
+    /// Every stored row within `radius` of each query, faiss's `range_search`: a squared L2
+    /// distance strictly below `radius`, or an inner product (cosine) strictly above it, decided
+    /// on the exact (f64) score. Results are grouped by query, each query's in label order:
+    /// query `q`'s are `labels[lims[q]..lims[q + 1]]` with their exact scores in `distances`.
+    /// A radius no row can pass (an L2 radius of 0 or less) gives no results.
+    ///
+    /// Errors: a NaN or infinite radius; more results than the memory budget holds (20 bytes
+    /// each), as [`Error::TooManyPairs`]. Runs on the CPU threads whatever the device.
+    pub fn range_search(&self, queries: &[f32], radius: f64) -> Result<RangeResult> {
+        self.range_search_with_progress(queries, radius, &NoProgress)
+    }
+
+    /// [`FlatIndex::range_search`], reporting to `progress` (which may stop it).
+    pub fn range_search_with_progress(&self, queries: &[f32], radius: f64, progress: &dyn Progress) -> Result<RangeResult> {
+        let threshold = Threshold::radius(self.metric.metric(), radius)?;
+        if queries.is_empty() {
+            return Ok(RangeResult { lims: vec![0], distances: Vec::new(), labels: Vec::new() });
+        }
+        let q = Vectors::new(queries, self.d, "queries")?;
+        let nq = q.n();
+        let mut found: Vec<Pair> = Vec::new();
+        if !self.data.is_empty() {
+            let engine = Engine::open(&Device::Cpu, self.options)?;
+            let shard = engine.load_shard(&self.data, self.d, 0, self.metric)?;
+            let cap = default_max_pairs(self.options.memory_budget.unwrap_or(DEFAULT_CPU_BUDGET));
+            shard.range_search(queries, &threshold, cap, progress, &mut |batch: &[Pair]| {
+                found.extend_from_slice(batch);
+                Ok(())
+            })?;
+        } else {
+            // Still checks the queries as a search would.
+            match self.metric {
+                FlatMetric::Cosine => drop(exact::inverse_norms(&q, "queries")?),
+                _ => exact::check_magnitudes(&q, "queries")?,
+            }
+        }
+        found.sort_unstable_by_key(|p| (p.i, p.j));
+        let mut lims = vec![0i64; nq + 1];
+        for p in &found {
+            lims[p.i as usize + 1] += 1;
+        }
+        for t in 0..nq {
+            lims[t + 1] += lims[t];
+        }
+        Ok(RangeResult { lims, distances: found.iter().map(|p| p.score).collect(), labels: found.iter().map(|p| p.j).collect() })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod dedup;
 pub mod device;
 pub mod engine;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod metric;
 pub mod neighbours;
 pub mod precision;
 pub mod progress;
+pub mod range;
 pub mod shard;
 pub mod step;
 pub mod topk;
@@ -38,14 +40,16 @@ pub mod topk;
 pub mod faiss_backend;
 
 pub use data::{Element, Vectors};
+pub use dedup::{Dedup, Groups, Keep};
 pub use device::Device;
 pub use engine::{Engine, EngineOptions, Shard};
 pub use error::{Error, ErrorKind, Result};
 pub use gpu::GpuPath;
-pub use index::FlatIndex;
+pub use index::{FlatIndex, RangeResult};
 pub use metric::{FlatMetric, Metric};
 pub use neighbours::Neighbours;
 pub use precision::Precision;
 pub use progress::{NoProgress, Progress};
+pub use range::{Pairs, RangeJoin, Threshold};
 pub use shard::ShardMode;
 pub use step::FaissNearestNeighbour;

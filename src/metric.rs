@@ -23,6 +23,12 @@ pub enum Metric {
     BrayCurtis,
     /// `METRIC_JensenShannon` = 22.
     JensenShannon,
+    /// Cosine similarity, larger is closer: the inner product of the rows divided by their
+    /// norms. faiss has no integer for it (its users normalise the rows and search by inner
+    /// product, which is what the kernels do here); the rows are normalised by this crate, the
+    /// caller's data is not modified, and scores are re-scored from the original rows in f64.
+    /// A zero row has no direction and is refused.
+    Cosine,
 }
 
 /// The faiss metric integers the step serves, for messages.
@@ -52,8 +58,8 @@ impl Metric {
         })
     }
 
-    /// Parses a CLI spelling: `l2`, `ip` (or `inner_product`), `l1`, `linf`, `canberra`,
-    /// `braycurtis`, `jensenshannon`, or a faiss `METRIC_*` integer.
+    /// Parses a CLI spelling: `l2`, `ip` (or `inner_product`), `cosine`, `l1`, `linf`,
+    /// `canberra`, `braycurtis`, `jensenshannon`, or a faiss `METRIC_*` integer.
     pub fn parse(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "l2" => Ok(Metric::L2),
@@ -63,22 +69,22 @@ impl Metric {
             "canberra" => Ok(Metric::Canberra),
             "braycurtis" | "bray_curtis" | "bray-curtis" => Ok(Metric::BrayCurtis),
             "jensenshannon" | "jensen_shannon" | "jensen-shannon" => Ok(Metric::JensenShannon),
-            "cosine" | "cos" => {
-                Err(Error::invalid("metric", format!("{s:?}: cosine similarity is the inner product of unit-length rows: normalise the rows and use ip")))
-            }
+            "cosine" | "cos" => Ok(Metric::Cosine),
             other => match other.parse::<i64>() {
                 Ok(code) => Metric::from_faiss(code),
-                Err(_) => {
-                    Err(Error::invalid("metric", format!("{s:?}: expected l2, ip, l1, linf, canberra, braycurtis, jensenshannon or a faiss METRIC_* integer")))
-                }
+                Err(_) => Err(Error::invalid(
+                    "metric",
+                    format!("{s:?}: expected l2, ip, cosine, l1, linf, canberra, braycurtis, jensenshannon or a faiss METRIC_* integer"),
+                )),
             },
         }
     }
 
-    /// faiss's integer for this metric.
+    /// faiss's integer for this metric. Cosine has none: it is faiss's inner product (0), which
+    /// faiss users apply to normalised rows, as this crate does.
     pub fn faiss_code(self) -> u32 {
         match self {
-            Metric::InnerProduct => 0,
+            Metric::InnerProduct | Metric::Cosine => 0,
             Metric::L2 => 1,
             Metric::L1 => 2,
             Metric::Linf => 3,
@@ -88,9 +94,9 @@ impl Metric {
         }
     }
 
-    /// True where larger scores are closer (faiss's `is_similarity_metric`).
+    /// True where larger scores are closer (faiss's `is_similarity_metric`, and cosine).
     pub fn is_similarity(self) -> bool {
-        matches!(self, Metric::InnerProduct)
+        matches!(self, Metric::InnerProduct | Metric::Cosine)
     }
 
     /// The flat metric our own kernels serve, if any.
@@ -98,18 +104,37 @@ impl Metric {
         match self {
             Metric::L2 => Some(FlatMetric::L2),
             Metric::InnerProduct => Some(FlatMetric::InnerProduct),
+            Metric::Cosine => Some(FlatMetric::Cosine),
             _ => None,
+        }
+    }
+
+    /// The name the CLI and the Python package take for it (`l2`, `ip`, `cosine`, `l1`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::InnerProduct => "ip",
+            Metric::L2 => "l2",
+            Metric::L1 => "l1",
+            Metric::Linf => "linf",
+            Metric::Canberra => "canberra",
+            Metric::BrayCurtis => "braycurtis",
+            Metric::JensenShannon => "jensenshannon",
+            Metric::Cosine => "cosine",
         }
     }
 }
 
-/// The two metrics served by our own flat kernels (CPU and GPU).
+/// The metrics served by our own flat kernels (CPU and GPU): the kernels compute squared L2
+/// distances or inner products; cosine is the inner product of rows the engine normalised first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlatMetric {
     /// Squared Euclidean distance.
     L2,
     /// Inner product.
     InnerProduct,
+    /// Cosine similarity: the kernels see normalised copies of the rows (an inner product), the
+    /// exact layer scores the original rows.
+    Cosine,
 }
 
 impl FlatMetric {
@@ -118,7 +143,23 @@ impl FlatMetric {
         match self {
             FlatMetric::L2 => Metric::L2,
             FlatMetric::InnerProduct => Metric::InnerProduct,
+            FlatMetric::Cosine => Metric::Cosine,
         }
+    }
+
+    /// What the kernels compute for it: cosine is an inner product of normalised rows.
+    #[inline]
+    pub fn kernel(self) -> FlatMetric {
+        match self {
+            FlatMetric::Cosine => FlatMetric::InnerProduct,
+            m => m,
+        }
+    }
+
+    /// True where larger scores are closer (inner product, cosine).
+    #[inline]
+    pub fn is_similarity(self) -> bool {
+        self != FlatMetric::L2
     }
 
     /// Internally every backend ranks by a *key* where smaller is better: the distance for L2,
@@ -128,7 +169,7 @@ impl FlatMetric {
         match self {
             FlatMetric::L2 => key,
             // 0 − key rather than −key: a zero product is reported as +0, never −0.
-            FlatMetric::InnerProduct => 0.0 - key,
+            FlatMetric::InnerProduct | FlatMetric::Cosine => 0.0 - key,
         }
     }
 }

@@ -21,13 +21,30 @@ use crate::shard::ShardMode;
 pub struct FaissNearestNeighbour {
     device: Device,
     string_factory: Option<String>,
-    metric_type: i64,
+    metric: MetricChoice,
     k: usize,
     search_batch_size: usize,
     exclude_self: bool,
     options: EngineOptions,
     train_sample: usize,
     search_params: Option<String>,
+}
+
+/// The metric as the caller gave it: faiss's integer (checked when the step runs, as the
+/// original does), or a [`Metric`] (which includes cosine, which has no faiss integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetricChoice {
+    Code(i64),
+    Named(Metric),
+}
+
+impl MetricChoice {
+    fn resolve(self) -> Result<Metric> {
+        match self {
+            MetricChoice::Code(c) => Metric::from_faiss(c),
+            MetricChoice::Named(m) => Ok(m),
+        }
+    }
 }
 
 impl Default for FaissNearestNeighbour {
@@ -43,7 +60,7 @@ impl FaissNearestNeighbour {
         FaissNearestNeighbour {
             device: Device::Cpu,
             string_factory: None,
-            metric_type: 1,
+            metric: MetricChoice::Code(1),
             k: 1,
             search_batch_size: 50,
             exclude_self: true,
@@ -62,9 +79,15 @@ impl FaissNearestNeighbour {
         self.string_factory = s.map(str::to_owned);
         self
     }
-    /// faiss `METRIC_*` integer (0 = inner product, 1 = L2, …).
+    /// faiss `METRIC_*` integer (0 = inner product, 1 = L2, …); an integer faiss does not
+    /// define is an error when the step runs.
     pub fn metric_type(mut self, m: i64) -> Self {
-        self.metric_type = m;
+        self.metric = MetricChoice::Code(m);
+        self
+    }
+    /// The metric by name, including [`Metric::Cosine`] (which has no faiss integer).
+    pub fn metric(mut self, m: Metric) -> Self {
+        self.metric = MetricChoice::Named(m);
         self
     }
     /// Neighbours per row.
@@ -130,7 +153,7 @@ impl FaissNearestNeighbour {
     /// The decision [`engine::strategy`] makes for these controls on `n` rows (after the same
     /// argument checks as [`run`](Self::run)).
     pub fn strategy(&self, n: usize) -> Result<engine::Strategy> {
-        let metric = Metric::from_faiss(self.metric_type)?;
+        let metric = self.metric.resolve()?;
         if self.search_batch_size == 0 {
             return Err(Error::invalid("search_batch_size", "0: a batch needs at least one row"));
         }
@@ -156,7 +179,7 @@ impl FaissNearestNeighbour {
         let v = Vectors::new(&data, d, "embeddings")?;
         let strat = self.strategy(v.n())?;
         engine::host_memory::check_lists(v.n(), self.k, strat.candidates)?;
-        let metric = Metric::from_faiss(self.metric_type)?;
+        let metric = self.metric.resolve()?;
         match (strat.backend, strat.flat) {
             (Backend::CpuTermwise, _) => {
                 let threads = self.options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -164,6 +187,11 @@ impl FaissNearestNeighbour {
             }
             (Backend::Faiss, _) | (_, None) => {
                 let factory = self.string_factory.as_deref().map(str::trim).unwrap_or("Flat");
+                if metric == Metric::Cosine {
+                    // faiss's own recipe: inner products of unit-length rows (a copy).
+                    let unit = crate::engine::exact::unit_rows(&v, "embeddings")?;
+                    return self.run_faiss(Vectors::shaped_unchecked(&unit, d), factory, Metric::InnerProduct, progress);
+                }
                 self.run_faiss(v, factory, metric, progress)
             }
             (_, Some(flat)) => {

@@ -2,6 +2,7 @@
 //! kept, neighbour columns typed and correct) and, for each kind of bad input, a non-zero exit,
 //! a message naming the problem, and no output file left behind.
 
+mod dedup;
 #[cfg(feature = "faiss")]
 mod faiss_guard;
 mod fixtures;
@@ -276,7 +277,7 @@ fn unknown_metric() {
     let dir = tempfile::tempdir().unwrap();
     let input = five_points(dir.path());
     flag_fails(dir.path(), &input, &["--metric", "99"], &["99", "metric"]);
-    flag_fails(dir.path(), &input, &["--metric", "cosine"], &["cosine", "metric"]);
+    flag_fails(dir.path(), &input, &["--metric", "cosinus"], &["cosinus", "expected l2, ip, cosine"]);
 }
 
 #[test]

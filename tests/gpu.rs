@@ -287,7 +287,7 @@ fn check_reduced(got: &TopKLists, metric: FlatMetric, x: &[f32], d: usize, unit:
             let n2 = |r: &[f32]| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>();
             let (bound, score) = match metric {
                 FlatMetric::L2 => (3.0 * unit * (n2(q) + n2(xr)) + 1e-5 * (1.0 + n2(q) + n2(xr)), f64::from(keys[t])),
-                FlatMetric::InnerProduct => (3.0 * unit * abs_dot + 1e-5 * (1.0 + abs_dot), -f64::from(keys[t])),
+                FlatMetric::InnerProduct | FlatMetric::Cosine => (3.0 * unit * abs_dot + 1e-5 * (1.0 + abs_dot), -f64::from(keys[t])),
             };
             let truth = crate::common::reference::score(metric, q, xr);
             #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN must fail too

@@ -8,6 +8,7 @@ mod engine;
 mod exact;
 mod flat_cpu;
 mod index;
+mod range;
 mod step;
 mod topk;
 

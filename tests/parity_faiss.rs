@@ -35,7 +35,7 @@ fn faiss_self_knn(metric: FlatMetric, d: usize, x: &[f32], k: usize) -> (Vec<i64
 fn metric_code(m: FlatMetric) -> i64 {
     match m {
         FlatMetric::L2 => 1,
-        FlatMetric::InnerProduct => 0,
+        FlatMetric::InnerProduct | FlatMetric::Cosine => 0,
     }
 }
 

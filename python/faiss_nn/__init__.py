@@ -5,16 +5,22 @@ CUDA kernels, when a GPU and its driver are present); every other faiss index fa
 metric goes to faiss, built into the extension. Three entry points:
 
 - :func:`self_knn`: a matrix in, ``(indices, scores)`` out, each ``n × k``;
-- :class:`FlatIndex`: an exact index with faiss's ``IndexFlat`` conventions;
+- :class:`FlatIndex`: an exact index with faiss's ``IndexFlat`` conventions (``search``,
+  ``range_search``);
 - :func:`knn_table`: a pyarrow table with an embedding column in, the table plus
-  ``nn_indices`` / ``nn_scores`` out.
+  ``nn_indices`` / ``nn_scores`` out;
+- :func:`range_pairs`, :func:`dedup`, :func:`dedup_table`: the exact threshold self-join (every
+  pair of rows whose score passes a threshold, each pair computed once) and the duplicate groups
+  it makes, each keeping exactly one row.
 
-The distilabel step lives in :mod:`faiss_nn.distilabel` (``pip install 'faiss-nn[distilabel]'``).
+The distilabel steps live in :mod:`faiss_nn.distilabel` (``pip install 'faiss-nn[distilabel]'``).
 
 Each row is left out of its own list *by index* (not by dropping the first hit), ties are broken
-by the lower index, and scores are exact: squared L2 distances (ascending) or inner products
-(descending), as faiss reports them. Every error is a :class:`FaissNNError`; bad input is an
-:class:`InvalidInputError`, which is also a ``ValueError``.
+by the lower index, and scores are exact: squared L2 distances (ascending), inner products or
+cosine similarities (descending). ``metric="cosine"`` normalises copies of the rows (the input
+is not modified) and scores the originals in float64; a zero row is refused. Every error is a
+:class:`FaissNNError`; bad input is an :class:`InvalidInputError`, which is also a
+``ValueError``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _faiss_nn as _native
+from ._dedup import OUTPUT_COLUMNS as DEDUP_COLUMNS
+from ._dedup import _by_arg, _check_keep, _cpu_note, rank_values
 from ._errors import (
     BackendError,
     DeviceError,
@@ -40,6 +48,10 @@ __version__ = _native.__version__
 __all__ = [
     "self_knn",
     "knn_table",
+    "range_pairs",
+    "dedup",
+    "dedup_table",
+    "rank_values",
     "FlatIndex",
     "IndexFlatL2",
     "IndexFlatIP",
@@ -169,6 +181,11 @@ def _metric_arg(metric: Any) -> Any:
     return METRIC_L2 if metric is None else metric
 
 
+def _join_metric(metric: Any) -> Any:
+    # The threshold join's default is cosine, also where a caller passes metric=None through.
+    return "cosine" if metric is None else metric
+
+
 def _check_flags(exclude_self: Any, string_factory: Any) -> None:
     if not isinstance(exclude_self, (bool, np.bool_)):
         raise InvalidInputError(f"invalid exclude_self: {exclude_self!r}: expected True or False")
@@ -199,9 +216,10 @@ def self_knn(
         embeddings: ``n × d`` numbers: a numpy array (a C-contiguous float32 one is read in
             place, without a copy), or a sequence of rows.
         k: neighbours per row; ``1 ≤ k ≤ n − 1`` (``≤ n`` with ``exclude_self=False``).
-        metric: ``"l2"`` (squared Euclidean, default), ``"ip"`` (inner product), or a faiss
-            ``METRIC_*`` integer: 0 IP, 1 L2, 2 L1, 3 Linf, 20 Canberra, 21 BrayCurtis,
-            22 JensenShannon. ``None`` means L2. Metrics other than L2/IP run on faiss.
+        metric: ``"l2"`` (squared Euclidean, default), ``"ip"`` (inner product), ``"cosine"``
+            (cosine similarity), or a faiss ``METRIC_*`` integer: 0 IP, 1 L2, 2 L1, 3 Linf,
+            20 Canberra, 21 BrayCurtis, 22 JensenShannon. ``None`` means L2. Metrics other than
+            L2/IP/cosine run on faiss's own flat index or on exact term-by-term code.
         device: ``None`` (CPU), a CUDA device id, a list of ids (repeats allowed: several
             shards on one GPU), or a negative id for every GPU.
         string_factory: a faiss index factory string (``"IVF256,Flat"``, ``"HNSW32"``, …);
@@ -272,15 +290,18 @@ def _self_knn(
 
 
 class FlatIndex:
-    """An exact L2 or inner-product index with faiss's ``IndexFlat`` conventions.
+    """An exact L2, inner-product or cosine index with faiss's ``IndexFlat`` conventions.
 
     ``add(x)`` appends rows (labels ``0 .. ntotal``), ``search(x, k)`` returns
     ``(distances float32[nq, k], labels int64[nq, k])`` best first, with label -1 and distance
-    +inf (L2) or -inf (inner product) where the index holds fewer than ``k`` rows (faiss writes
-    ±3.4e38 there). Ties are broken by the lower label. The rows stay loaded between searches.
+    +3.4028235e38 (L2) or -3.4028235e38 (inner product, cosine) where the index holds fewer than
+    ``k`` rows, as faiss writes them. ``range_search(x, radius)`` returns faiss's
+    ``(lims, distances, labels)``. Ties are broken by the lower label. The rows stay loaded
+    between searches.
 
     ``faiss.IndexFlatL2(d)`` becomes ``faiss_nn.FlatIndex(d)`` (or ``faiss_nn.IndexFlatL2(d)``),
-    ``faiss.IndexFlatIP(d)`` becomes ``faiss_nn.FlatIndex(d, "ip")``.
+    ``faiss.IndexFlatIP(d)`` becomes ``faiss_nn.FlatIndex(d, "ip")``; ``FlatIndex(d, "cosine")``
+    is ``IndexFlatIP`` over normalised rows, with exact cosines.
     """
 
     def __init__(
@@ -303,6 +324,18 @@ class FlatIndex:
         """The ``k`` nearest stored rows of each row of ``x``: ``(distances, labels)``."""
         return self._index.search(as_matrix(x, "queries"), k)
 
+    def range_search(self, x: Any, radius: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored row within ``radius`` of each row of ``x``, as faiss returns them:
+        ``(lims int64[nq + 1], distances float32[total], labels int64[total])``; query ``q``'s
+        results are ``labels[lims[q]:lims[q + 1]]``, in label order. A row passes with a squared
+        L2 distance strictly below ``radius``, an inner product or cosine strictly above it,
+        decided on the exact (float64) score; an infinite radius passes every row, as in faiss.
+        An empty batch gives ``lims == [0]``. Runs on the CPU whatever the device (a GPU
+        device is noted with a ``RuntimeWarning``)."""
+        if self.device != "cpu":
+            _cpu_note(self.device, "FlatIndex.range_search")
+        return self._index.range_search(as_matrix(x, "queries"), radius)
+
     def reset(self) -> None:
         """Removes every row."""
         self._index.reset()
@@ -319,8 +352,14 @@ class FlatIndex:
 
     @property
     def metric_type(self) -> int:
-        """faiss's METRIC_* integer: 1 (L2) or 0 (inner product)."""
+        """faiss's METRIC_* integer: 1 (L2) or 0 (inner product; cosine too, faiss's recipe for
+        it being the inner product of normalised rows)."""
         return self._index.metric_type
+
+    @property
+    def metric(self) -> str:
+        """The metric's name: ``"l2"``, ``"ip"`` or ``"cosine"``."""
+        return self._index.metric
 
     @property
     def is_trained(self) -> bool:
@@ -338,7 +377,7 @@ class FlatIndex:
         return self._index.loads
 
     def __repr__(self) -> str:
-        name = {1: "L2", 0: "IP"}.get(self.metric_type, str(self.metric_type))
+        name = {"l2": "L2", "ip": "IP", "cosine": "cosine"}.get(self.metric, self.metric)
         return f"faiss_nn.FlatIndex(d={self.d}, metric={name}, ntotal={self.ntotal}, device={self.device})"
 
 
@@ -354,6 +393,141 @@ class IndexFlatIP(FlatIndex):
 
     def __init__(self, d: int, **kwargs: Any) -> None:
         super().__init__(d, "ip", **kwargs)
+
+
+def range_pairs(
+    embeddings: Any,
+    threshold: float,
+    metric: Union[int, str, None] = "cosine",
+    *,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+    device: Device = None,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of rows whose exact score passes ``threshold``: the threshold self-join.
+
+    A pair passes with a cosine similarity or inner product strictly above ``threshold``, or a
+    squared L2 distance strictly below it (faiss's ``range_search`` convention), decided on its
+    float64 score: the kernels find every pair within their rounding error of the threshold and
+    each is scored again in float64, so the list is exact. Each pair is computed once.
+
+    Args:
+        embeddings: ``n × d`` numbers (see :func:`as_matrix`).
+        threshold: the score a pair must pass (a finite number; a cosine in [-1, 1)).
+        metric: ``"cosine"`` (default), ``"ip"`` or ``"l2"``.
+        max_pairs: stop with :class:`InvalidInputError` once more pairs than this pass (default:
+            what ``memory_budget`` holds, 20 bytes a pair; 26,843,545 for 512 MiB). The error
+            says how many pairs were found in how many rows, and suggests a tighter threshold.
+        threads, memory_budget: as in :func:`self_knn`.
+        device: the join runs on the CPU; a GPU device is noted with a warning.
+
+    Returns:
+        ``(i, j, score)``: int64, int64 and float32 arrays, one entry per pair, ``i < j``,
+        sorted by ``(i, j)``.
+    """
+    _cpu_note(device, "range_pairs")
+    x = as_matrix(embeddings, "embeddings")
+    return _native.range_pairs(x, threshold, _join_metric(metric), max_pairs, threads, memory_budget)
+
+
+def dedup(
+    embeddings: Any,
+    threshold: float,
+    metric: Union[int, str, None] = "cosine",
+    keep: str = "first",
+    *,
+    by: Any = None,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+    device: Device = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Duplicate groups: rows whose score passes ``threshold`` (see :func:`range_pairs`) are
+    duplicates of each other, transitively (the connected components of the threshold graph,
+    found while the pairs stream out: they are never all held), and each group keeps one row.
+
+    Args:
+        embeddings, threshold, metric, max_pairs, threads, memory_budget, device: as in
+            :func:`range_pairs`.
+        keep: which row a group keeps: ``"first"`` (the lowest row number, default), ``"max"``
+            or ``"min"`` (the row with the largest / smallest value of ``by``; ties to the
+            lowest row number; missing values never chosen).
+        by: with ``keep="max"`` / ``"min"``, one value per row: numbers, booleans, dates and
+            times, or texts / bytes / lists (ranked by their length), as a numpy array, pyarrow
+            array, pandas Series or list.
+
+    Returns:
+        ``(group, keep)``: ``group[r]`` (int64) is the row that ``r``'s group keeps (``r`` itself
+        for a kept or unique row); ``keep[r]`` (bool) is True for exactly one row per group.
+    """
+    keep = _check_keep(keep, by)
+    _cpu_note(device, "dedup")
+    x = as_matrix(embeddings, "embeddings")
+    return _native.dedup(x, threshold, _join_metric(metric), keep, _by_arg(keep, by, x.shape[0]), max_pairs, threads, memory_budget)
+
+
+def dedup_table(
+    table: Any,
+    threshold: float,
+    column: str = "embedding",
+    metric: Union[int, str, None] = "cosine",
+    keep: str = "first",
+    *,
+    by: Optional[str] = None,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+    device: Device = None,
+    overwrite: bool = False,
+) -> "pyarrow.Table":  # noqa: F821
+    """The table plus ``dup_group`` (int64: the row its group keeps) and ``keep`` (bool): the
+    duplicate groups of :func:`dedup` over the embedding ``column``. ``by`` names the column
+    ``keep="max"`` / ``"min"`` ranks by (e.g. a text column: the longest text is kept). A table
+    that already has ``dup_group`` or ``keep`` is refused unless ``overwrite=True``. Needs
+    pyarrow."""
+    pa = _pyarrow()
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise InvalidInputError(f"dedup_table: expected a pyarrow.Table, got {type(table).__name__}")
+    present = [c for c in DEDUP_COLUMNS if c in table.column_names]
+    if present and not overwrite:
+        raise InvalidInputError(
+            f"the table already has column(s) {', '.join(map(repr, present))}; pass overwrite=True to replace them"
+        )
+    if column in DEDUP_COLUMNS:
+        raise InvalidInputError(f"invalid column: {column!r} is an output column name")
+    keep = _check_keep(keep, by)
+    values = None
+    if by is not None:
+        if not isinstance(by, str):
+            raise InvalidInputError(f"invalid by: {by!r}: name a column of the table")
+        if by not in table.column_names:
+            names = ", ".join(repr(c) for c in table.column_names) or "none"
+            raise InvalidInputError(f"invalid by: the table has no column {by!r}; the columns are: {names}")
+        if table.column_names.count(by) > 1:
+            raise InvalidInputError(f"invalid by: {table.column_names.count(by)} columns are named {by!r}; rename all but one")
+        values = table.column(by)
+    _cpu_note(device, "dedup_table")
+    x = column_matrix(table, column)
+    ranked = None if values is None else rank_values(values, x.shape[0], f"column {by!r}")
+    try:
+        group, kept = _native.dedup(x, threshold, _join_metric(metric), keep, ranked, max_pairs, threads, memory_budget)
+    except InvalidInputError as e:
+        msg = str(e)
+        if msg.startswith("embeddings:"):
+            raise InvalidInputError(f"column {column!r}" + msg[len("embeddings"):]) from None
+        raise
+    out = table
+    for name, values_out, typ in (("dup_group", group, pa.int64()), ("keep", kept, pa.bool_())):
+        arr = pa.array(values_out, type=typ)
+        field = pa.field(name, typ, nullable=False)
+        if name in out.column_names:
+            out = out.set_column(out.column_names.index(name), field, arr)
+        else:
+            out = out.append_column(field, arr)
+    return out
 
 
 OUTPUT_COLUMNS = ("nn_indices", "nn_scores")

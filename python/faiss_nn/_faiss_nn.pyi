@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+DEFAULT_MAX_PAIRS: int
 
 _Device = Union[None, int, str, Sequence[int]]
 _Metric = Union[int, str]
@@ -60,6 +61,54 @@ def _block_search(
 ) -> _Lists: ...
 def _merge_lists(parts: Sequence[_Lists], k: int) -> _Lists: ...
 
+_Pairs = Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+_Groups = Tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+# Ranking values of keep="max" / "min": (kind "int" | "uint" | "float", values, valid).
+_By = Optional[Tuple[str, npt.NDArray[np.generic], npt.NDArray[np.bool_]]]
+
+def _block_range_self(
+    x: npt.NDArray[np.float32],
+    id0: int,
+    threshold: float,
+    metric: _Metric,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+) -> _Pairs: ...
+def _block_range_pair(
+    a: npt.NDArray[np.float32],
+    a0: int,
+    b: npt.NDArray[np.float32],
+    b0: int,
+    threshold: float,
+    metric: _Metric,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+) -> _Pairs: ...
+
+# The threshold join and duplicate groups.
+def range_pairs(
+    x: npt.NDArray[np.float32],
+    threshold: float,
+    metric: _Metric,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+) -> _Pairs: ...
+def dedup(
+    x: npt.NDArray[np.float32],
+    threshold: float,
+    metric: _Metric,
+    keep: str,
+    by: _By = None,
+    max_pairs: Optional[int] = None,
+    threads: Optional[int] = None,
+    memory_budget: Optional[int] = None,
+) -> _Groups: ...
+def _check_threshold(threshold: float, metric: _Metric) -> None: ...
+def _groups_from_pairs(
+    n: int, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64], keep: str, by: _By = None
+) -> _Groups: ...
+
 class FlatIndex:
     def __init__(
         self,
@@ -74,6 +123,9 @@ class FlatIndex:
     def search(
         self, x: npt.NDArray[np.float32], k: int
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+    def range_search(
+        self, x: npt.NDArray[np.float32], radius: float
+    ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
     def reset(self) -> None: ...
     @property
     def ntotal(self) -> int: ...
@@ -81,6 +133,8 @@ class FlatIndex:
     def d(self) -> int: ...
     @property
     def metric_type(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
     @property
     def device(self) -> str: ...
     @property

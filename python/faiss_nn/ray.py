@@ -44,6 +44,7 @@ import glob
 import math
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -59,7 +60,17 @@ from . import _faiss_nn as _native
 from . import as_matrix, column_matrix
 from ._errors import FaissNNError, InvalidInputError, IoError
 
-__all__ = ["self_knn", "shutdown", "RayRunError", "SCHEDULES", "plan_blocks", "pair_owners", "block_owner"]
+__all__ = [
+    "self_knn",
+    "range_pairs",
+    "dedup",
+    "shutdown",
+    "RayRunError",
+    "SCHEDULES",
+    "plan_blocks",
+    "pair_owners",
+    "block_owner",
+]
 
 SCHEDULES = ("symmetric", "broadcast")
 
@@ -106,9 +117,9 @@ def pair_owners(blocks: int, shards: int) -> List[Tuple[int, int, int]]:
 # Cluster side
 
 
-def _keys_to_scores(keys: np.ndarray, metric_code: int) -> np.ndarray:
-    # Keys are "smaller is better": L2 distances as they are, inner products negated.
-    return keys if metric_code == 1 else np.negative(keys)
+def _keys_to_scores(keys: np.ndarray, metric: Any) -> np.ndarray:
+    # Keys are "smaller is better": L2 distances as they are, inner products and cosines negated.
+    return keys if metric == 1 else np.negative(keys)
 
 
 def _check_finite(x: np.ndarray, start: int, what: str) -> None:
@@ -180,6 +191,16 @@ class _BlockWorker:
             queries, job.starts[i], block, job.starts[j], job.k, job.metric, job.device, job.threads
         )
 
+    def range_self(self, job: "_RangeJob", i: int, block: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Block i's own passing pairs (i < j), global rows."""
+        self._tick()
+        return _native._block_range_self(block, job.starts[i], job.threshold, job.metric, job.max_pairs, job.threads)
+
+    def range_pair(self, job: "_RangeJob", i: int, j: int, a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The passing pairs of block pair (i, j), i < j: each pair computed once."""
+        self._tick()
+        return _native._block_range_pair(a, job.starts[i], b, job.starts[j], job.threshold, job.metric, job.max_pairs, job.threads)
+
     def merge(self, job: "_Job", i: int, source: Any, output: Optional[str], *parts: Tuple[np.ndarray, np.ndarray]) -> Any:
         """Merges row block ``i``'s candidates and writes or returns its result (on an actor of
         the pool: the pool holds every CPU it asked for, so no other task need be scheduled)."""
@@ -193,8 +214,15 @@ class _BlockWorker:
 class _Job:
     """What every call of one run shares (small: sent with each call)."""
 
-    def __init__(self, starts: List[int], k: int, metric: int, threads: Optional[int], device: Any) -> None:
+    def __init__(self, starts: List[int], k: int, metric: Any, threads: Optional[int], device: Any) -> None:
         self.starts, self.k, self.metric, self.threads, self.device = starts, k, metric, threads, device
+
+
+class _RangeJob:
+    """What every call of one threshold join shares."""
+
+    def __init__(self, starts: List[int], threshold: float, metric: Any, max_pairs: Optional[int], threads: Optional[int]) -> None:
+        self.starts, self.threshold, self.metric, self.max_pairs, self.threads = starts, threshold, metric, max_pairs, threads
 
 
 # Actors kept for later runs with the same resources in the same Ray session (`keep_actors`):
@@ -344,69 +372,91 @@ def _merge_block(
 # Driver side
 
 
-def _metric_code(metric: Any) -> int:
+def _metric_code(metric: Any) -> Any:
+    """The metric as the block primitives take it: 1 (L2), 0 (inner product) or "cosine"."""
     if metric is None:
         return 1
     if isinstance(metric, str):
-        names = {"l2": 1, "ip": 0, "inner_product": 0}
+        names = {"l2": 1, "ip": 0, "inner_product": 0, "cosine": "cosine", "cos": "cosine"}
         if metric.lower() not in names:
-            raise InvalidInputError(f"invalid metric: {metric!r}: the distributed self-join runs \"l2\" or \"ip\"")
+            raise InvalidInputError(f"invalid metric: {metric!r}: the distributed join runs \"l2\", \"ip\" or \"cosine\"")
         return names[metric.lower()]
     if isinstance(metric, bool) or not isinstance(metric, (int, np.integer)) or int(metric) not in (0, 1):
-        raise InvalidInputError(f"invalid metric: {metric!r}: the distributed self-join runs \"l2\" (1) or \"ip\" (0)")
+        raise InvalidInputError(f"invalid metric: {metric!r}: the distributed join runs \"l2\" (1), \"ip\" (0) or \"cosine\"")
     return int(metric)
+
+
+def _is_path_source(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike)) or (
+        isinstance(source, (list, tuple)) and bool(source) and all(isinstance(s, (str, os.PathLike)) for s in source)
+    )
+
+
+def _is_dataset(source: Any) -> bool:
+    """A Ray Dataset, told without importing Ray Data (which needs pandas): no Dataset exists
+    unless Ray Data was imported already."""
+    data = sys.modules.get("ray.data")
+    return data is not None and isinstance(source, data.Dataset)
+
+
+def _ray_data() -> Any:
+    try:
+        import ray.data
+    except ImportError as e:
+        raise ImportError(f"reading Parquet files or Ray Datasets needs Ray Data: pip install 'ray[data]' ({e})") from e
+    return ray.data
 
 
 def _source_blocks(source: Any, column: str, shards: int, block_rows: Optional[int]):
     """``(block_refs, bounds, source_refs)``: float32 matrices in the object store, their global
     row ranges, and (for a Ray Dataset) the Arrow blocks the output extends; rows in the
-    source's order."""
+    source's order. A matrix source needs neither Ray Data nor pandas."""
+    if not (_is_path_source(source) or _is_dataset(source)):
+        x = as_matrix(source, "embeddings")
+        _check_finite(x, 0, "embeddings")
+        bounds = plan_blocks(x.shape[0], shards, block_rows)
+        return [ray.put(np.ascontiguousarray(x[s:e])) for s, e in bounds], bounds, None
+    _ray_data()
     with _ordered():
         return _source_blocks_in_order(source, column, shards, block_rows)
 
 
 def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: Optional[int]):
-    if isinstance(source, (str, os.PathLike)) or (
-        isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)
-    ):
-        shutdown()  # Ray Data's tasks need CPUs that kept actors would hold
+    if _is_path_source(source):
         paths = _parquet_paths(source)
         # One read per file, joined in order (a union keeps its parts' order; a list handed to
         # one read_parquet is listed by Ray in an order of its own, and some Ray/fsspec pairs
         # cannot list one at all).
         parts = [ray.data.read_parquet(p) for p in paths]
         source = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    if isinstance(source, ray.data.Dataset):
-        shutdown()
-        ds = source
-        n = ds.count()
-        bounds = plan_blocks(n, shards, block_rows)
-        # One dataset block per row block: split at the planned row boundaries, on the cluster.
-        splits = ds.split_at_indices([s for s, _ in bounds[1:]])
-        arrow_refs, block_refs, counts = [], [], []
-        for part, (start, _) in zip(splits, bounds):
-            refs = part.to_arrow_refs()
-            table = _concat_tables.remote(*refs) if len(refs) != 1 else refs[0]
-            matrix, count = _to_matrix.remote(table, column, start)
-            arrow_refs.append(table)
-            block_refs.append(matrix)
-            counts.append(count)
-        # Only the row counts come to the driver; a bad block raises its own error here.
-        try:
-            got = ray.get(counts)
-        except ray.exceptions.RayTaskError as e:
-            native = _native_error(e)
-            if native is not None:
-                raise native from None
-            raise
-        want = [e - s for s, e in bounds]
-        if got != want:
-            raise RayRunError(f"the data set's blocks hold {got} rows, expected {want}")
-        return block_refs, bounds, arrow_refs
-    x = as_matrix(source, "embeddings")
-    _check_finite(x, 0, "embeddings")
-    bounds = plan_blocks(x.shape[0], shards, block_rows)
-    return [ray.put(np.ascontiguousarray(x[s:e])) for s, e in bounds], bounds, None
+    # A Ray Dataset (a Parquet source was read into one above); its tasks need CPUs that kept
+    # actors would hold.
+    shutdown()
+    ds = source
+    n = ds.count()
+    bounds = plan_blocks(n, shards, block_rows)
+    # One dataset block per row block: split at the planned row boundaries, on the cluster.
+    splits = ds.split_at_indices([s for s, _ in bounds[1:]])
+    arrow_refs, block_refs, counts = [], [], []
+    for part, (start, _) in zip(splits, bounds):
+        refs = part.to_arrow_refs()
+        table = _concat_tables.remote(*refs) if len(refs) != 1 else refs[0]
+        matrix, count = _to_matrix.remote(table, column, start)
+        arrow_refs.append(table)
+        block_refs.append(matrix)
+        counts.append(count)
+    # Only the row counts come to the driver; a bad block raises its own error here.
+    try:
+        got = ray.get(counts)
+    except ray.exceptions.RayTaskError as e:
+        native = _native_error(e)
+        if native is not None:
+            raise native from None
+        raise
+    want = [e - s for s, e in bounds]
+    if got != want:
+        raise RayRunError(f"the data set's blocks hold {got} rows, expected {want}")
+    return block_refs, bounds, arrow_refs
 
 
 def _number(name: str, value: Any, least: float, integer: bool = False) -> None:
@@ -640,3 +690,189 @@ def self_knn(
     finally:
         if not kept:
             _drop_pool(workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# The threshold join over the cluster: the same symmetric block-pair schedule, each pair's
+# passing pairs computed on an actor, the groups merged on the driver by union-find.
+
+
+def _check_run_args(shards: Any, block_rows: Any, threads_per_shard: Any, max_restarts: Any, max_task_retries: Any, placement_timeout: Any) -> None:
+    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
+        raise InvalidInputError(f"invalid shards: {shards!r}: expected a positive number of actors")
+    if block_rows is not None:
+        _number("block_rows", block_rows, 1, integer=True)
+    if threads_per_shard is not None:
+        _number("threads_per_shard", threads_per_shard, 1, integer=True)
+    _number("max_restarts", max_restarts, -1, integer=True)
+    _number("max_task_retries", max_task_retries, -1, integer=True)
+    _number("placement_timeout", placement_timeout, 0)
+
+
+def _distributed_pairs(
+    source: Any,
+    threshold: Any,
+    metric: Any,
+    shards: Any,
+    block_rows: Any,
+    column: str,
+    threads_per_shard: Any,
+    max_pairs: Any,
+    max_restarts: Any,
+    max_task_retries: Any,
+    keep_actors: bool,
+    placement_timeout: Any,
+    by_column: Optional[str] = None,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int, Any]:
+    """``(i, j, score, n, by)``: every passing pair of the source, sorted by ``(i, j)``, its row
+    count, and (with ``by_column``, for a table source) that column's values in row order."""
+    _check_run_args(shards, block_rows, threads_per_shard, max_restarts, max_task_retries, placement_timeout)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"invalid threshold: {threshold!r}: expected a number")
+    if max_pairs is not None:
+        _number("max_pairs", max_pairs, 1, integer=True)
+    code = _metric_code("cosine" if metric is None else metric)
+    threshold = float(threshold)
+    # The threshold's own checks (NaN, a cosine outside [-1, 1)) before any actor starts.
+    _native._check_threshold(threshold, code)
+    cap = int(max_pairs) if max_pairs is not None else _native.DEFAULT_MAX_PAIRS
+    if not ray.is_initialized():
+        ray.init()
+    block_refs, bounds, arrow_refs = _source_blocks(source, column, int(shards), block_rows)
+    n = bounds[-1][1]
+    by = None
+    if by_column is not None:
+        if arrow_refs is None:
+            raise InvalidInputError("by names a column, but the source is a matrix; pass the values instead")
+        by = ray.get([_column_of.remote(t, by_column) for t in arrow_refs])
+    blocks = len(bounds)
+    shards = min(int(shards), blocks)
+    ray.wait(block_refs, num_returns=len(block_refs), fetch_local=False)
+    workers, kept = _pool(shards, threads_per_shard or 1, 0, max_restarts, max_task_retries, None, keep_actors, placement_timeout)
+    job = _RangeJob([s for s, _ in bounds], threshold, code, cap, threads_per_shard)
+    parts: List[Any] = []
+    got: List[Any] = []
+    try:
+        for i, j, p in pair_owners(blocks, shards):
+            if i == j:
+                parts.append(workers[p].range_self.remote(job, i, block_refs[i]))
+            else:
+                parts.append(workers[p].range_pair.remote(job, i, j, block_refs[i], block_refs[j]))
+        # Fetched as they finish, counted as they come: a threshold that passes more than the
+        # cap stops here, with at most one unit's pairs beyond it on the driver.
+        pending, total = list(parts), 0
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            got.append(ray.get(done[0]))
+            total += len(got[-1][0])
+            if total > cap:
+                for ref in pending:
+                    ray.cancel(ref)
+                kept = False  # its actors may still be busy: this pool ends with the call
+                rows = len(np.union1d(np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])))
+                raise InvalidInputError(
+                    f"threshold {threshold} passes more than max_pairs = {cap} pairs: {total} found among {rows} rows "
+                    f"in {len(got)} of {len(parts)} block pairs before the run stopped; raise max_pairs or use a tighter threshold"
+                )
+    except ray.exceptions.RayError as e:
+        native = _native_error(e)
+        if native is None or not kept:
+            _drop_pool(workers)
+        if native is not None:
+            raise native from None
+        raise RayRunError(f"the distributed threshold join failed: {e}") from e
+    except BaseException:
+        _drop_pool(workers)
+        raise
+    finally:
+        if not kept:
+            _drop_pool(workers)
+    i = np.concatenate([g[0] for g in got]) if got else np.empty(0, np.int64)
+    j = np.concatenate([g[1] for g in got]) if got else np.empty(0, np.int64)
+    score = np.concatenate([g[2] for g in got]) if got else np.empty(0, np.float32)
+    order = np.lexsort((j, i))
+    return i[order], j[order], score[order], n, by
+
+
+@ray.remote
+def _column_of(table: Any, name: str) -> Any:
+    """A column of an Arrow (or pandas) block, for the keep policy's ranking."""
+    import pyarrow as pa
+
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    if name not in table.column_names:
+        names = ", ".join(repr(c) for c in table.column_names) or "none"
+        raise InvalidInputError(f"invalid by: no column {name!r}; the columns are: {names}")
+    return table.column(name)
+
+
+def range_pairs(
+    source: Any,
+    threshold: float,
+    metric: Union[int, str, None] = "cosine",
+    *,
+    shards: int = 2,
+    block_rows: Optional[int] = None,
+    column: str = "embedding",
+    threads_per_shard: Optional[int] = 1,
+    max_pairs: Optional[int] = None,
+    max_restarts: int = 3,
+    max_task_retries: int = 3,
+    keep_actors: bool = False,
+    placement_timeout: float = 60.0,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of rows whose exact score passes ``threshold`` (see
+    :func:`faiss_nn.range_pairs`), computed by ``shards`` Ray actors over the symmetric block-pair
+    schedule of :func:`self_knn` (each block's own pairs on its owner, each unordered block pair
+    once). Equal to :func:`faiss_nn.range_pairs` on the whole matrix.
+
+    ``source``, ``shards``, ``block_rows``, ``column``, ``threads_per_shard`` and the fault and
+    placement options are :func:`self_knn`'s; ``max_pairs`` caps the whole run (each block pair
+    too). Returns ``(i, j, score)`` on the driver, sorted by ``(i, j)``.
+    """
+    i, j, score, _, _ = _distributed_pairs(
+        source, threshold, metric, shards, block_rows, column, threads_per_shard, max_pairs,
+        max_restarts, max_task_retries, keep_actors, placement_timeout,
+    )
+    return i, j, score
+
+
+def dedup(
+    source: Any,
+    threshold: float,
+    metric: Union[int, str, None] = "cosine",
+    keep: str = "first",
+    *,
+    by: Any = None,
+    shards: int = 2,
+    block_rows: Optional[int] = None,
+    column: str = "embedding",
+    threads_per_shard: Optional[int] = 1,
+    max_pairs: Optional[int] = None,
+    max_restarts: int = 3,
+    max_task_retries: int = 3,
+    keep_actors: bool = False,
+    placement_timeout: float = 60.0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Duplicate groups over the cluster: the passing pairs of :func:`range_pairs`, joined into
+    groups by union-find on the driver, each keeping one row by ``keep`` (see
+    :func:`faiss_nn.dedup`). ``by`` is one value per row, or for a table source (a Ray Dataset or
+    Parquet files) the name of a column. Equal to :func:`faiss_nn.dedup` on the whole matrix.
+    Returns ``(group, keep)`` on the driver."""
+    from ._dedup import _check_keep, rank_values
+
+    keep = _check_keep(keep, by)
+    by_column = by if isinstance(by, str) else None
+    i, j, _, n, column_values = _distributed_pairs(
+        source, threshold, metric, shards, block_rows, column, threads_per_shard, max_pairs,
+        max_restarts, max_task_retries, keep_actors, placement_timeout, by_column,
+    )
+    ranked = None
+    if keep != "first":
+        if column_values is not None:
+            import pyarrow as pa
+
+            by = pa.chunked_array([c for part in column_values for c in (part.chunks if isinstance(part, pa.ChunkedArray) else [part])])
+        ranked = rank_values(by, n)
+    return _native._groups_from_pairs(n, i, j, keep, ranked)

@@ -33,20 +33,26 @@ def test_search_matches_faiss(metric):
     assert_tie_aware(lab, dist, rlab, rdist, 1e-4, metric)
 
 
-def test_fewer_rows_than_k_follow_faiss_with_infinities():
+def test_fewer_rows_than_k_pad_exactly_as_faiss():
+    # faiss's IndexFlat leaves unfilled slots at label -1 and distance +FLT_MAX (L2) or -FLT_MAX
+    # (inner product): the same arrays, bit for bit.
     x = np.array([[0, 0], [1, 1]], dtype=np.float32)
-    l2 = faiss_nn.IndexFlatL2(2)
-    l2.add(x)
-    dist, lab = l2.search(np.zeros((1, 2), np.float32), 3)
-    assert lab.tolist() == [[0, 1, -1]]
-    assert dist[0, :2].tolist() == [0.0, 2.0] and dist[0, 2] == np.inf
-    ip = faiss_nn.IndexFlatIP(2)
-    ip.add(x)
-    dist, lab = ip.search(np.array([[1, 0]], np.float32), 3)
-    assert lab.tolist() == [[1, 0, -1]] and dist[0, 2] == -np.inf
+    for ours, ref, q in (
+        (faiss_nn.IndexFlatL2(2), faiss.IndexFlatL2(2), np.zeros((1, 2), np.float32)),
+        (faiss_nn.IndexFlatIP(2), faiss.IndexFlatIP(2), np.array([[1, 0]], np.float32)),
+    ):
+        ours.add(x)
+        ref.add(x)
+        dist, lab = ours.search(q, 3)
+        rdist, rlab = ref.search(q, 3)
+        assert lab.tolist() == rlab.tolist() and lab[0, 2] == -1
+        assert dist.tobytes() == rdist.tobytes(), (dist, rdist)
+    flt_max = np.finfo(np.float32).max
     empty = faiss_nn.FlatIndex(2)
     dist, lab = empty.search(np.zeros((2, 2), np.float32), 2)
-    assert (lab == -1).all() and (dist == np.inf).all()
+    assert (lab == -1).all() and (dist == flt_max).all()
+    dist, lab = faiss_nn.FlatIndex(2, "cosine").search(np.ones((1, 2), np.float32), 1)
+    assert lab.tolist() == [[-1]] and dist.tolist() == [[-flt_max]]
     dist, lab = empty.search(np.zeros((0, 2), np.float32), 2)
     assert dist.shape == lab.shape == (0, 2)
 

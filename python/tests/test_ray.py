@@ -257,3 +257,55 @@ def test_bad_numeric_arguments_are_the_packages_errors(cluster, data):
     ):
         with pytest.raises(faiss_nn.InvalidInputError, match=f"invalid {name}"):
             fray.self_knn(data, **{name: value})
+
+
+@pytest.mark.parametrize("metric,t", [("cosine", 0.85), ("l2", 0.3), ("ip", 0.85)])
+def test_threshold_join_and_groups_equal_single_process(cluster, data, metric, t):
+    want = faiss_nn.range_pairs(data, t, metric)
+    assert len(want[0]) > 20, "the case must have pairs"
+    want_g = faiss_nn.dedup(data, t, metric)
+    for shards, block_rows in [(1, None), (3, 97), (4, 5)]:
+        got = fray.range_pairs(data, t, metric, shards=shards, block_rows=block_rows)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), (shards, block_rows)
+        g = fray.dedup(data, t, metric, shards=shards, block_rows=block_rows)
+        assert np.array_equal(g[0], want_g[0]) and np.array_equal(g[1], want_g[1])
+    assert not fray._POOLS and _free_cpus(4) == 4
+
+
+def test_distributed_dedup_keeps_by_a_dataset_column(cluster):
+    table = pq.read_table(DEMO).slice(0, 300)
+    x, _ = read_embeddings(DEMO)
+    ds = ray.data.from_arrow(table).repartition(3)
+    group, keep = fray.dedup(ds, 0.8, keep="max", by="text", shards=2, block_rows=70)
+    want = faiss_nn.dedup(x[:300], 0.8, keep="max", by=table.column("text"))
+    assert np.array_equal(group, want[0]) and np.array_equal(keep, want[1])
+    with pytest.raises(faiss_nn.InvalidInputError, match="no column 'size'"):
+        fray.dedup(ds, 0.8, keep="max", by="size", shards=2)
+    with pytest.raises(faiss_nn.InvalidInputError, match="passes more than max_pairs = 5"):
+        fray.range_pairs(x[:300], 0.3, shards=2, max_pairs=5)
+    with pytest.raises(faiss_nn.InvalidInputError, match="selects no pair"):
+        fray.range_pairs(x[:300], 1.0, shards=2)
+
+
+def test_matrix_sources_need_neither_ray_data_nor_pandas(tmp_path):
+    """Ray installed without Ray Data (no pandas): a matrix source still runs."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_data.py"
+    script.write_text(
+        "import sys\n"
+        "sys.modules['ray.data'] = None\n"
+        "sys.modules['pandas'] = None\n"
+        "import numpy as np, ray, faiss_nn, faiss_nn.ray as fray\n"
+        "ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False)\n"
+        "x = np.random.default_rng(0).random((60, 8), dtype=np.float32)\n"
+        "got, _ = fray.self_knn(x, k=2, shards=2, collect=True)\n"
+        "assert np.array_equal(got, faiss_nn.self_knn(x, k=2)[0])\n"
+        "p = fray.range_pairs(x, 0.9, shards=2)\n"
+        "assert all(np.array_equal(a, b) for a, b in zip(p, faiss_nn.range_pairs(x, 0.9)))\n"
+        "ray.shutdown()\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 const LABEL_CHARS: usize = 70;
 
 /// The string columns used as labels: the first two, other than the embedding column.
-fn label_columns(data: &Dataset) -> Vec<usize> {
+pub(crate) fn label_columns(data: &Dataset) -> Vec<usize> {
     let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let fields = data.schema.fields();
     (0..fields.len()).filter(|&i| is_text(fields[i].data_type()) && fields[i].name() != &data.column).take(2).collect()
@@ -31,7 +31,7 @@ fn string_at(array: &dyn Array, i: usize) -> Option<String> {
 }
 
 /// Row `row`'s label: its text columns joined by " — ", on one line, cut to [`LABEL_CHARS`].
-fn label(data: &Dataset, columns: &[usize], row: usize) -> String {
+pub(crate) fn label(data: &Dataset, columns: &[usize], row: usize) -> String {
     let Some((batch, i)) = data.locate(row) else { return String::new() };
     let parts: Vec<String> = columns.iter().filter_map(|&c| string_at(batch.column(c).as_ref(), i)).collect();
     let text = parts.join(" — ").split_whitespace().collect::<Vec<_>>().join(" ");

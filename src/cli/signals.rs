@@ -9,8 +9,9 @@ use std::ffi::CString;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
-/// The temporary file to remove, as a C string owned by [`TempGuard`] (null: none).
-static TEMP: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+/// The temporary files to remove, as C strings owned by [`TempGuard`]s (null: a free slot). Two:
+/// a dedup writes its table and its pair list, and renames both at the end.
+static TEMP: [AtomicPtr<libc::c_char>; 2] = [AtomicPtr::new(std::ptr::null_mut()), AtomicPtr::new(std::ptr::null_mut())];
 
 /// Every signal whose default action ends the process and that a handler may catch.
 const SIGNALS: [libc::c_int; 15] = [
@@ -58,18 +59,26 @@ pub struct TempGuard(*mut libc::c_char);
 
 impl TempGuard {
     /// Registers `path` for removal by the handlers.
+    /// Registers `path` for removal by the handlers (`None` when both slots are taken, or the
+    /// path holds a NUL byte).
     pub fn register(path: &Path) -> Option<TempGuard> {
         use std::os::unix::ffi::OsStrExt;
         let raw = CString::new(path.as_os_str().as_bytes()).ok()?.into_raw();
-        TEMP.store(raw, Ordering::SeqCst);
-        Some(TempGuard(raw))
+        if TEMP.iter().any(|slot| slot.compare_exchange(std::ptr::null_mut(), raw, Ordering::SeqCst, Ordering::SeqCst).is_ok()) {
+            return Some(TempGuard(raw));
+        }
+        // SAFETY: `raw` came from `into_raw` just above and was stored nowhere.
+        drop(unsafe { CString::from_raw(raw) });
+        None
     }
 }
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
         // Only this guard's own path: a guard registered after it (a new temporary name) stays.
-        let _ = TEMP.compare_exchange(self.0, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst);
+        for slot in &TEMP {
+            let _ = slot.compare_exchange(self.0, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst);
+        }
         // SAFETY: the pointer came from `CString::into_raw` in `register`, and no handler can
         // read it any more (TEMP no longer holds it).
         drop(unsafe { CString::from_raw(self.0) });
@@ -77,14 +86,16 @@ impl Drop for TempGuard {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    let p = TEMP.swap(std::ptr::null_mut(), Ordering::SeqCst);
     // A crash message from native code under --quiet went to /dev/null; what follows should not.
     unmute();
-    // SAFETY: `p` is null or the NUL-terminated path registered by `TempGuard::register`, alive until
-    // the guard is dropped; unlink, signal and raise are async-signal-safe.
+    // SAFETY: each `p` is null or a NUL-terminated path registered by `TempGuard::register`,
+    // alive until its guard is dropped; unlink, signal and raise are async-signal-safe.
     unsafe {
-        if !p.is_null() {
-            libc::unlink(p);
+        for slot in &TEMP {
+            let p = slot.swap(std::ptr::null_mut(), Ordering::SeqCst);
+            if !p.is_null() {
+                libc::unlink(p);
+            }
         }
         // End the way the signal would have: default action, raised again.
         libc::signal(sig, libc::SIG_DFL);

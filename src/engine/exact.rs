@@ -20,7 +20,12 @@
 //! size, by brute force in f64. Bounds, with `u = 2⁻²⁴` and `γ = d·u / (1 − d·u)` (any summation order):
 //! - L2 on shifted rows `q̃ = fl(q − s)`, `x̃ = fl(x − s)`: `E = (2γ + 10u)·(‖q̃‖² + max‖x̃‖²)`
 //!   (the products and norms, plus the rounding of the shift);
-//! - inner product: `E = 2(γ + u)·‖q‖·max‖x‖`.
+//! - inner product: `E = 2(γ + u)·‖q‖·max‖x‖`;
+//! - cosine: the kernels multiply normalised copies `x̂ = fl(x/‖x‖)` (each component within `u`
+//!   of the unit vector's, so `‖x̂ − x/‖x‖‖ ≤ u` and `‖x̂‖ ≤ 1 + u`); their f32 product is within
+//!   `γ(1 + u)²` of `q̂·x̂`, which is within `u(1 + u) + u` of the cosine: the inner-product bound
+//!   with `‖q̂‖, max‖x̂‖ ≤ 1 + u` covers both. Exact cosines are computed from the original rows,
+//!   `(q·x)/(‖q‖‖x‖)` in f64, clamped to [−1, 1].
 //!
 //! With reduced-precision GPU products (tf32, f16, bf16) the candidates are re-scored and
 //! re-ranked, but the set is what the precision found: no proof is attempted.
@@ -64,6 +69,9 @@ pub(crate) struct Refine<'a> {
     /// The backend, to search rows whose set was not proven again with more candidates before
     /// the f64 brute force; `None`: brute force at once.
     pub widen: Option<&'a Widen<'a>>,
+    /// Cosine: `1/‖x‖` of every database row (original values), in f64. `queries` and
+    /// `database` then hold the original rows; the backend searched normalised copies.
+    pub cosine: Option<&'a [f64]>,
 }
 
 impl Refine<'_> {
@@ -102,12 +110,46 @@ pub(crate) fn db_bound(metric: FlatMetric, database: &Vectors<'_>, shift: Option
 }
 
 /// ‖fl(x − s)‖² (L2) or ‖x‖ (inner product), in f64.
-fn bound_norm(metric: FlatMetric, x: &[f32], shift: Option<&[f32]>) -> f64 {
+pub(crate) fn bound_norm(metric: FlatMetric, x: &[f32], shift: Option<&[f32]>) -> f64 {
     match (metric, shift) {
         (FlatMetric::L2, Some(s)) => lanes_sum(x, Some(s)),
         (FlatMetric::L2, None) => square_norm(x),
         (FlatMetric::InnerProduct, _) => square_norm(x).sqrt(),
+        // The kernels' copy of a row is normalised: its norm is at most 1 + u.
+        (FlatMetric::Cosine, _) => 1.0 + 2.0 * U32,
     }
+}
+
+/// `1/‖x‖` in f64 for each row, the cosine's scale; a zero row is refused (it has no direction).
+pub(crate) fn inverse_norms(v: &Vectors<'_>, what: &str) -> Result<Vec<f64>> {
+    (0..v.n())
+        .map(|i| {
+            let inv = inverse_norm(v.row(i));
+            if inv > 0.0 {
+                Ok(inv)
+            } else {
+                Err(Error::invalid(
+                    what,
+                    format!("row {i} is all zeros: a zero vector has no direction, so its cosine similarity is undefined; drop the row or use metric l2 / ip"),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// The rows scaled to unit length and rounded to f32 (a copy); a zero row is an error naming it.
+pub(crate) fn unit_rows(v: &Vectors<'_>, what: &str) -> Result<Vec<f32>> {
+    Ok(normalised(v, &inverse_norms(v, what)?))
+}
+
+/// Copies of the rows scaled to unit length (`inv` from [`inverse_norms`]), rounded to f32: what
+/// the kernels search under cosine.
+pub(crate) fn normalised(v: &Vectors<'_>, inv: &[f64]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(v.as_slice().len());
+    for (i, s) in inv.iter().enumerate() {
+        out.extend(v.row(i).iter().map(|x| (*x as f64 * s) as f32));
+    }
+    out
 }
 
 /// ‖x‖² in f64.
@@ -217,10 +259,8 @@ fn brute_rows(r: &Refine<'_>, failed: &[usize], k: usize, keys: &mut [f32], ids:
                     let (mut q64, mut scored, mut packed) = (vec![0f64; d], Vec::new(), Vec::new());
                     let mut out = Vec::with_capacity(rows.len() * k);
                     for &i in rows {
-                        for (a, b) in q64.iter_mut().zip(r.queries.row(i)) {
-                            *a = *b as f64;
-                        }
-                        brute_force(r, &q64, r.own(i), k, &mut scored, &mut packed);
+                        let inv_q = load_query(r, r.queries.row(i), &mut q64);
+                        brute_force(r, &q64, inv_q, r.own(i), k, &mut scored, &mut packed);
                         out.extend(scored.iter().copied().chain(std::iter::repeat((f32::INFINITY, -1))).take(k));
                     }
                     out
@@ -296,14 +336,11 @@ const GROUP: usize = 64;
 /// brute-forced and, with `defer`, the unproven rows instead (their lists left for the caller).
 fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys: &mut [f32], ids: &mut [i64], defer: bool) -> (usize, Vec<usize>) {
     let d = r.queries.d();
-    let gamma = |unit: f64| {
-        let du = d as f64 * unit;
-        du / (1.0 - du).max(0.5)
-    };
     let kc = approx.k();
     let rows = keys.len() / k;
     let mut q64 = vec![0f64; GROUP * d];
     let mut exact_keys = vec![0f32; GROUP * kc];
+    let mut q_inv = [1f64; GROUP];
     let mut in_reach = [0usize; GROUP];
     let mut valid = [0usize; GROUP];
     let mut errs = [None; GROUP];
@@ -318,14 +355,12 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
         let g_rows = GROUP.min(rows - g0);
         // 1. The group's queries in f64, and its candidates bucketed by database block.
         for (gr, dst) in q64.chunks_mut(d).take(g_rows).enumerate() {
-            for (a, b) in dst.iter_mut().zip(r.queries.row(first + g0 + gr)) {
-                *a = *b as f64;
-            }
+            q_inv[gr] = load_query(r, r.queries.row(first + g0 + gr), dst);
         }
         // Only the candidates that can reach the top k are re-scored (a prefix of each list).
         for gr in 0..g_rows {
             let i = first + g0 + gr;
-            errs[gr] = r.proof_unit.map(|u| bound(r, r.queries.row(i), gamma(u), u));
+            errs[gr] = r.proof_unit.map(|u| bound(r, r.queries.row(i), gamma(d, u), u));
             let (ak, ai) = approx.row(i);
             valid[gr] = valid_candidates(ai);
             in_reach[gr] = reach(ak, valid[gr], k, errs[gr]);
@@ -365,7 +400,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
                 }
             }
             let (gr, slot) = (pair.0 as usize, pair.1 as usize);
-            exact_keys[gr * kc + slot] = key32(r.metric, &q64[gr * d..(gr + 1) * d], r.database.row(pair.2));
+            exact_keys[gr * kc + slot] = exact_key(r, &q64[gr * d..(gr + 1) * d], q_inv[gr], pair.2);
         }
         // 3. Per row: rank by the exact keys, prove the set or brute-force it.
         for gr in 0..g_rows {
@@ -404,7 +439,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
             }
             if !proven {
                 brute += 1;
-                brute_force(r, &q64[gr * d..(gr + 1) * d], own, k, &mut scored, &mut packed);
+                brute_force(r, &q64[gr * d..(gr + 1) * d], q_inv[gr], own, k, &mut scored, &mut packed);
             }
             let (out_k, out_i) = (&mut keys[t * k..(t + 1) * k], &mut ids[t * k..(t + 1) * k]);
             for (s, (ko, io)) in scored.iter().take(k).zip(out_k.iter_mut().zip(out_i.iter_mut())) {
@@ -443,10 +478,21 @@ fn valid_candidates(ids: &[i64]) -> usize {
 
 /// The bound `E` of the module doc for query `q`.
 fn bound(r: &Refine<'_>, q: &[f32], gamma: f64, unit: f64) -> f64 {
-    let qb = bound_norm(r.metric, q, r.shift);
-    let e = match r.metric {
-        FlatMetric::L2 => (2.0 * gamma + 10.0 * unit) * (qb + r.db_bound),
-        FlatMetric::InnerProduct => 2.0 * (gamma + unit) * qb * r.db_bound,
+    pair_bound(r.metric, bound_norm(r.metric, q, r.shift), r.db_bound, gamma, unit)
+}
+
+/// `γ = d·u / (1 − d·u)` for sums of `d` products of unit roundoff `u`.
+pub(crate) fn gamma(d: usize, unit: f64) -> f64 {
+    let du = d as f64 * unit;
+    du / (1.0 - du).max(0.5)
+}
+
+/// The bound `E` of the module doc on a kernel key's error, from the row's own bound norm `qb`
+/// ([`bound_norm`]) and the other side's `db_bound` ([`db_bound`]).
+pub(crate) fn pair_bound(metric: FlatMetric, qb: f64, db_bound: f64, gamma: f64, unit: f64) -> f64 {
+    let e = match metric {
+        FlatMetric::L2 => (2.0 * gamma + 10.0 * unit) * (qb + db_bound),
+        FlatMetric::InnerProduct | FlatMetric::Cosine => 2.0 * (gamma + unit) * qb * db_bound,
     };
     // A little slack for the f64 arithmetic of the bound itself.
     e * 1.01 + f64::MIN_POSITIVE
@@ -465,7 +511,7 @@ fn prefetch(row: &[f32]) {
 }
 
 /// The smallest f32 above `x` (`x` itself when infinite or NaN).
-fn next_up(x: f32) -> f32 {
+pub(crate) fn next_up(x: f32) -> f32 {
     if !x.is_finite() {
         return x;
     }
@@ -477,7 +523,8 @@ fn next_up(x: f32) -> f32 {
 }
 
 /// Every database row's exact key for this query, best `k` by (key, index) into `scored`.
-fn brute_force(r: &Refine<'_>, q64: &[f64], own: Option<i64>, k: usize, scored: &mut Vec<(f32, i64)>, packed: &mut Vec<u64>) {
+#[allow(clippy::too_many_arguments)]
+fn brute_force(r: &Refine<'_>, q64: &[f64], inv_q: f64, own: Option<i64>, k: usize, scored: &mut Vec<(f32, i64)>, packed: &mut Vec<u64>) {
     scored.clear();
     let mut worst = (f32::INFINITY, i64::MAX);
     for j in 0..r.database.n() {
@@ -485,7 +532,7 @@ fn brute_force(r: &Refine<'_>, q64: &[f64], own: Option<i64>, k: usize, scored: 
         if Some(id) == own {
             continue;
         }
-        let key = key32(r.metric, q64, r.database.row(j));
+        let key = exact_key(r, q64, inv_q, j);
         if scored.len() < k || better(key, id, worst.0, worst.1) {
             scored.push((key, id));
             if scored.len() >= 2 * k.max(16) {
@@ -516,12 +563,73 @@ fn rank(scored: &mut [(f32, i64)], packed: &mut Vec<u64>, r: &Refine<'_>) {
     }
 }
 
+/// Query row `q` in f64 into `dst`; returns its `1/‖q‖` under cosine (else 1).
+#[inline]
+fn load_query(r: &Refine<'_>, q: &[f32], dst: &mut [f64]) -> f64 {
+    load_row64(q, dst);
+    if r.cosine.is_some() {
+        inverse_norm(q)
+    } else {
+        1.0
+    }
+}
+
+/// Row `q` in f64 into `dst`.
+#[inline]
+pub(crate) fn load_row64(q: &[f32], dst: &mut [f64]) {
+    for (a, b) in dst.iter_mut().zip(q) {
+        *a = *b as f64;
+    }
+}
+
+/// `1/‖x‖` in f64 (0 for a zero row, which is refused before any search).
+#[inline]
+pub(crate) fn inverse_norm(x: &[f32]) -> f64 {
+    let n2 = square_norm(x);
+    if n2 > 0.0 {
+        1.0 / n2.sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// The exact key of query `q64` (from [`load_query`], with its `inv_q`) and database row `j`,
+/// rounded to f32.
+#[inline]
+fn exact_key(r: &Refine<'_>, q64: &[f64], inv_q: f64, j: usize) -> f32 {
+    let x = r.database.row(j);
+    match (r.metric, r.cosine) {
+        (FlatMetric::Cosine, Some(inv)) => -(cosine_of(simd::ip(q64, x), inv_q, inv[j]) as f32),
+        (metric, _) => key32(metric, q64, x),
+    }
+}
+
+/// The cosine of two rows from their inner product and inverse norms, in f64: `a·b` times
+/// `(1/‖a‖)·(1/‖b‖)` (a product that does not depend on which row comes first, so a pair scores
+/// alike from both sides), clamped to [−1, 1] (rounding may step just outside).
+#[inline]
+pub(crate) fn cosine_of(ip: f64, inv_a: f64, inv_b: f64) -> f64 {
+    (ip * (inv_a * inv_b)).clamp(-1.0, 1.0)
+}
+
 /// The pair's exact key rounded to f32: ‖q − x‖² or −q·x, computed in f64.
 #[inline]
 fn key32(metric: FlatMetric, q64: &[f64], x: &[f32]) -> f32 {
     match metric {
         FlatMetric::L2 => simd::l2(q64, x) as f32,
-        FlatMetric::InnerProduct => -(simd::ip(q64, x) as f32),
+        FlatMetric::InnerProduct | FlatMetric::Cosine => -(simd::ip(q64, x) as f32),
+    }
+}
+
+/// The exact score of a pair of rows in f64, with the lists' own sums: `‖a − b‖²` (L2), `a·b`
+/// (inner product), or the cosine ([`cosine_of`] with `inv_a`, `inv_b`, their inverse norms).
+/// `a64` is row `a` in f64 ([`load_row64`]).
+#[inline]
+pub(crate) fn pair_score(metric: FlatMetric, a64: &[f64], b: &[f32], inv_a: f64, inv_b: f64) -> f64 {
+    match metric {
+        FlatMetric::L2 => simd::l2(a64, b),
+        FlatMetric::InnerProduct => simd::ip(a64, b),
+        FlatMetric::Cosine => cosine_of(simd::ip(a64, b), inv_a, inv_b),
     }
 }
 

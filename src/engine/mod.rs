@@ -25,10 +25,12 @@
 
 pub mod exact;
 pub mod host_memory;
+pub mod range;
 mod shard;
 pub mod strategy;
 
 pub use exact::RefineStats;
+pub use range::{Pair, RangeStats, Threshold};
 pub use shard::Shard;
 pub use strategy::{choose, Backend, MergeAt, Strategy};
 

@@ -51,6 +51,24 @@ pub struct Shard<'a> {
     metric: FlatMetric,
     shift: Option<Vec<f32>>,
     parts: Vec<Part>,
+    /// Cosine: what the kernels search instead of the rows.
+    unit: Option<Unit>,
+}
+
+/// Under cosine, the rows scaled to unit length (what the devices hold and the kernels
+/// multiply) and each row's `1/‖x‖` in f64 (with which the exact layer scores the originals).
+#[derive(Debug)]
+pub(crate) struct Unit {
+    pub rows: Vec<f32>,
+    pub inv: Vec<f64>,
+}
+
+impl Unit {
+    /// The unit-length copies of `v`'s rows; a zero row is an error naming it (as `what`).
+    pub(crate) fn of(v: &Vectors<'_>, what: &str) -> Result<Unit> {
+        let inv = exact::inverse_norms(v, what)?;
+        Ok(Unit { rows: exact::normalised(v, &inv), inv })
+    }
 }
 
 impl Engine {
@@ -68,13 +86,24 @@ impl Engine {
 
     fn load<'a>(&self, rows: Rows<'a>, d: usize, row_offset: i64, metric: FlatMetric) -> Result<Shard<'a>> {
         let v = Vectors::new(rows.as_slice(), d, "embeddings")?;
-        exact::check_magnitudes(&v, "embeddings")?;
+        // Cosine scores are bounded whatever the norms; a zero row has none.
+        let unit = match metric {
+            FlatMetric::Cosine => Some(Unit::of(&v, "embeddings")?),
+            _ => {
+                exact::check_magnitudes(&v, "embeddings")?;
+                None
+            }
+        };
         if row_offset < 0 || row_offset.checked_add(v.n() as i64).is_none() {
             return Err(Error::invalid("row_offset", format!("{row_offset}: global row indices must be ≥ 0 and fit in i64")));
         }
         let shift = match metric {
             FlatMetric::L2 => Some(column_means(&v)),
-            FlatMetric::InnerProduct => None,
+            FlatMetric::InnerProduct | FlatMetric::Cosine => None,
+        };
+        let kernel_rows = match &unit {
+            Some(u) => Vectors::shaped_unchecked(&u.rows, d),
+            None => v,
         };
         let n = v.n();
         let ranges: Vec<Range<usize>> = if self.slots() == 1 {
@@ -87,12 +116,12 @@ impl Engine {
         };
         let mut parts = Vec::with_capacity(ranges.len());
         for (slot, range) in ranges.into_iter().enumerate() {
-            let part_rows = v.rows(range.start, range.end);
+            let part_rows = kernel_rows.rows(range.start, range.end);
             let resident = self.searcher(slot).load(part_rows, shift.as_deref()).map_err(|e| self.shard_error(slot, e))?;
             let db_bound = exact::db_bound(metric, &part_rows, shift.as_deref());
             parts.push(Part { slot, range, resident, db_bound });
         }
-        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts })
+        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts, unit })
     }
 
     fn shard_error(&self, slot: usize, e: Error) -> Error {
@@ -140,6 +169,38 @@ impl<'a> Shard<'a> {
         Vectors::shaped_unchecked(self.rows.as_slice(), self.d)
     }
 
+    /// The rows the kernels search: the rows, or under cosine their unit-length copies.
+    pub(crate) fn kernel_rows(&self) -> Vectors<'_> {
+        match &self.unit {
+            Some(u) => Vectors::shaped_unchecked(&u.rows, self.d),
+            None => self.rows(),
+        }
+    }
+
+    /// Under cosine, `1/‖x‖` of every row (f64).
+    pub(crate) fn inverse_norms(&self) -> Option<&[f64]> {
+        self.unit.as_ref().map(|u| u.inv.as_slice())
+    }
+
+    /// The column means L2 products are centred on.
+    pub(crate) fn shift(&self) -> Option<&[f32]> {
+        self.shift.as_deref()
+    }
+
+    /// The engine it lives on.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks foreign query rows as the search will read them: magnitudes (L2 / inner product)
+    /// or non-zero rows (cosine, whose unit-length copies the kernels search, returned here).
+    fn check_queries(&self, q: &Vectors<'_>) -> Result<Option<Unit>> {
+        match self.metric {
+            FlatMetric::Cosine => Unit::of(q, "queries").map(Some),
+            _ => exact::check_magnitudes(q, "queries").map(|()| None),
+        }
+    }
+
     /// Row transfers to devices made for this shard (once per device part at load on a GPU,
     /// 0 on the CPU): searches never add to it.
     pub fn uploads(&self) -> usize {
@@ -151,8 +212,12 @@ impl<'a> Shard<'a> {
     /// row 0, so that each query is left out of its own list.
     pub fn search(&self, queries: &[f32], query_id0: Option<i64>, k: usize, progress: &dyn Progress) -> Result<TopKLists> {
         let q = Vectors::new(queries, self.d, "queries")?;
-        exact::check_magnitudes(&q, "queries")?;
-        self.run(q, query_id0, k, progress).map(|(l, _)| l)
+        if q.d() != self.d {
+            return Err(Error::invalid("queries", format!("dimension {} differs from the shard's {}", q.d(), self.d)));
+        }
+        let unit = self.check_queries(&q)?;
+        let kq = unit.as_ref().map_or(q, |u| Vectors::shaped_unchecked(&u.rows, self.d));
+        self.run(q, kq, query_id0, k, progress).map(|(l, _)| l)
     }
 
     /// Every row's `k` best other rows of this shard (each row left out of its own list). On
@@ -163,7 +228,7 @@ impl<'a> Shard<'a> {
 
     /// [`Shard::self_join`], also saying how many rows the exact layer had to brute-force.
     pub fn self_join_with_stats(&self, k: usize, progress: &dyn Progress) -> Result<(TopKLists, RefineStats)> {
-        self.run(self.rows(), Some(self.row_offset), k, progress)
+        self.run(self.rows(), self.kernel_rows(), Some(self.row_offset), k, progress)
     }
 
     /// The join of this shard with a disjoint one: the `k` best rows of `other` for each row of
@@ -193,18 +258,22 @@ impl<'a> Shard<'a> {
         }
         let kc = strat.candidates;
         let shift = self.shift.as_deref();
-        let (sa, sb) = (self.rows(), other.rows());
-        let a = crate::flat::cpu::JoinSide { rows: sa, id0: a0 };
-        let b = crate::flat::cpu::JoinSide { rows: sb, id0: b0 };
-        let (la, lb) = self.engine.cpu().bipartite(a, b, self.metric, kc, shift, progress)?;
+        let kernel = self.metric.kernel();
+        let (ka, kb) = (self.kernel_rows(), other.kernel_rows());
+        let a = crate::flat::cpu::JoinSide { rows: ka, id0: a0 };
+        let b = crate::flat::cpu::JoinSide { rows: kb, id0: b0 };
+        let (la, lb) = self.engine.cpu().bipartite(a, b, kernel, kc, shift, progress)?;
         let unit = strat.proven.then_some(exact::U32);
-        let refine = |q: Vectors<'_>, q0: i64, db: Vectors<'_>, db0: i64, approx: &TopKLists| {
+        // Rows of `q` (originals) against `db`: the kernels' rows `kdb`, the originals `db`.
+        let refine = |q: Vectors<'_>, q0: i64, db: &Shard<'_>, approx: &TopKLists| {
+            let (kdb, db0) = (db.kernel_rows(), db.row_offset);
             // Unproven rows are searched again against `db` on the CPU with more candidates.
             let widen = |wq: Vectors<'_>, kc: usize| {
+                let wunit = if self.metric == FlatMetric::Cosine { Some(Unit::of(&wq, "queries")?) } else { None };
                 let job = FlatJob {
-                    queries: wq,
-                    database: db,
-                    metric: self.metric,
+                    queries: wunit.as_ref().map_or(wq, |u| Vectors::shaped_unchecked(&u.rows, wq.d())),
+                    database: kdb,
+                    metric: kernel,
                     k: kc,
                     db_offset: db0,
                     query_offset: None,
@@ -219,18 +288,19 @@ impl<'a> Shard<'a> {
                 metric: self.metric,
                 queries: q,
                 query_id0: Some(q0),
-                database: db,
+                database: db.rows(),
                 db_offset: db0,
                 shift,
-                db_bound: exact::db_bound(self.metric, &db, shift),
+                db_bound: exact::db_bound(self.metric, &kdb, shift),
                 proof_unit: unit,
                 threads: self.engine.cpu().thread_count(),
                 query_ids: None,
                 widen: Some(&widen),
+                cosine: db.inverse_norms(),
             };
             exact::refine(&r, approx, k).map(|(l, _)| l)
         };
-        Ok((refine(sa, a0, sb, b0, &la)?, refine(sb, b0, sa, a0, &lb)?))
+        Ok((refine(self.rows(), a0, other, &la)?, refine(other.rows(), b0, self, &lb)?))
     }
 
     fn strategy(&self, k: usize) -> Result<super::Strategy> {
@@ -239,8 +309,10 @@ impl<'a> Shard<'a> {
     }
 
     /// Queries `q` (rows of this shard when `q` is `self.rows()`) against every part, refined
-    /// and merged.
-    fn run(&self, q: Vectors<'_>, query_id0: Option<i64>, k: usize, progress: &dyn Progress) -> Result<(TopKLists, RefineStats)> {
+    /// and merged; `kq` is what the kernels search for them (`q`, or its unit-length copy under
+    /// cosine; this shard's own [`Shard::kernel_rows`] for a self-join, which the kernels
+    /// recognise as symmetric).
+    fn run(&self, q: Vectors<'_>, kq: Vectors<'_>, query_id0: Option<i64>, k: usize, progress: &dyn Progress) -> Result<(TopKLists, RefineStats)> {
         if q.d() != self.d {
             return Err(Error::invalid("queries", format!("dimension {} differs from the shard's {}", q.d(), self.d)));
         }
@@ -255,7 +327,8 @@ impl<'a> Shard<'a> {
             (true, Precision::F32) => Some(exact::U32),
             _ => None,
         };
-        let own = self.rows();
+        let (own, kown) = (self.rows(), self.kernel_rows());
+        let kernel = self.metric.kernel();
         let mode = self.engine.options().shard_mode;
         let replicated = self.parts.len() > 1 && mode == ShardMode::Replicated;
         // Each part: (query rows, their global id of row 0) against its rows.
@@ -267,13 +340,14 @@ impl<'a> Shard<'a> {
         let one = |(p, qr): &(usize, Range<usize>)| -> Result<(TopKLists, RefineStats)> {
             let part = &self.parts[*p];
             let db = own.rows(part.range.start, part.range.end);
+            let kdb = kown.rows(part.range.start, part.range.end);
             let queries = q.rows(qr.start, qr.end);
             let qid0 = query_id0.map(|o| o + qr.start as i64);
             let db_offset = self.row_offset + part.range.start as i64;
             let job = FlatJob {
-                queries,
-                database: db,
-                metric: self.metric,
+                queries: kq.rows(qr.start, qr.end),
+                database: kdb,
+                metric: kernel,
                 k: kc,
                 db_offset,
                 query_offset: qid0,
@@ -285,7 +359,10 @@ impl<'a> Shard<'a> {
             let approx = self.engine.searcher(part.slot).search(&job).map_err(|e| self.engine.shard_error(part.slot, e))?;
             // Unproven rows are searched again by the same backend with more candidates (on the
             // CPU; the GPU kernels' candidate limits make the brute force the fallback there).
+            // The rows come as the exact layer holds them (originals): unit length under cosine.
             let widen = |wq: Vectors<'_>, wk: usize| {
+                let wunit = if self.metric == FlatMetric::Cosine { Some(Unit::of(&wq, "queries")?) } else { None };
+                let wq = wunit.as_ref().map_or(wq, |u| Vectors::shaped_unchecked(&u.rows, wq.d()));
                 let wjob = FlatJob { queries: wq, query_offset: None, k: wk, progress: &NoProgress, ..job };
                 self.engine.searcher(part.slot).search(&wjob).map_err(|e| self.engine.shard_error(part.slot, e))
             };
@@ -301,6 +378,7 @@ impl<'a> Shard<'a> {
                 threads: self.engine.cpu().thread_count(),
                 query_ids: None,
                 widen: if self.engine.device().is_gpu() { None } else { Some(&widen) },
+                cosine: self.inverse_norms().map(|inv| &inv[part.range.clone()]),
             };
             exact::refine(&r, &approx, k)
         };

@@ -161,7 +161,8 @@ fn training_sample(data: Vectors<'_>, cap: usize) -> std::borrow::Cow<'_, [f32]>
     std::borrow::Cow::Owned(out)
 }
 
-/// faiss's own `IndexFlatL2` / `IndexFlatIP` holding `x`: the reference of the parity tests and
+/// faiss's own `IndexFlatL2` / `IndexFlatIP` holding `x` (cosine: inner product, of rows the caller
+/// normalised): the reference of the parity tests and
 /// the benchmarks.
 pub fn reference_flat(metric: crate::metric::FlatMetric, d: usize, x: &[f32]) -> Result<faiss::FlatIndex> {
     use crate::metric::FlatMetric;
@@ -169,7 +170,7 @@ pub fn reference_flat(metric: crate::metric::FlatMetric, d: usize, x: &[f32]) ->
     let fail = |e: faiss::error::Error| Error::Faiss { context: format!("building IndexFlat of {} rows", x.len() / d.max(1)), message: e.to_string() };
     let mut idx = match metric {
         FlatMetric::L2 => faiss::FlatIndex::new_l2(d as u32),
-        FlatMetric::InnerProduct => faiss::FlatIndex::new_ip(d as u32),
+        FlatMetric::InnerProduct | FlatMetric::Cosine => faiss::FlatIndex::new_ip(d as u32),
     }
     .map_err(fail)?;
     idx.add(x).map_err(fail)?;

@@ -49,7 +49,7 @@ pub fn fused_index(p: Precision) -> usize {
 pub fn metric_index(m: FlatMetric) -> usize {
     match m {
         FlatMetric::L2 => 0,
-        FlatMetric::InnerProduct => 1,
+        FlatMetric::InnerProduct | FlatMetric::Cosine => 1,
     }
 }
 

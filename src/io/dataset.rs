@@ -2,11 +2,12 @@
 //! matrix pulled out of one of those columns, and the output table with the neighbour columns.
 
 use super::format::Format;
+use crate::dedup::Groups;
 use crate::error::{Error, Result};
 use crate::neighbours::Neighbours;
 use arrow_array::builder::{ListBuilder, PrimitiveBuilder};
 use arrow_array::types::{Float32Type, Int64Type};
-use arrow_array::{ArrayRef, ArrowPrimitiveType, FixedSizeListArray, Float32Array, GenericListArray, OffsetSizeTrait, RecordBatch};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, BooleanArray, FixedSizeListArray, Float32Array, GenericListArray, Int64Array, OffsetSizeTrait, RecordBatch};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
 use std::path::PathBuf;
@@ -16,6 +17,10 @@ use std::sync::Arc;
 pub const NN_INDICES: &str = "nn_indices";
 /// Name of the output column with each row's neighbour scores (`list<float32>`).
 pub const NN_SCORES: &str = "nn_scores";
+/// Name of the dedup output column with the row its duplicate group keeps (`int64`).
+pub const DUP_GROUP: &str = "dup_group";
+/// Name of the dedup output column saying whether the row is kept (`bool`).
+pub const KEEP: &str = "keep";
 
 /// An input file, read: its table and its validated embedding matrix.
 #[derive(Debug, Clone)]
@@ -57,7 +62,13 @@ impl Dataset {
     /// embedding column named `nn_indices` / `nn_scores`, or an input that already has columns
     /// of those names (the output of an earlier run; see [`Dataset::drop_neighbour_columns`]).
     pub fn check_output_columns(&self) -> Result<()> {
-        if matches!(self.column.as_str(), NN_INDICES | NN_SCORES) {
+        self.check_free(&[NN_INDICES, NN_SCORES])
+    }
+
+    /// [`Dataset::check_output_columns`] for the output columns `names` (e.g. the dedup's
+    /// [`DUP_GROUP`] and [`KEEP`]).
+    pub fn check_free(&self, names: &[&str]) -> Result<()> {
+        if names.contains(&self.column.as_str()) {
             return Err(Error::invalid(
                 "column",
                 format!(
@@ -67,7 +78,7 @@ impl Dataset {
                 ),
             ));
         }
-        let existing: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).filter(|n| matches!(*n, NN_INDICES | NN_SCORES)).collect();
+        let existing: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).filter(|n| names.contains(n)).collect();
         if !existing.is_empty() {
             return Err(Error::invalid(
                 "input",
@@ -84,11 +95,44 @@ impl Dataset {
     /// Removes the columns `nn_indices` and `nn_scores` from the table (an earlier run's output),
     /// so that a new run can write its own.
     pub fn drop_neighbour_columns(&mut self) -> Result<()> {
-        let keep: Vec<usize> = (0..self.schema.fields().len()).filter(|&i| !matches!(self.schema.field(i).name().as_str(), NN_INDICES | NN_SCORES)).collect();
+        self.drop_columns(&[NN_INDICES, NN_SCORES])
+    }
+
+    /// Removes the columns named `names` from the table (an earlier run's output).
+    pub fn drop_columns(&mut self, names: &[&str]) -> Result<()> {
+        let keep: Vec<usize> = (0..self.schema.fields().len()).filter(|&i| !names.contains(&self.schema.field(i).name().as_str())).collect();
         self.schema = Arc::new(self.schema.project(&keep).map_err(|e| Error::invalid("input table", e.to_string()))?);
         self.batches =
             self.batches.iter().map(|b| b.project(&keep)).collect::<std::result::Result<_, _>>().map_err(|e| Error::invalid("input table", e.to_string()))?;
         Ok(())
+    }
+
+    /// The dedup's output table: every input column, then [`DUP_GROUP`] (`int64`, the row its
+    /// group keeps) and [`KEEP`] (`bool`).
+    pub fn with_groups(&self, groups: &Groups) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.check_free(&[DUP_GROUP, KEEP])?;
+        let table_rows: usize = self.batches.iter().map(RecordBatch::num_rows).sum();
+        if groups.group.len() != self.n || groups.keep.len() != self.n || table_rows != self.n {
+            return Err(Error::invalid(
+                "groups",
+                format!("{} groups do not fit a data set of {} rows ({table_rows} in its table)", groups.group.len(), self.n),
+            ));
+        }
+        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(DUP_GROUP, DataType::Int64, false)));
+        fields.push(Arc::new(Field::new(KEEP, DataType::Boolean, false)));
+        let schema = Arc::new(Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+        let mut out = Vec::with_capacity(self.batches.len());
+        let mut start = 0;
+        for b in &self.batches {
+            let rows = start..start + b.num_rows();
+            let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+            columns.push(Arc::new(Int64Array::from(groups.group[rows.clone()].to_vec())));
+            columns.push(Arc::new(BooleanArray::from(groups.keep[rows.clone()].to_vec())));
+            out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::invalid("output table", e.to_string()))?);
+            start = rows.end;
+        }
+        Ok((schema, out))
     }
 
     /// The output table: every input column, then `nn_indices` and `nn_scores`. Fails (see

@@ -25,13 +25,14 @@ mod json_keys;
 mod json_types;
 mod jsonl;
 pub mod npy;
+mod rank;
 mod read_parquet;
 mod write;
 mod write_parquet;
 
-pub use dataset::{Dataset, NN_INDICES, NN_SCORES};
+pub use dataset::{Dataset, DUP_GROUP, KEEP, NN_INDICES, NN_SCORES};
 pub use format::Format;
-pub use write::{check_not_input, same_file, write_with_neighbours, Output};
+pub use write::{check_not_input, pairs_table, same_file, write_with_neighbours, Output};
 
 use crate::error::Result;
 use std::path::Path;

@@ -10,10 +10,12 @@
 
 use super::dataset::Dataset;
 use super::format::Format;
+use crate::dedup::Groups;
 use crate::error::{Error, Result};
 use crate::neighbours::Neighbours;
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::Schema;
+use crate::range::Pairs;
+use arrow_array::{Array, ArrayRef, Float32Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -97,6 +99,8 @@ pub struct Output {
     /// The temporary file, from [`Output::begin`] on.
     temp: Option<NamedTempFile>,
     prefix: String,
+    /// The temporary file holds the whole output ([`Output::fill`]).
+    filled: bool,
 }
 
 impl Output {
@@ -114,7 +118,7 @@ impl Output {
         let format = Format::output_from_path(path)?;
         let dir = dir_of(&target);
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let out = Output { path: path.into(), target: target.clone(), format, temp: None, prefix: temp_prefix(&name) };
+        let out = Output { path: path.into(), target: target.clone(), format, temp: None, prefix: temp_prefix(&name), filled: false };
         let missing = match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => None,
             Ok(_) => Some(std::io::Error::new(std::io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display()))),
@@ -180,6 +184,21 @@ impl Output {
         check_json_encodable(dataset, &self.path)
     }
 
+    /// True when both outputs would replace the same file: their targets (links followed) in
+    /// the same directory (however it is named: `out.parquet`, `./out.parquet`) under one name.
+    pub fn same_destination(&self, other: &Output) -> bool {
+        let resolve = |t: &Path| std::fs::canonicalize(dir_of(t)).ok().map(|d| d.join(t.file_name().unwrap_or_default()));
+        match (resolve(&self.target), resolve(&other.target)) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.target == other.target,
+        }
+    }
+
+    /// The file that gets replaced: [`Output::path`] with symbolic links followed.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// The final path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -192,26 +211,94 @@ impl Output {
 
     /// Writes the dataset's rows and columns plus `nn_indices` and `nn_scores`, then moves the
     /// file into place. Refuses an output that is the dataset's own file.
-    pub fn write(mut self, dataset: &Dataset, nn: &Neighbours) -> Result<()> {
+    pub fn write(self, dataset: &Dataset, nn: &Neighbours) -> Result<()> {
         check_not_input(&self.target, &dataset.path)?;
         self.check_columns(dataset)?;
         let (schema, batches) = dataset.with_neighbours(nn)?;
+        self.write_table(schema, &batches)
+    }
+
+    /// Writes the dataset's rows and columns plus the dedup's `dup_group` and `keep` (see
+    /// [`Dataset::with_groups`]), then moves the file into place. Refuses the dataset's own file.
+    pub fn write_groups(mut self, dataset: &Dataset, groups: &Groups) -> Result<()> {
+        self.fill_groups(dataset, groups)?;
+        self.commit()
+    }
+
+    /// [`Output::write_groups`] up to the rename: the complete file waits, under its temporary
+    /// name, for [`Output::commit`] (so that several outputs of one run appear together).
+    pub fn fill_groups(&mut self, dataset: &Dataset, groups: &Groups) -> Result<()> {
+        check_not_input(&self.target, &dataset.path)?;
+        self.check_columns(dataset)?;
+        let (schema, batches) = dataset.with_groups(groups)?;
+        self.fill(schema, &batches)
+    }
+
+    /// Writes the pairs of a threshold join (see [`pairs_table`]), refusing `input`'s own file,
+    /// up to the rename ([`Output::commit`]).
+    pub fn fill_pairs(&mut self, pairs: &Pairs, input: &Path) -> Result<()> {
+        check_not_input(&self.target, input)?;
+        let (schema, batches) = pairs_table(pairs)?;
+        self.fill(schema, &batches)
+    }
+
+    /// Writes `batches` (all of `schema`) to the temporary file in the output's format, then
+    /// moves it into place.
+    pub fn write_table(mut self, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+        self.fill(schema, batches)?;
+        self.commit()
+    }
+
+    /// Writes `batches` (all of `schema`) to the temporary file in the output's format and
+    /// flushes it to disk; [`Output::commit`] moves it into place.
+    pub fn fill(&mut self, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
         self.begin()?;
-        let (path, target, format) = (self.path, self.target, self.format);
-        let mut temp = self.temp.expect("created by begin");
+        let path = self.path.clone();
         let io_err = |source| Error::Io { action: "cannot write".into(), path: path.clone(), source };
-        match format {
+        let temp = self.temp.as_mut().expect("created by begin");
+        match self.format {
             Format::Parquet => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                super::write_parquet::write_parquet(temp.as_file_mut(), schema, &batches, threads)
+                super::write_parquet::write_parquet(temp.as_file_mut(), schema, batches, threads)
             }
-            _ => write_jsonl(temp.as_file_mut(), &batches),
+            _ => write_jsonl(temp.as_file_mut(), batches),
         }
         .map_err(io_err)?;
         temp.as_file().sync_all().map_err(io_err)?;
-        temp.persist(&target).map_err(|e| io_err(e.error))?;
+        self.filled = true;
         Ok(())
     }
+
+    /// Moves the file written by [`Output::fill`] into place.
+    pub fn commit(self) -> Result<()> {
+        let io_err = |source| Error::Io { action: "cannot write".into(), path: self.path.clone(), source };
+        match (self.temp, self.filled) {
+            (Some(temp), true) => temp.persist(&self.target).map(drop).map_err(|e| io_err(e.error)),
+            _ => Err(Error::invalid("output", format!("{}: nothing was written to commit", self.path.display()))),
+        }
+    }
+}
+
+/// The pairs of a threshold join as a table of `i` (`int64`), `j` (`int64`) and `score`
+/// (`float32`), one row per pair in the pairs' order.
+pub fn pairs_table(pairs: &Pairs) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("i", DataType::Int64, false),
+        Field::new("j", DataType::Int64, false),
+        Field::new("score", DataType::Float32, false),
+    ]));
+    // Batches of a million pairs: row groups are cut from them without a second whole copy.
+    let mut batches = Vec::new();
+    for start in (0..pairs.len()).step_by(1 << 20) {
+        let end = (start + (1 << 20)).min(pairs.len());
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(pairs.i[start..end].to_vec())),
+            Arc::new(Int64Array::from(pairs.j[start..end].to_vec())),
+            Arc::new(Float32Array::from(pairs.score[start..end].to_vec())),
+        ];
+        batches.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::invalid("pairs table", e.to_string()))?);
+    }
+    Ok((schema, batches))
 }
 
 /// A failure to create a file for the output `path`: tempfile's errors name the temporary

@@ -69,7 +69,7 @@ pub fn compare_row(metric: FlatMetric, got: Row<'_>, want: Row<'_>, tol: f64, ex
     let edge = want.scores[filled - 1] as f64;
     let clearly_in = |s: f32| match metric {
         FlatMetric::L2 => (s as f64) < edge - tol,
-        FlatMetric::InnerProduct => (s as f64) > edge + tol,
+        FlatMetric::InnerProduct | FlatMetric::Cosine => (s as f64) > edge + tol,
     };
     for (ids_a, sc_a, ids_b, name) in
         [(want.ids, want.scores, got.ids, "missing from the tested list"), (got.ids, got.scores, want.ids, "not in the reference")]

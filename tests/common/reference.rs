@@ -2,11 +2,17 @@
 
 use faiss_nn::FlatMetric;
 
-/// Exact score of a pair in f64: squared distance or inner product.
+/// Exact score of a pair in f64: squared distance, inner product, or cosine similarity (the
+/// inner product over both norms, clamped to [−1, 1]).
 pub fn score(metric: FlatMetric, a: &[f32], b: &[f32]) -> f64 {
+    let dot = || a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>();
     match metric {
         FlatMetric::L2 => a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum(),
-        FlatMetric::InnerProduct => a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum(),
+        FlatMetric::InnerProduct => dot(),
+        FlatMetric::Cosine => {
+            let norm = |r: &[f32]| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            (dot() / (norm(a) * norm(b))).clamp(-1.0, 1.0)
+        }
     }
 }
 
@@ -22,7 +28,7 @@ pub fn knn(metric: FlatMetric, q: &[f32], x: &[f32], d: usize, k: usize, self_jo
             all.sort_by(|a, b| {
                 let o = match metric {
                     FlatMetric::L2 => a.1.total_cmp(&b.1),
-                    FlatMetric::InnerProduct => b.1.total_cmp(&a.1),
+                    FlatMetric::InnerProduct | FlatMetric::Cosine => b.1.total_cmp(&a.1),
                 };
                 o.then(a.0.cmp(&b.0))
             });

@@ -14,7 +14,7 @@ pub fn fill_keys(metric: FlatMetric, products: &[f32], qn: f32, xn: &[f32], keys
                 *k = ((qn + *x) - 2.0 * *c).max(0.0);
             }
         }
-        FlatMetric::InnerProduct => {
+        FlatMetric::InnerProduct | FlatMetric::Cosine => {
             for (k, c) in keys.iter_mut().zip(products) {
                 *k = -*c;
             }
@@ -31,7 +31,7 @@ pub fn fill_keys_in_place(metric: FlatMetric, row: &mut [f32], qn: f32, xn: &[f3
                 *k = ((qn + *x) - 2.0 * *k).max(0.0);
             }
         }
-        FlatMetric::InnerProduct => {
+        FlatMetric::InnerProduct | FlatMetric::Cosine => {
             for k in row.iter_mut() {
                 *k = -*k;
             }
@@ -96,6 +96,20 @@ pub fn offer_columns<S: RowSink>(sink: &mut S, col0: usize, keys: &[f32], thr: &
     }
 }
 
+/// Calls `hit(j, key)` for every key at or below `limit` (never for NaN), in order: the scan of
+/// a threshold join, where nearly every chunk of keys has no hit.
+#[inline]
+pub fn scan_at_most(keys: &[f32], limit: f32, mut hit: impl FnMut(usize, f32)) {
+    for (chunk_i, chunk) in keys.chunks(LANES).enumerate() {
+        let mut hits = le_mask(chunk, |_| limit);
+        while hits != 0 {
+            let t = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            hit(chunk_i * LANES + t, chunk[t]);
+        }
+    }
+}
+
 /// Keys tested together before any is offered: one AVX register of f32.
 const LANES: usize = 8;
 
@@ -126,6 +140,18 @@ fn le_mask(chunk: &[f32], thr: impl Fn(usize) -> f32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scans_find_every_key_at_or_below_the_limit_in_order() {
+        let keys: Vec<f32> = (0..21).map(|i| if i % 5 == 0 { f32::NAN } else { (i % 7) as f32 }).collect();
+        let mut got = Vec::new();
+        scan_at_most(&keys, 2.0, |j, k| got.push((j, k)));
+        let want: Vec<(usize, f32)> = keys.iter().enumerate().filter(|(_, k)| **k <= 2.0).map(|(j, k)| (j, *k)).collect();
+        assert_eq!(got, want);
+        got.clear();
+        scan_at_most(&keys, f32::NEG_INFINITY, |j, k| got.push((j, k)));
+        assert!(got.is_empty());
+    }
 
     #[test]
     fn masks_mark_the_keys_at_or_below_their_thresholds() {

@@ -9,6 +9,7 @@ pub mod microkernel;
 mod norms;
 mod pack;
 mod pairs;
+mod range;
 mod schedule;
 mod tile;
 
@@ -23,6 +24,8 @@ use microkernel::{MicroKernel, MR, NR};
 use pairs::{JoinSpec, RowSet};
 
 pub use norms::squared_norms;
+pub use range::Candidate;
+pub(crate) use range::Flush;
 
 /// Tiles are multiples of both register-block sizes.
 const ALIGN: usize = 48;
@@ -150,10 +153,42 @@ impl CpuSearcher {
     }
 }
 
+impl CpuSearcher {
+    /// The threshold join: every pair of `a` with `b` (without `b`: of `a` with itself, each
+    /// unordered pair once, `i < j`) whose f32 key (L2 distance or negated inner product of the
+    /// rows shifted by `shift`, as `metric` says) is at most `limits[r]`, `r` the row of `a`.
+    /// Candidates go to `flush` from the worker threads, in batches (see the `range` module).
+    pub(crate) fn range_join(
+        &self,
+        a: JoinSide<'_>,
+        limits: &[f32],
+        b: Option<JoinSide<'_>>,
+        metric: FlatMetric,
+        shift: Option<&[f32]>,
+        progress: &dyn Progress,
+        flush: &Flush<'_>,
+    ) -> Result<()> {
+        let metric = metric.kernel();
+        let shift = if metric == FlatMetric::L2 { shift } else { None };
+        let n = a.rows.n().max(b.map_or(0, |b| b.rows.n()));
+        // Planned as a k = 1 join: the candidates' buffers are the only state.
+        let input = PlanInput { nq: n, ndb: n, d: a.rows.d(), k: 1, workers: self.threads, budget: self.budget, symmetric: true };
+        let plan = plan_cpu(&input, ALIGN);
+        let na = norms_of(metric, &a.rows, shift, "rows")?;
+        let nb = match b {
+            Some(b) => Some(norms_of(metric, &b.rows, shift, "rows")?),
+            None => None,
+        };
+        let sa = RowSet { rows: a.rows, norms: &na, id0: a.id0 };
+        let sb = b.zip(nb.as_deref()).map(|(b, norms)| RowSet { rows: b.rows, norms, id0: b.id0 });
+        range::range_join(&self.join_spec(metric, shift, &plan, progress), sa, limits, sb, flush)
+    }
+}
+
 fn norms_of(metric: FlatMetric, v: &Vectors<'_>, shift: Option<&[f32]>, what: &str) -> Result<Vec<f32>> {
     match metric {
         FlatMetric::L2 => squared_norms(v, shift, what),
-        FlatMetric::InnerProduct => Ok(vec![0f32; v.n()]),
+        FlatMetric::InnerProduct | FlatMetric::Cosine => Ok(vec![0f32; v.n()]),
     }
 }
 
