@@ -2,7 +2,9 @@
 //! and peak memory per case: `cargo bench --bench scale` (add `-- --cases k` or `-- --cases n`,
 //! `-- --reps 3`, `-- --no-wheel`). Writes the table to stdout and `target/bench-scale.md`.
 //! `-- --cases rescore` instead measures what k = 1000 costs beyond k = 10 on the 10k rows (see
-//! [`rescore_budget`]).
+//! [`rescore_budget`]). `-- --cases precision` compares the default precision (`Auto`: bf16
+//! candidates where the CPU and the data allow) with the f32 path and the wheel, with the share
+//! of rows the bf16 candidates proved (see [`precision_cases`]).
 //!
 //! Data: the real 10,000 × 384 MiniLM rows (`../shared/data/pypi-minilm-10k.parquet`, else the
 //! bundled 3,000-row demo) and *MiniLM-like* sets of n rows made from them: row i is real row
@@ -102,6 +104,95 @@ fn peak_rss_mb() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The precision child: times the self-join of one data file at `precision` through the engine
+/// (what the step runs), prints `RESULT <median s> <peak MB> <rows searched again in f32> <rows>`.
+fn precision_child(path: &str, k: usize, reps: usize, precision: &str) {
+    use faiss_nn::engine::{Engine, EngineOptions};
+    let ds = faiss_nn::io::read_embeddings(Path::new(path), "embedding").expect("read bench data");
+    let precision: faiss_nn::Precision = precision.parse().expect("a precision");
+    let mut times = Vec::with_capacity(reps);
+    let mut fallback = 0;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let engine = Engine::open(&faiss_nn::Device::Cpu, EngineOptions { precision, ..EngineOptions::default() }).expect("engine");
+        let shard = engine.load_shard(&ds.embeddings, ds.d, 0, faiss_nn::FlatMetric::L2).expect("load");
+        let (lists, stats) = shard.self_join_with_stats(k, &faiss_nn::NoProgress).expect("self-kNN");
+        times.push(t.elapsed().as_secs_f64());
+        fallback = stats.fallback_rows;
+        std::hint::black_box(lists);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("RESULT {} {} {fallback} {}", times[times.len() / 2], peak_rss_mb(), ds.n);
+}
+
+/// `n × d` standard normal rows (seeded), the hard case of bf16 proofs: every row's scores are
+/// packed together.
+fn normal_file(n: usize, d: usize) -> PathBuf {
+    let dir = root().join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let path = dir.join(format!("normal_{n}x{d}.npy"));
+    if !path.exists() {
+        let mut s = 0x2545_F491_4F6C_DD1Du64 ^ n as u64;
+        let mut uniform = move || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let x: Vec<f32> = (0..n * d).map(|_| ((-2.0 * uniform().max(1e-300).ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos()) as f32).collect();
+        write_npy(&path, &x, d);
+    }
+    path
+}
+
+/// `--cases precision`: on each data set, the default (`auto`) and `f32` children alternately
+/// (`reps` each, in their own processes: peak memory is each one's), and the wheel.
+fn precision_cases(reps: usize, wheel: bool) {
+    let run = |path: &Path, k: usize, precision: &str| -> (f64, f64, f64) {
+        let out = Command::new(std::env::current_exe().expect("this binary"))
+            .args(["--precision-child", &path.to_string_lossy(), &k.to_string(), "1", precision])
+            .output()
+            .expect("run the child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
+        let v: Vec<f64> = line.split_whitespace().skip(1).map(|s| s.parse().expect("a number")).collect();
+        (v[0], v[1], 1.0 - v[2] / v[3])
+    };
+    let cases: Vec<(String, PathBuf, usize)> = vec![
+        ("MiniLM 10k".into(), data_file(10_000), 10),
+        ("MiniLM-like 100k".into(), data_file(100_000), 10),
+        ("MiniLM 10k".into(), data_file(10_000), 100),
+        ("MiniLM 10k".into(), data_file(10_000), 1000),
+        ("normal 20k × 384".into(), normal_file(20_000, 384), 10),
+    ];
+    println!("| rows | k | auto | f32 | f32 / auto | rows proven by the first pass | wheel | wheel / auto | auto peak | f32 peak |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, path, k) in cases {
+        let r = if name.contains("100k") { 1 } else { reps };
+        let (mut auto, mut f32t, mut settled, mut peaks) = (Vec::new(), Vec::new(), 1.0, (0.0f64, 0.0f64));
+        for _ in 0..r {
+            let (t, mb, s) = run(&path, k, "auto");
+            auto.push(t);
+            settled = s;
+            peaks.0 = peaks.0.max(mb);
+            let (t, mb, _) = run(&path, k, "f32");
+            f32t.push(t);
+            peaks.1 = peaks.1.max(mb);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (a, f) = (median(&mut auto), median(&mut f32t));
+        let w = if wheel { run_wheel(&path, k, r).map(|(t, _)| t) } else { None };
+        let (wt, wr) = match w {
+            Some(t) => (format!("{t:.3} s"), format!("**{:.2}×**", t / a)),
+            None => ("—".into(), "—".into()),
+        };
+        println!("| {name} | {k} | {a:.3} s | {f:.3} s | **{:.2}×** | {:.2} % | {wt} | {wr} | {:.0} MB | {:.0} MB |", f / a, settled * 100.0, peaks.0, peaks.1);
+    }
 }
 
 /// The child: times the step on one data file, prints `RESULT <median s> <peak MB>`.
@@ -205,12 +296,20 @@ fn main() {
         child(&args[i + 1], args[i + 2].parse().expect("k"), args[i + 3].parse().expect("reps"));
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--precision-child") {
+        precision_child(&args[i + 1], args[i + 2].parse().expect("k"), args[i + 3].parse().expect("reps"), &args[i + 4]);
+        return;
+    }
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let cases = value("--cases").unwrap_or_else(|| "k,n".into());
     let reps: usize = value("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
     let wheel = !args.iter().any(|a| a == "--no-wheel");
     if cases == "rescore" {
         rescore_budget(reps);
+        return;
+    }
+    if cases == "precision" {
+        precision_cases(reps, wheel);
         return;
     }
 

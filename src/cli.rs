@@ -126,9 +126,9 @@ fn run(args: &Args) -> Result<()> {
         .k(k)
         .search_batch_size(args.search_batch_size)
         .precision(args.precision);
-    if !args.quiet && args.precision != faiss_nn::Precision::F32 && matches!(args.device.device, faiss_nn::Device::Cpu) {
+    if !args.quiet && matches!(args.precision, faiss_nn::Precision::Tf32 | faiss_nn::Precision::F16) && !args.device.device.is_gpu() {
         let name = format!("{:?}", args.precision).to_lowercase();
-        eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32");
+        eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32 (or bf16: --precision auto|bf16)");
     }
     let bar = Bar::new(data.n, args.quiet);
     let t = Instant::now();

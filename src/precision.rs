@@ -1,13 +1,21 @@
-//! The arithmetic a GPU search uses for its products.
+//! The arithmetic of a search's products.
 
 use crate::error::{Error, Result};
 use std::str::FromStr;
 
-/// Precision of the q·x products on the GPU. The CPU backend always computes in f32.
+/// Precision of the q·x products.
+///
+/// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16) find
+/// candidates that the exact layer proves with the bf16 error bound ([`crate::engine::bound`]),
+/// searching the rows it cannot prove again in f32; `Auto` (the default) picks bf16 where the CPU
+/// has it and the data lets the proofs succeed, else f32. `Tf32` and `F16` run as f32 on the CPU.
+/// On a GPU, `Auto` is f32, and reduced precisions give their own (unproven) lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Precision {
-    /// Exact f32 (tensor-op math off).
+    /// The fastest exact path for the device and the data (see above).
     #[default]
+    Auto,
+    /// Exact f32 (tensor-op math off).
     F32,
     /// TF32 tensor cores on f32 inputs (10-bit mantissa products, f32 accumulation).
     Tf32,
@@ -17,15 +25,34 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// What a GPU computes for it: `Auto` is f32 there.
+    pub fn on_gpu(self) -> Precision {
+        match self {
+            Precision::Auto => Precision::F32,
+            p => p,
+        }
+    }
+
+    /// What the CPU computes for it: `Auto`, f32 or bf16 (`Tf32` and `F16` run as f32).
+    pub fn on_cpu(self) -> Precision {
+        match self {
+            Precision::Auto | Precision::Bf16 => self,
+            _ => Precision::F32,
+        }
+    }
+}
+
 impl FromStr for Precision {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Precision::Auto),
             "f32" | "fp32" => Ok(Precision::F32),
             "tf32" => Ok(Precision::Tf32),
             "f16" | "fp16" | "half" => Ok(Precision::F16),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(Error::invalid("precision", format!("{s:?}: expected f32, tf32, f16 or bf16"))),
+            _ => Err(Error::invalid("precision", format!("{s:?}: expected auto, f32, tf32, f16 or bf16"))),
         }
     }
 }

@@ -9,6 +9,7 @@ mod exact;
 mod flat_cpu;
 mod index;
 mod range;
+mod reduced;
 mod step;
 mod topk;
 

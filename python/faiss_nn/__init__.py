@@ -202,7 +202,7 @@ def self_knn(
     device: Device = None,
     string_factory: Optional[str] = None,
     search_batch_size: int = 50,
-    precision: str = "f32",
+    precision: str = "auto",
     exclude_self: bool = True,
     threads: Optional[int] = None,
     memory_budget: Optional[int] = None,
@@ -225,7 +225,11 @@ def self_knn(
         string_factory: a faiss index factory string (``"IVF256,Flat"``, ``"HNSW32"``, …);
             ``None`` or ``"Flat"`` with L2/IP is exact search on faiss-nn's own kernels.
         search_batch_size: query rows per search call of a faiss index.
-        precision: GPU products: ``"f32"`` (exact), ``"tf32"``, ``"f16"``, ``"bf16"``.
+        precision: the products' arithmetic: ``"auto"`` (the fastest exact path), ``"f32"``,
+            ``"bf16"``, ``"tf32"``, ``"f16"``. On the CPU every list is exact: bf16 candidates
+            (AVX-512 BF16) are proven with the bf16 error bound, the rows it cannot prove searched
+            again in f32; ``"auto"`` takes bf16 where the CPU has it and a sample predicts the
+            proofs hold. On a GPU ``"auto"`` is f32 and the reduced precisions are unproven.
         exclude_self: leave each row out of its own list (by index).
         threads: CPU worker threads (default: every core).
         memory_budget: working memory for the search's tiles, in bytes (default 512 MiB on the
@@ -312,7 +316,7 @@ class FlatIndex:
         device: Device = None,
         threads: Optional[int] = None,
         memory_budget: Optional[int] = None,
-        precision: str = "f32",
+        precision: str = "auto",
     ) -> None:
         self._index = _native.FlatIndex(d, _metric_arg(metric), device, threads, memory_budget, precision)
 
@@ -541,7 +545,7 @@ def knn_table(
     device: Device = None,
     string_factory: Optional[str] = None,
     search_batch_size: int = 50,
-    precision: str = "f32",
+    precision: str = "auto",
     exclude_self: bool = True,
     threads: Optional[int] = None,
     memory_budget: Optional[int] = None,

@@ -86,8 +86,9 @@ class FaissNearestNeighbour(GlobalStep):
             `"nprobe=16"` (IVF) or `"efSearch=64"` (HNSW). Defaults to `None`.
         train_size: if the index needs a training step, how many vectors (evenly spaced over
             the dataset) train it. Defaults to `None` (up to 131,072).
-        precision: GPU product arithmetic: `"f32"` (exact), `"tf32"`, `"f16"` or `"bf16"`.
-            Defaults to `"f32"`.
+        precision: the products' arithmetic: `"auto"` (the fastest exact path), `"f32"`,
+            `"bf16"`, `"tf32"` or `"f16"`; the CPU's lists are exact at every precision.
+            Defaults to `"auto"`.
         threads: CPU worker threads. Defaults to `None` (every core).
         memory_budget: working memory of the search's tiles, in bytes. Defaults to `None`
             (512 MiB on the CPU).
@@ -143,8 +144,9 @@ class FaissNearestNeighbour(GlobalStep):
         " train it.",
     )
     precision: Optional[RuntimeParameter[str]] = Field(
-        default="f32",
-        description="GPU product arithmetic: f32 (exact), tf32, f16 or bf16.",
+        default="auto",
+        description="Product arithmetic: auto (the fastest exact path), f32, bf16, tf32 or f16;"
+        " exact on the CPU at every precision.",
     )
     threads: Optional[RuntimeParameter[int]] = Field(
         default=None,
@@ -269,7 +271,7 @@ class FaissNearestNeighbour(GlobalStep):
             self.device,
             self.string_factory,
             batch,
-            self.precision if self.precision is not None else "f32",
+            self.precision if self.precision is not None else "auto",
             exclude_self,
             self.threads,
             self.memory_budget,

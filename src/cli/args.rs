@@ -110,8 +110,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 50, allow_negative_numbers = true)]
     pub search_batch_size: usize,
 
-    /// GPU arithmetic for the products: f32 (exact), tf32, f16 or bf16. The CPU always uses f32
-    #[arg(long, value_name = "f32|tf32|f16|bf16", default_value = "f32", value_parser = parse_precision)]
+    /// Arithmetic of the products: auto (the fastest exact path), f32, bf16, tf32 or f16. On the
+    /// CPU the lists are exact at every precision: bf16 candidates (AVX-512 BF16) are proven
+    /// with the bf16 error bound and rows it cannot prove are searched again in f32; auto takes
+    /// bf16 where the CPU has it and a sample predicts the proofs hold; tf32 and f16 run as f32.
+    /// On a GPU auto is f32, and tf32, f16 and bf16 give their own lists, re-scored but unproven
+    #[arg(long, value_name = "auto|f32|bf16|tf32|f16", default_value = "auto", value_parser = parse_precision)]
     pub precision: Precision,
 
     /// Replace the output columns (nn_indices / nn_scores, or dup_group / keep) of an input that

@@ -30,6 +30,7 @@
 //! With reduced-precision GPU products (tf32, f16, bf16) the candidates are re-scored and
 //! re-ranked, but the set is what the precision found: no proof is attempted.
 
+use super::bound::{self, Rounding, SideMax};
 use crate::data::Vectors;
 use crate::error::{Error, Result};
 use crate::metric::FlatMetric;
@@ -72,6 +73,19 @@ pub(crate) struct Refine<'a> {
     /// Cosine: `1/‖x‖` of every database row (original values), in f64. `queries` and
     /// `database` then hold the original rows; the backend searched normalised copies.
     pub cosine: Option<&'a [f64]>,
+    /// The backend rounded its operands (bf16, f16) before the products: the bound grows by
+    /// [`super::bound::extra`], and rows it cannot prove go to `fallback`.
+    pub reduced: Option<Reduced>,
+    /// An f32 search of the database for the rows a reduced backend's candidates could not
+    /// prove (their lists then refined as an f32 backend's); `None`: they are brute-forced.
+    pub fallback: Option<&'a Widen<'a>>,
+}
+
+/// What a reduced-precision backend did to its operands, and the database's side of the bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Reduced {
+    pub rounding: Rounding,
+    pub db: SideMax,
 }
 
 impl Refine<'_> {
@@ -102,6 +116,8 @@ pub struct RefineStats {
     pub brute_force_rows: usize,
     /// Searches of a row again with more candidates (a row counts once per round).
     pub widened_rows: usize,
+    /// Rows a reduced-precision backend's candidates could not prove, searched again in f32.
+    pub fallback_rows: usize,
 }
 
 /// The database-side term of the error bound: max‖x̃‖² (L2) or max‖x‖ (inner product).
@@ -214,13 +230,16 @@ pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(To
     // database's size (and MAX_WIDE_K); otherwise they are brute-forced where found.
     let wide_kc = approx.k().saturating_mul(2);
     let widen = r.widen.filter(|_| wide_kc < r.database.n() && wide_kc <= MAX_WIDE_K);
-    let defer = widen.is_some();
+    // A reduced backend's unproven rows all go to the f32 search (where a tie group at the cut,
+    // or the f32 bound, is then handled as for any f32 backend).
+    let fallback = r.fallback.filter(|_| r.reduced.is_some());
+    let defer = widen.is_some() || fallback.is_some();
     let (brute, failed) = std::thread::scope(|scope| -> Result<(usize, Vec<usize>)> {
         let handles: Vec<_> = keys
             .chunks_mut(chunk * k)
             .zip(ids.chunks_mut(chunk * k))
             .enumerate()
-            .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, approx, k, c * chunk, kc, ic, defer)))
+            .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, approx, k, c * chunk, kc, ic, defer, fallback.is_some())))
             .collect();
         let (mut total, mut failed) = (0, Vec::new());
         for h in handles {
@@ -230,8 +249,15 @@ pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(To
         }
         Ok((total, failed))
     })?;
-    let mut stats = RefineStats { brute_force_rows: brute, widened_rows: 0 };
-    if let (Some(widen), false) = (widen, failed.is_empty()) {
+    let mut stats = RefineStats { brute_force_rows: brute, ..RefineStats::default() };
+    if let (Some(fallback), false) = (fallback, failed.is_empty()) {
+        // Searched again as an f32 backend's candidates: margin(k) beyond k, the f32 bound, and
+        // that search's own widening for tie groups.
+        let f32r = Refine { reduced: None, fallback: None, widen: Some(fallback), proof_unit: Some(U32), ..*r };
+        stats.fallback_rows += failed.len();
+        widen_rows(&f32r, fallback, k + margin(k), k, &failed, &mut keys, &mut ids, &mut stats)?;
+        stats.widened_rows -= failed.len();
+    } else if let (Some(widen), false) = (widen, failed.is_empty()) {
         // A widened round (its queries are the rows a previous round could not prove) that
         // proves fewer than half of them says the cut is not a tie group that more candidates
         // pass but an error bound wider than the keys' spread (very wide rows): the rest go to
@@ -318,6 +344,7 @@ fn widen_rows(
         let (lists, s) = refine(&sub, &approx, k)?;
         stats.brute_force_rows += s.brute_force_rows;
         stats.widened_rows += s.widened_rows;
+        stats.fallback_rows += s.fallback_rows;
         for (t, &i) in part.iter().enumerate() {
             let (lk, li) = lists.row(t);
             keys[i * k..(i + 1) * k].copy_from_slice(lk);
@@ -334,13 +361,24 @@ const GROUP: usize = 64;
 
 /// Refines rows `first..` into `keys`/`ids` (whole rows of k); returns how many rows were
 /// brute-forced and, with `defer`, the unproven rows instead (their lists left for the caller).
-fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys: &mut [f32], ids: &mut [i64], defer: bool) -> (usize, Vec<usize>) {
+#[allow(clippy::too_many_arguments)]
+fn refine_rows(
+    r: &Refine<'_>,
+    approx: &TopKLists,
+    k: usize,
+    first: usize,
+    keys: &mut [f32],
+    ids: &mut [i64],
+    defer: bool,
+    to_fallback: bool,
+) -> (usize, Vec<usize>) {
     let d = r.queries.d();
     let kc = approx.k();
     let rows = keys.len() / k;
     let mut q64 = vec![0f64; GROUP * d];
     let mut exact_keys = vec![0f32; GROUP * kc];
     let mut q_inv = [1f64; GROUP];
+    let mut kernel_q = Vec::with_capacity(d);
     let mut in_reach = [0usize; GROUP];
     let mut valid = [0usize; GROUP];
     let mut errs = [None; GROUP];
@@ -360,7 +398,7 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
         // Only the candidates that can reach the top k are re-scored (a prefix of each list).
         for gr in 0..g_rows {
             let i = first + g0 + gr;
-            errs[gr] = r.proof_unit.map(|u| bound(r, r.queries.row(i), gamma(d, u), u));
+            errs[gr] = r.proof_unit.map(|u| bound(r, r.queries.row(i), gamma(d, u), u) + reduced_extra(r, r.queries.row(i), &mut kernel_q));
             let (ak, ai) = approx.row(i);
             valid[gr] = valid_candidates(ai);
             in_reach[gr] = reach(ak, valid[gr], k, errs[gr]);
@@ -433,6 +471,10 @@ fn refine_rows(r: &Refine<'_>, approx: &TopKLists, k: usize, first: usize, keys:
             // More candidates help where the list ends inside one tie group of f32 keys (exact
             // duplicates score bit for bit alike): passing the group proves the set. Elsewhere
             // the proof failed on the error bound, which more candidates rarely beat.
+            if !proven && to_fallback {
+                failed.push(i);
+                continue;
+            }
             if !proven && defer && ak.len() >= k && valid[gr] == ak.len() && ak[ak.len() - 1] == ak[k - 1] {
                 failed.push(i);
                 continue;
@@ -479,6 +521,16 @@ fn valid_candidates(ids: &[i64]) -> usize {
 /// The bound `E` of the module doc for query `q`.
 fn bound(r: &Refine<'_>, q: &[f32], gamma: f64, unit: f64) -> f64 {
     pair_bound(r.metric, bound_norm(r.metric, q, r.shift), r.db_bound, gamma, unit)
+}
+
+/// What a reduced backend's rounding adds to query `q`'s bound ([`bound::extra`]); 0 for an
+/// f32 backend. `buf`: scratch for the query's kernel row.
+fn reduced_extra(r: &Refine<'_>, q: &[f32], buf: &mut Vec<f32>) -> f64 {
+    let Some(red) = r.reduced else { return 0.0 };
+    let inv = if r.cosine.is_some() { inverse_norm(q) } else { 1.0 };
+    bound::kernel_row(r.metric, q, r.shift, inv, buf);
+    let (norm, resid) = red.rounding.norm_and_residual(buf);
+    bound::extra(r.metric, norm, resid, &red.db, q.len())
 }
 
 /// `γ = d·u / (1 − d·u)` for sums of `d` products of unit roundoff `u`.

@@ -23,6 +23,7 @@
 //! [`Engine::merge`] combines partial lists of the same rows. Because the ranking is a strict
 //! total order on exact keys, a result is the same however the rows were split.
 
+pub mod bound;
 pub mod exact;
 pub mod host_memory;
 pub mod range;
@@ -47,7 +48,8 @@ use std::sync::Arc;
 /// The options every front shares, with the same defaults everywhere.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineOptions {
-    /// GPU arithmetic of the products (the CPU always computes f32). Default f32.
+    /// Arithmetic of the products: `Auto` (default) picks the fastest exact path; see
+    /// [`Precision`].
     pub precision: Precision,
     /// Which GPU kernels compute a flat search. Default [`GpuPath::Auto`].
     pub gpu_path: GpuPath,
@@ -62,7 +64,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { precision: Precision::F32, gpu_path: GpuPath::Auto, memory_budget: None, threads: None, shard_mode: ShardMode::Sharded }
+        EngineOptions { precision: Precision::Auto, gpu_path: GpuPath::Auto, memory_budget: None, threads: None, shard_mode: ShardMode::Sharded }
     }
 }
 
@@ -111,7 +113,7 @@ impl Engine {
         let (searchers, merge) = match device {
             Device::Cpu => (vec![Box::new(cpu.clone()) as Box<dyn FlatSearcher>], MergeAt::Host),
             _ => {
-                let gopts = GpuOptions { precision: options.precision, budget_bytes: options.memory_budget, ..GpuOptions::default() };
+                let gopts = GpuOptions { precision: options.precision.on_gpu(), budget_bytes: options.memory_budget, ..GpuOptions::default() };
                 let searchers: Vec<Box<dyn FlatSearcher>> =
                     crate::gpu::open_searchers(device, &gopts)?.into_iter().map(|s| s as Box<dyn FlatSearcher>).collect();
                 let first = match device {

@@ -1,10 +1,11 @@
 //! Rows loaded once on an engine's devices, searched many times.
 
-use super::exact::{self, Refine, RefineStats};
+use super::bound::{self, Rounding, SideMax};
+use super::exact::{self, Reduced, Refine, RefineStats};
 use super::Engine;
 use crate::data::Vectors;
 use crate::error::{Error, Result};
-use crate::flat::{FlatJob, FlatSearcher, Resident};
+use crate::flat::{FlatJob, FlatSearcher, Operands, Resident};
 use crate::gpu::{GpuPath, FUSED_MAX_K, MAX_K};
 use crate::metric::FlatMetric;
 use crate::precision::Precision;
@@ -38,6 +39,8 @@ struct Part {
     resident: Resident,
     /// The database term of the exact layer's error bound over this part's rows.
     db_bound: f64,
+    /// The database side of the bf16 bound over this part's rows, once a search needed it.
+    bf16_side: std::sync::OnceLock<SideMax>,
 }
 
 /// Rows `row_offset ..` of a data set, resident on an engine's devices (see
@@ -53,6 +56,8 @@ pub struct Shard<'a> {
     parts: Vec<Part>,
     /// Cosine: what the kernels search instead of the rows.
     unit: Option<Unit>,
+    /// The bf16 margin the planner sampled for each k asked (`None`: bf16 would not pay).
+    bf16_margins: std::sync::Mutex<std::collections::HashMap<usize, Option<usize>>>,
 }
 
 /// Under cosine, the rows scaled to unit length (what the devices hold and the kernels
@@ -119,9 +124,9 @@ impl Engine {
             let part_rows = kernel_rows.rows(range.start, range.end);
             let resident = self.searcher(slot).load(part_rows, shift.as_deref()).map_err(|e| self.shard_error(slot, e))?;
             let db_bound = exact::db_bound(metric, &part_rows, shift.as_deref());
-            parts.push(Part { slot, range, resident, db_bound });
+            parts.push(Part { slot, range, resident, db_bound, bf16_side: std::sync::OnceLock::new() });
         }
-        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts, unit })
+        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts, unit, bf16_margins: Default::default() })
     }
 
     fn shard_error(&self, slot: usize, e: Error) -> Error {
@@ -280,6 +285,7 @@ impl<'a> Shard<'a> {
                     shift,
                     resident: None,
                     gpu_path: GpuPath::Cublas,
+                    operands: Operands::F32,
                     progress: &NoProgress,
                 };
                 self.engine.cpu().search(&job)
@@ -297,10 +303,99 @@ impl<'a> Shard<'a> {
                 query_ids: None,
                 widen: Some(&widen),
                 cosine: db.inverse_norms(),
+                reduced: None,
+                fallback: None,
             };
             exact::refine(&r, approx, k).map(|(l, _)| l)
         };
         Ok((refine(self.rows(), a0, other, &la)?, refine(other.rows(), b0, self, &lb)?))
+    }
+
+    /// The operands a search of this shard for `k` neighbours would multiply: what
+    /// [`Precision`] and, for `Auto`, the planner choose (f32 on a GPU, whose precision is its
+    /// own). For diagnostics and tests.
+    pub fn planned_operands(&self, k: usize) -> Operands {
+        match self.strategy(k) {
+            Ok(strat) if !self.engine.device().is_gpu() => self.cpu_plan(strat.precision, k, self.n()).0,
+            _ => Operands::F32,
+        }
+    }
+
+    /// The CPU products' operands for `precision` (see [`Precision`]) and the candidates a row
+    /// keeps: bf16 where asked for, or where `Auto` finds the CPU's bf16 kernel and data on which
+    /// its candidates' proofs hold (with the margin the sample asks for), else f32 with its own.
+    fn cpu_plan(&self, precision: Precision, k: usize, queries: usize) -> (Operands, usize) {
+        let f32_plan = (Operands::F32, k + exact::margin(k));
+        match precision {
+            Precision::Bf16 => (Operands::Bf16, k + self.bf16_margin_cached(k).unwrap_or_else(|| bound::bf16_margin(k))),
+            Precision::Auto if bound::bf16_pays(self.n(), self.d, k) && queries >= bound::MIN_QUERIES => match self.bf16_margin_cached(k) {
+                Some(m) => (Operands::Bf16, k + m),
+                None => f32_plan,
+            },
+            _ => f32_plan,
+        }
+    }
+
+    /// [`Shard::bf16_margin`], sampled once per k for this shard's rows (an index searched
+    /// many times plans once).
+    fn bf16_margin_cached(&self, k: usize) -> Option<usize> {
+        let cached = self.bf16_margins.lock().unwrap_or_else(|p| p.into_inner()).get(&k).copied();
+        cached.unwrap_or_else(|| {
+            let m = self.bf16_margin(k);
+            self.bf16_margins.lock().unwrap_or_else(|p| p.into_inner()).insert(k, m);
+            m
+        })
+    }
+
+    /// The candidates beyond k that bf16 searches need here, predicted on an even sample of
+    /// the rows: each sampled row's f32 keys (exact to far below the bf16 bound) are searched,
+    /// and its margin is the fewest candidates beyond k whose last key lies more than twice the
+    /// row's bf16 bound above its k-th (the candidates' keys move by up to one bound each way).
+    /// The margin that [`bound::PREDICT_PERCENT`] % of the rows reach, if it stays within
+    /// [`bound::bf16_max_margin`]; `None` where rows are too close to their neighbours for that
+    /// (rows in high dimension with no structure, or clusters of near-copies larger than the
+    /// cap): their lists would be searched again in f32, which costs more than bf16 saves.
+    fn bf16_margin(&self, k: usize) -> Option<usize> {
+        let n = self.n();
+        let cap = bound::bf16_max_margin(k);
+        let kc = k + cap;
+        if kc + 1 >= n {
+            return None;
+        }
+        let kernel = self.kernel_rows();
+        let m = bound::PREDICT_ROWS.min(n);
+        let picked: Vec<usize> = (0..m).map(|i| i * n / m).collect();
+        let mut rows = Vec::with_capacity(picked.len() * self.d);
+        for &i in &picked {
+            rows.extend_from_slice(kernel.row(i));
+        }
+        let q = Vectors::shaped_unchecked(&rows, self.d);
+        let mut job = FlatJob::search(q, kernel, self.metric.kernel(), kc + 1, &NoProgress).with_shift(self.shift.as_deref());
+        job.db_offset = 0;
+        let lists = self.engine.cpu().search(&job).ok()?;
+        let whole = || SideMax::of(Rounding::Bf16, self.metric, &self.rows(), self.shift.as_deref(), self.inverse_norms());
+        // One part holding every row (the CPU's): the search that follows reuses these maxima.
+        let db = match &self.parts[..] {
+            [one] if one.range.len() == n => *one.bf16_side.get_or_init(whole),
+            _ => whole(),
+        };
+        let mut buf = Vec::with_capacity(self.d);
+        let mut needed: Vec<usize> = picked
+            .iter()
+            .enumerate()
+            .map(|(t, &i)| {
+                let keys: Vec<f32> = lists.row_without(t, Some(i as i64)).map(|(key, _)| key).collect();
+                let inv = self.inverse_norms().map_or(1.0, |v| v[i]);
+                bound::kernel_row(self.metric, self.rows().row(i), self.shift.as_deref(), inv, &mut buf);
+                let (norm, resid) = Rounding::Bf16.norm_and_residual(&buf);
+                let e = bound::extra(self.metric, norm, resid, &db, self.d);
+                let kth = keys.get(k - 1).map_or(f64::INFINITY, |v| *v as f64);
+                (bound::MIN_MARGIN..=cap).find(|&m| keys.get(k + m - 1).is_some_and(|w| *w as f64 - 2.0 * e > kth)).unwrap_or(usize::MAX)
+            })
+            .collect();
+        needed.sort_unstable();
+        let at = (needed.len() * bound::PREDICT_PERCENT).div_ceil(100).clamp(1, needed.len()) - 1;
+        (needed[at] != usize::MAX).then_some(needed[at])
     }
 
     fn strategy(&self, k: usize) -> Result<super::Strategy> {
@@ -321,12 +416,11 @@ impl<'a> Shard<'a> {
             super::Backend::GpuFused => GpuPath::Fused,
             _ => GpuPath::Cublas,
         };
-        let kc = strat.candidates.min(if path == GpuPath::Fused { FUSED_MAX_K } else { usize::MAX });
-        let kc = if self.engine.device().is_gpu() { kc.min(MAX_K) } else { kc };
-        let unit = match (strat.proven, strat.precision) {
-            (true, Precision::F32) => Some(exact::U32),
-            _ => None,
-        };
+        let gpu = self.engine.device().is_gpu();
+        let (ops, kc) = if gpu { (Operands::F32, strat.candidates) } else { self.cpu_plan(strat.precision, k, q.n()) };
+        let kc = kc.min(if path == GpuPath::Fused { FUSED_MAX_K } else { usize::MAX });
+        let kc = if gpu { kc.min(MAX_K) } else { kc };
+        let unit = strat.proven.then_some(exact::U32);
         let (own, kown) = (self.rows(), self.kernel_rows());
         let kernel = self.metric.kernel();
         let mode = self.engine.options().shard_mode;
@@ -354,18 +448,28 @@ impl<'a> Shard<'a> {
                 shift: self.shift.as_deref(),
                 resident: Some(&part.resident),
                 gpu_path: path,
+                operands: ops,
                 progress: if *p == 0 { progress } else { &NoProgress },
             };
             let approx = self.engine.searcher(part.slot).search(&job).map_err(|e| self.engine.shard_error(part.slot, e))?;
             // Unproven rows are searched again by the same backend with more candidates (on the
-            // CPU; the GPU kernels' candidate limits make the brute force the fallback there).
-            // The rows come as the exact layer holds them (originals): unit length under cosine.
-            let widen = |wq: Vectors<'_>, wk: usize| {
+            // CPU; the GPU kernels' candidate limits make the brute force the fallback there);
+            // a bf16 search's, in f32. The rows come as the exact layer holds them (originals):
+            // unit length under cosine.
+            let search_again = |wq: Vectors<'_>, wk: usize, operands: Operands| {
                 let wunit = if self.metric == FlatMetric::Cosine { Some(Unit::of(&wq, "queries")?) } else { None };
                 let wq = wunit.as_ref().map_or(wq, |u| Vectors::shaped_unchecked(&u.rows, wq.d()));
-                let wjob = FlatJob { queries: wq, query_offset: None, k: wk, progress: &NoProgress, ..job };
+                let wjob = FlatJob { queries: wq, query_offset: None, k: wk, operands, progress: &NoProgress, ..job };
                 self.engine.searcher(part.slot).search(&wjob).map_err(|e| self.engine.shard_error(part.slot, e))
             };
+            let widen = |wq: Vectors<'_>, wk: usize| search_again(wq, wk, ops);
+            let in_f32 = |wq: Vectors<'_>, wk: usize| search_again(wq, wk, Operands::F32);
+            let reduced = (ops == Operands::Bf16).then(|| Reduced {
+                rounding: Rounding::Bf16,
+                db: *part.bf16_side.get_or_init(|| {
+                    SideMax::of(Rounding::Bf16, self.metric, &db, self.shift.as_deref(), self.inverse_norms().map(|inv| &inv[part.range.clone()]))
+                }),
+            });
             let r = Refine {
                 metric: self.metric,
                 queries,
@@ -377,8 +481,10 @@ impl<'a> Shard<'a> {
                 proof_unit: unit,
                 threads: self.engine.cpu().thread_count(),
                 query_ids: None,
-                widen: if self.engine.device().is_gpu() { None } else { Some(&widen) },
+                widen: if gpu || reduced.is_some() { None } else { Some(&widen) },
                 cosine: self.inverse_norms().map(|inv| &inv[part.range.clone()]),
+                reduced,
+                fallback: reduced.is_some().then_some(&in_f32 as &exact::Widen<'_>),
             };
             exact::refine(&r, &approx, k)
         };
@@ -396,6 +502,7 @@ impl<'a> Shard<'a> {
             let (l, s) = r?;
             stats.brute_force_rows += s.brute_force_rows;
             stats.widened_rows += s.widened_rows;
+            stats.fallback_rows += s.fallback_rows;
             lists.push(l);
         }
         let out = if lists.len() == 1 {

@@ -93,12 +93,12 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
         return Err(Error::InvalidK { k, reason: "at least one neighbour must be asked for".into() });
     }
     let (backend, precision, cap) = match device {
-        Device::Cpu => (Backend::Cpu, Precision::F32, usize::MAX),
+        Device::Cpu => (Backend::Cpu, opts.precision.on_cpu(), usize::MAX),
         _ => match opts.gpu_path {
             // Auto: the cuBLAS path, faster than the fused kernel in the large cases measured on
             // an H200 (f32 and bf16 at 200k × 384, bf16 at 1M × 1024; BENCHMARKS.md, GPU).
-            GpuPath::Auto | GpuPath::Cublas => (Backend::GpuCublas, opts.precision, MAX_K),
-            GpuPath::Fused => (Backend::GpuFused, opts.precision, FUSED_MAX_K),
+            GpuPath::Auto | GpuPath::Cublas => (Backend::GpuCublas, opts.precision.on_gpu(), MAX_K),
+            GpuPath::Fused => (Backend::GpuFused, opts.precision.on_gpu(), FUSED_MAX_K),
         },
     };
     if k > cap {
@@ -113,7 +113,9 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
         Device::AllCuda => MergeAt::Device(0),
         _ => MergeAt::Host,
     };
-    let proven = precision == Precision::F32;
+    // The CPU proves every list (bf16 candidates with the bf16 bound, see engine::bound); a GPU's
+    // reduced-precision lists are re-ranked, not proven.
+    let proven = backend == Backend::Cpu || precision == Precision::F32;
     let candidates = if proven { (k + super::exact::margin(k)).min(cap) } else { k };
     Ok(Strategy { backend, flat: Some(flat), precision, merge, proven, candidates })
 }
@@ -129,13 +131,16 @@ mod tests {
     #[test]
     fn cpu_flat_and_faiss() {
         let s = choose(&Device::Cpu, None, Metric::L2, 10, &opts()).unwrap();
-        assert_eq!((s.backend, s.flat, s.precision, s.merge, s.proven), (Backend::Cpu, Some(FlatMetric::L2), Precision::F32, MergeAt::Host, true));
+        assert_eq!((s.backend, s.flat, s.precision, s.merge, s.proven), (Backend::Cpu, Some(FlatMetric::L2), Precision::Auto, MergeAt::Host, true));
         assert_eq!(s.candidates, 14);
         let s = choose(&Device::Cpu, Some(" Flat "), Metric::InnerProduct, 1000, &opts()).unwrap();
         assert_eq!((s.backend, s.candidates), (Backend::Cpu, 1062));
-        // A reduced precision does not apply to the CPU.
+        // The CPU proves its bf16 candidates; TF32 and f16 run as f32 there.
         let s = choose(&Device::Cpu, None, Metric::L2, 5, &EngineOptions { precision: Precision::Bf16, ..opts() }).unwrap();
+        assert_eq!((s.precision, s.proven), (Precision::Bf16, true));
+        let s = choose(&Device::Cpu, None, Metric::L2, 5, &EngineOptions { precision: Precision::F16, ..opts() }).unwrap();
         assert_eq!((s.precision, s.proven), (Precision::F32, true));
+        assert_eq!(choose(&Device::Cpu, None, Metric::L2, 5, &opts()).unwrap().precision, Precision::Auto);
         for (f, m) in [(Some("IVF16,Flat"), Metric::L2), (Some("HNSW32"), Metric::InnerProduct), (Some("HNSW32"), Metric::L1)] {
             assert_eq!(choose(&Device::Cpu, f, m, 3, &opts()).unwrap().backend, Backend::Faiss, "{f:?} {m:?}");
         }

@@ -13,6 +13,7 @@ use crate::gpu::GpuPath;
 use crate::metric::FlatMetric;
 use crate::progress::Progress;
 use crate::topk::TopKLists;
+pub use cpu::tile::Operands;
 
 /// One exact search: every query row against every database row.
 #[derive(Clone, Copy)]
@@ -40,6 +41,9 @@ pub struct FlatJob<'a> {
     pub resident: Option<&'a Resident>,
     /// Which GPU kernels compute it (decided by [`crate::engine::strategy`]; the CPU ignores it).
     pub gpu_path: GpuPath,
+    /// The CPU products' operands: f32, or bf16 (whose lists the exact layer proves with the
+    /// bf16 error bound). GPUs take their arithmetic from their own options.
+    pub operands: Operands,
     /// Receives progress (backend-defined units: rows, tiles or block pairs).
     pub progress: &'a dyn Progress,
 }
@@ -57,13 +61,26 @@ impl<'a> FlatJob<'a> {
             shift: None,
             resident: None,
             gpu_path: GpuPath::Cublas,
+            operands: Operands::F32,
             progress,
         }
     }
 
     /// Queries against a database, no exclusion.
     pub fn search(queries: Vectors<'a>, database: Vectors<'a>, metric: FlatMetric, k: usize, progress: &'a dyn Progress) -> Self {
-        FlatJob { queries, database, metric, k, db_offset: 0, query_offset: None, shift: None, resident: None, gpu_path: GpuPath::Cublas, progress }
+        FlatJob {
+            queries,
+            database,
+            metric,
+            k,
+            db_offset: 0,
+            query_offset: None,
+            shift: None,
+            resident: None,
+            gpu_path: GpuPath::Cublas,
+            operands: Operands::F32,
+            progress,
+        }
     }
 
     /// True when queries and database are the very same rows with the same global indices, so

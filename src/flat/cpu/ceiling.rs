@@ -139,7 +139,12 @@ pub(super) fn refill_short_rows(searcher: &CpuSearcher, job: &FlatJob<'_>, lists
         // One candidate more than needed, without excluding the row itself: its own entry is
         // dropped here (or, where duplicates with smaller indices push it out, the last one).
         let queries = Vectors::shaped_unchecked(&rows, d);
-        let sub = FlatJob { db_offset: job.db_offset, shift: job.shift, ..FlatJob::search(queries, job.database, job.metric, k + 1, &NoProgress) };
+        let sub = FlatJob {
+            db_offset: job.db_offset,
+            shift: job.shift,
+            operands: job.operands,
+            ..FlatJob::search(queries, job.database, job.metric, k + 1, &NoProgress)
+        };
         let found = searcher.search(&sub)?;
         for (t, &i) in part.iter().enumerate() {
             for (slot, (key, id)) in found.row_without(t, Some(job.db_offset + i as i64)).enumerate() {
@@ -198,7 +203,7 @@ mod tests {
             let plan = searcher.plan(&job);
             assert!(plan.symmetric);
             let norms = super::super::norms_of(metric, &v, None, "x").unwrap();
-            let spec = searcher.join_spec(metric, None, &plan, &NoProgress);
+            let spec = searcher.join_spec(crate::flat::Operands::F32, metric, None, &plan, &NoProgress);
             // No ceiling, except: nothing passes for rows 3 and 55, fewer than k for row 599,
             // and a ceiling that every row's k-th best lies under for row 100 (it stays whole).
             let blocked = searcher.clone().symmetric(false).search(&job).unwrap();

@@ -7,10 +7,9 @@
 //! plus the output-sized state, whatever n is.
 
 use super::epilogue::{fill_keys, offer_row};
-use super::microkernel::{MicroKernel, MR, NR};
-use super::pack::{pack_panels, pack_panels_parallel};
+use super::microkernel::{MR, NR};
 use super::pairs::concat;
-use super::tile::product;
+use super::tile::{Kernels, Packed};
 use crate::error::{Error, Result};
 use crate::flat::plan::TilePlan;
 use crate::flat::FlatJob;
@@ -22,7 +21,7 @@ use std::sync::Mutex;
 /// builds the top-k state of a query panel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn search<S: RowSink + Send + Sync>(
-    kernel: MicroKernel,
+    kernels: Kernels,
     job: &FlatJob<'_>,
     qn: &[f32],
     xn: &[f32],
@@ -39,11 +38,12 @@ pub(crate) fn search<S: RowSink + Send + Sync>(
     let db_block = super::round_to(db_block.max(xt), xt);
     job.progress.start((n_panels * x.n().div_ceil(db_block)) as u64);
 
-    let mut packed_db = Vec::new();
+    let ops = job.operands;
+    let mut packed_db = Packed::default();
     let mut s0 = 0;
     while s0 < x.n() {
         let s_rows = db_block.min(x.n() - s0);
-        pack_panels_parallel(x.as_slice(), d, s0, s_rows, NR, job.shift, &mut packed_db, workers);
+        packed_db.pack_parallel(ops, x.as_slice(), d, s0, s_rows, NR, job.shift, workers);
         let next = AtomicUsize::new(0);
         let packed_db = &packed_db;
         let panels = &panels;
@@ -52,7 +52,7 @@ pub(crate) fn search<S: RowSink + Send + Sync>(
             let handles: Vec<_> = (0..workers.min(n_panels))
                 .map(|_| {
                     scope.spawn(move || {
-                        let mut a = Vec::new();
+                        let mut a = Packed::default();
                         let ldc = super::round_to(xt, NR);
                         let mut c = vec![0f32; super::round_to(qt, MR) * ldc];
                         let mut keys = vec![0f32; xt];
@@ -63,14 +63,13 @@ pub(crate) fn search<S: RowSink + Send + Sync>(
                             }
                             let q0 = p * qt;
                             let q_rows = qt.min(q.n() - q0);
-                            pack_panels(q.as_slice(), d, q0, q_rows, MR, job.shift, &mut a);
+                            a.pack(ops, q.as_slice(), d, q0, q_rows, MR, job.shift);
                             // Each panel is taken by one worker per super-block: never contended.
                             let mut sink = panels[p].lock().unwrap_or_else(|e| e.into_inner());
                             let mut t0 = 0;
                             while t0 < s_rows {
                                 let t_rows = xt.min(s_rows - t0);
-                                let b = &packed_db[(t0 / NR) * d * NR..];
-                                product(kernel, d, &a, q_rows, b, t_rows, &mut c, ldc);
+                                kernels.product(ops, d, &a, 0, q_rows, packed_db, t0 / NR, t_rows, &mut c, ldc);
                                 let g0 = s0 + t0; // first database row of this tile (local index)
                                 for i in 0..q_rows {
                                     let keys = &mut keys[..t_rows];

@@ -2,6 +2,7 @@
 //! for the products, the L2/IP epilogue fused with per-row top-k per tile, worker threads over
 //! tiles or block pairs, tiles planned from a memory budget, and the symmetric joins.
 
+pub mod bf16;
 mod ceiling;
 mod cross;
 mod epilogue;
@@ -11,7 +12,7 @@ mod pack;
 mod pairs;
 mod range;
 mod schedule;
-mod tile;
+pub mod tile;
 
 use crate::data::Vectors;
 use crate::error::Result;
@@ -22,6 +23,7 @@ use crate::progress::Progress;
 use crate::topk::{uses_buffers, TopKBuffers, TopKHeaps, TopKLists};
 use microkernel::{MicroKernel, MR, NR};
 use pairs::{JoinSpec, RowSet};
+use tile::{Kernels, Operands};
 
 pub use norms::squared_norms;
 pub use range::Candidate;
@@ -37,7 +39,7 @@ pub struct CpuSearcher {
     threads: usize,
     budget: usize,
     symmetric: bool,
-    kernel: MicroKernel,
+    kernels: Kernels,
 }
 
 impl Default for CpuSearcher {
@@ -63,7 +65,7 @@ impl CpuSearcher {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             budget: DEFAULT_CPU_BUDGET,
             symmetric: true,
-            kernel: MicroKernel::detect(),
+            kernels: Kernels::detect(),
         }
     }
 
@@ -90,9 +92,10 @@ impl CpuSearcher {
         self
     }
 
-    /// Use the portable micro-kernel even where AVX2 exists (for tests and comparisons).
+    /// Use the portable micro-kernels even where AVX2 (and AVX-512 BF16) exist (for tests and
+    /// comparisons).
     pub fn portable(mut self) -> Self {
-        self.kernel = MicroKernel::Portable;
+        self.kernels = Kernels { f32: MicroKernel::Portable, bf16: bf16::Bf16Kernel::Portable };
         self
     }
 
@@ -118,8 +121,8 @@ impl CpuSearcher {
         plan
     }
 
-    fn join_spec<'a>(&self, metric: FlatMetric, shift: Option<&'a [f32]>, plan: &TilePlan, progress: &'a dyn Progress) -> JoinSpec<'a> {
-        JoinSpec { kernel: self.kernel, metric, shift, tile: plan.q_tile.min(plan.db_tile), block: plan.block, workers: self.threads, progress }
+    fn join_spec<'a>(&self, ops: Operands, metric: FlatMetric, shift: Option<&'a [f32]>, plan: &TilePlan, progress: &'a dyn Progress) -> JoinSpec<'a> {
+        JoinSpec { kernels: self.kernels, ops, metric, shift, tile: plan.q_tile.min(plan.db_tile), block: plan.block, workers: self.threads, progress }
     }
 
     /// The bipartite join of two disjoint row sets: the `k` best rows of `b` for every row of
@@ -138,7 +141,7 @@ impl CpuSearcher {
         let n = a.rows.n().max(b.rows.n());
         let input = PlanInput { nq: n, ndb: n, d: a.rows.d(), k, workers: self.threads, budget: self.budget, symmetric: true };
         let plan = plan_cpu(&input, ALIGN);
-        let spec = self.join_spec(metric, shift, &plan, progress);
+        let spec = self.join_spec(Operands::F32, metric, shift, &plan, progress);
         let (na, nb) = (norms_of(metric, &a.rows, shift, "rows")?, norms_of(metric, &b.rows, shift, "rows")?);
         let sa = RowSet { rows: a.rows, norms: &na, id0: a.id0 };
         let sb = RowSet { rows: b.rows, norms: &nb, id0: b.id0 };
@@ -181,7 +184,8 @@ impl CpuSearcher {
         };
         let sa = RowSet { rows: a.rows, norms: &na, id0: a.id0 };
         let sb = b.zip(nb.as_deref()).map(|(b, norms)| RowSet { rows: b.rows, norms, id0: b.id0 });
-        range::range_join(&self.join_spec(metric, shift, &plan, progress), sa, limits, sb, flush)
+        // f32 products: the limits are the f32 bound's.
+        range::range_join(&self.join_spec(Operands::F32, metric, shift, &plan, progress), sa, limits, sb, flush)
     }
 }
 
@@ -207,12 +211,12 @@ impl FlatSearcher for CpuSearcher {
         let id0 = job.db_offset;
         if plan.symmetric {
             let norms = norms_of(job.metric, &job.database, shift, "embeddings")?;
-            let spec = self.join_spec(job.metric, shift, &plan, job.progress);
+            let spec = self.join_spec(job.operands, job.metric, shift, &plan, job.progress);
             let set = RowSet { rows: job.database, norms: &norms, id0 };
             if !buffers {
                 return pairs::self_join(&spec, set, None, |r| TopKHeaps::new(r, k));
             }
-            let sampled = ceiling::Sampled { rows: job.database, norms: &norms, shift, metric: job.metric, kernel: self.kernel, workers: self.threads };
+            let sampled = ceiling::Sampled { rows: job.database, norms: &norms, shift, metric: job.metric, kernel: self.kernels.f32, workers: self.threads };
             let ceilings = ceiling::ceilings(&sampled, k);
             let mut lists = pairs::self_join(&spec, set, ceilings.as_deref(), |r| TopKBuffers::new(r, k, extra, id0))?;
             if ceilings.is_some() {
@@ -230,9 +234,9 @@ impl FlatSearcher for CpuSearcher {
         let budget = scratch_budget(self.budget, db_bytes);
         let db_block = (budget / 2 / (job.database.d() * 4)).max(plan.db_tile);
         if buffers {
-            cross::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block, |r| TopKBuffers::new(r, k, extra, id0))
+            cross::search(self.kernels, job, &qn, &xn, plan, self.threads, db_block, |r| TopKBuffers::new(r, k, extra, id0))
         } else {
-            cross::search(self.kernel, job, &qn, &xn, plan, self.threads, db_block, |r| TopKHeaps::new(r, k))
+            cross::search(self.kernels, job, &qn, &xn, plan, self.threads, db_block, |r| TopKHeaps::new(r, k))
         }
     }
 }

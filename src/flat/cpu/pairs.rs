@@ -11,10 +11,10 @@
 //! whatever n is.
 
 use super::epilogue::{fill_keys, fill_keys_in_place, offer_columns, offer_row};
-use super::microkernel::{MicroKernel, MR, NR};
-use super::pack::{pack_panels, transpose};
+use super::microkernel::{MR, NR};
+use super::pack::transpose;
 use super::schedule::{Pair, Schedule};
-use super::tile::product;
+use super::tile::{Kernels, Operands, Packed};
 use crate::data::Vectors;
 use crate::error::{Error, Result};
 use crate::metric::FlatMetric;
@@ -35,7 +35,9 @@ pub(crate) struct RowSet<'a> {
 /// What a join computes, and how it cuts the work.
 #[derive(Clone, Copy)]
 pub(crate) struct JoinSpec<'a> {
-    pub kernel: MicroKernel,
+    pub kernels: Kernels,
+    /// The products' operands (f32, or bf16 pairs).
+    pub ops: Operands,
     pub metric: FlatMetric,
     pub shift: Option<&'a [f32]>,
     /// Rows per tile (a multiple of MR and NR).
@@ -53,8 +55,8 @@ fn block_rows(n: usize, block: usize, b: usize) -> std::ops::Range<usize> {
 
 /// Per-worker buffers.
 struct Scratch {
-    a: Vec<f32>,
-    b: Vec<f32>,
+    a: Packed,
+    b: Packed,
     c: Vec<f32>,
     keys: Vec<f32>,
     col_thr: Vec<f32>,
@@ -65,7 +67,7 @@ struct Scratch {
 impl Scratch {
     fn new(tile: usize) -> Self {
         let c = vec![0f32; tile * tile];
-        Scratch { a: Vec::new(), b: Vec::new(), turned: c.clone(), c, keys: vec![0f32; tile], col_thr: vec![0f32; tile] }
+        Scratch { a: Packed::default(), b: Packed::default(), turned: c.clone(), c, keys: vec![0f32; tile], col_thr: vec![0f32; tile] }
     }
 }
 
@@ -220,15 +222,15 @@ fn join_pair<S: RowSink>(spec: &JoinSpec<'_>, w: &mut Scratch, a: RowSet<'_>, i:
     let diagonal = sb.is_none();
     let tile = spec.tile;
     // The column block in the micro-kernel's B layout, packed once for the pair.
-    pack_panels(b.rows.as_slice(), d, rb.start, rb.len(), NR, spec.shift, &mut w.b);
+    w.b.pack(spec.ops, b.rows.as_slice(), d, rb.start, rb.len(), NR, spec.shift);
     let ldc = tile;
     for r0 in (0..ra.len()).step_by(tile) {
         let r_rows = tile.min(ra.len() - r0);
-        pack_panels(a.rows.as_slice(), d, ra.start + r0, r_rows, MR, spec.shift, &mut w.a);
+        w.a.pack(spec.ops, a.rows.as_slice(), d, ra.start + r0, r_rows, MR, spec.shift);
         let first_col = if diagonal { r0 } else { 0 };
         for c0 in (first_col..rb.len()).step_by(tile) {
             let c_rows = tile.min(rb.len() - c0);
-            product(spec.kernel, d, &w.a, r_rows, &w.b[(c0 / NR) * d * NR..], c_rows, &mut w.c, ldc);
+            spec.kernels.product(spec.ops, d, &w.a, 0, r_rows, &w.b, c0 / NR, c_rows, &mut w.c, ldc);
             let diagonal_tile = diagonal && c0 == r0;
             let x_norms = &b.norms[rb.start + c0..rb.start + c0 + c_rows];
             let col_id0 = b.id0 + (rb.start + c0) as i64;

@@ -12,9 +12,8 @@
 
 use super::epilogue::{fill_keys, scan_at_most};
 use super::microkernel::{MR, NR};
-use super::pack::pack_panels;
 use super::pairs::{JoinSpec, RowSet};
-use super::tile::product;
+use super::tile::Packed;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -94,8 +93,8 @@ pub(crate) fn range_join(spec: &JoinSpec<'_>, a: RowSet<'_>, limits: &[f32], b: 
 
 /// Per-worker buffers.
 struct Scratch {
-    a: Vec<f32>,
-    b: Vec<f32>,
+    a: Packed,
+    b: Packed,
     c: Vec<f32>,
     keys: Vec<f32>,
     found: Vec<Candidate>,
@@ -103,7 +102,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(tile: usize) -> Self {
-        Scratch { a: Vec::new(), b: Vec::new(), c: vec![0f32; tile * tile], keys: vec![0f32; tile], found: Vec::with_capacity(FLUSH_AT) }
+        Scratch { a: Packed::default(), b: Packed::default(), c: vec![0f32; tile * tile], keys: vec![0f32; tile], found: Vec::with_capacity(FLUSH_AT) }
     }
 }
 
@@ -126,17 +125,17 @@ fn join_pair(
     let ra = i * spec.block..((i + 1) * spec.block).min(a.rows.n());
     let rb = j * spec.block..((j + 1) * spec.block).min(b.rows.n());
     let tile = spec.tile;
-    pack_panels(b.rows.as_slice(), d, rb.start, rb.len(), NR, spec.shift, &mut w.b);
+    w.b.pack(spec.ops, b.rows.as_slice(), d, rb.start, rb.len(), NR, spec.shift);
     for r0 in (0..ra.len()).step_by(tile) {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         let r_rows = tile.min(ra.len() - r0);
-        pack_panels(a.rows.as_slice(), d, ra.start + r0, r_rows, MR, spec.shift, &mut w.a);
+        w.a.pack(spec.ops, a.rows.as_slice(), d, ra.start + r0, r_rows, MR, spec.shift);
         let first_col = if diagonal { r0 } else { 0 };
         for c0 in (first_col..rb.len()).step_by(tile) {
             let c_rows = tile.min(rb.len() - c0);
-            product(spec.kernel, d, &w.a, r_rows, &w.b[(c0 / NR) * d * NR..], c_rows, &mut w.c, tile);
+            spec.kernels.product(spec.ops, d, &w.a, 0, r_rows, &w.b, c0 / NR, c_rows, &mut w.c, tile);
             let x_norms = &b.norms[rb.start + c0..rb.start + c0 + c_rows];
             let col_id0 = b.id0 + (rb.start + c0) as i64;
             for r in 0..r_rows {
@@ -165,13 +164,13 @@ fn join_pair(
 mod tests {
     use super::*;
     use crate::data::Vectors;
-    use crate::flat::cpu::microkernel::MicroKernel;
     use crate::flat::cpu::norms::squared_norms;
+    use crate::flat::cpu::tile::{Kernels, Operands};
     use crate::metric::FlatMetric;
     use crate::progress::NoProgress;
 
     fn spec(tile: usize, block: usize, workers: usize, metric: FlatMetric) -> JoinSpec<'static> {
-        JoinSpec { kernel: MicroKernel::detect(), metric, shift: None, tile, block, workers, progress: &NoProgress }
+        JoinSpec { kernels: Kernels::detect(), ops: Operands::F32, metric, shift: None, tile, block, workers, progress: &NoProgress }
     }
 
     fn rows(n: usize, d: usize, seed: u64) -> Vec<f32> {

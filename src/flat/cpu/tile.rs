@@ -1,6 +1,7 @@
 //! One product tile: `C = A · Bᵀ` for a block of query rows against a block of database rows,
 //! from packed panels, blocked over depth so the B micro-panel in use stays in L1.
 
+use super::bf16::{self, Bf16Kernel};
 use super::microkernel::{MicroKernel, MR, NR};
 
 /// Depth of one pass: a B micro-panel of `KC_MAX × NR` f32 is 24 KiB, inside a 32 KiB L1.
@@ -8,7 +9,7 @@ const KC_MAX: usize = 384;
 
 /// Computes the `a_rows × b_rows` products (padded to whole panels) into `c` (row stride `ldc`
 /// ≥ `b_rows` rounded up to `NR`). `a` holds `ceil(a_rows/MR)` panels of `d × MR`, `b` holds
-/// `ceil(b_rows/NR)` panels of `d × NR` (see [`super::pack::pack_panels`] with full depth).
+/// `ceil(b_rows/NR)` panels of `d × NR` (see the `pack` module's `pack_panels` with full depth).
 pub fn product(kernel: MicroKernel, d: usize, a: &[f32], a_rows: usize, b: &[f32], b_rows: usize, c: &mut [f32], ldc: usize) {
     let ap = a_rows.div_ceil(MR);
     let bp = b_rows.div_ceil(NR);
@@ -27,5 +28,124 @@ pub fn product(kernel: MicroKernel, d: usize, a: &[f32], a_rows: usize, b: &[f32
             }
         }
         k0 += kc;
+    }
+}
+
+/// Depth pairs of one pass of the bf16 product: a B micro-panel of `KQ_MAX × NR` words is 24 KiB.
+const KQ_MAX: usize = 384;
+
+/// [`product`] for bf16 pair panels (`super::bf16`): `a` holds `ceil(a_rows/MR)` panels of
+/// `pairs(d) × MR` words, `b` holds `ceil(b_rows/NR)` panels of `pairs(d) × NR` words.
+#[allow(clippy::too_many_arguments)]
+pub fn product_bf16(kernel: Bf16Kernel, d: usize, a: &[u32], a_rows: usize, b: &[u32], b_rows: usize, c: &mut [f32], ldc: usize) {
+    let d2 = bf16::pairs(d);
+    let ap = a_rows.div_ceil(MR);
+    let bp = b_rows.div_ceil(NR);
+    debug_assert!(ldc >= bp * NR && c.len() >= ap * MR * ldc);
+    let blocks = d2.div_ceil(KQ_MAX);
+    let kq_step = d2.div_ceil(blocks);
+    let mut q0 = 0;
+    while q0 < d2 {
+        let kq = kq_step.min(d2 - q0);
+        let panel = |jp: usize| &b[jp * d2 * NR + q0 * NR..jp * d2 * NR + (q0 + kq) * NR];
+        // Column panels two at a time (each broadcast of A serves both), the odd one alone.
+        let mut jp = 0;
+        while jp < bp {
+            let pair = jp + 1 < bp;
+            for ip in 0..ap {
+                let as_ = &a[ip * d2 * MR + q0 * MR..ip * d2 * MR + (q0 + kq) * MR];
+                let out = &mut c[ip * MR * ldc + jp * NR..];
+                if pair {
+                    kernel.run2(kq, as_, panel(jp), panel(jp + 1), out, ldc, q0 > 0);
+                } else {
+                    kernel.run(kq, as_, panel(jp), out, ldc, q0 > 0);
+                }
+            }
+            jp += if pair { 2 } else { 1 };
+        }
+        q0 += kq;
+    }
+}
+
+/// The operands a product reads: f32 panels, or bf16 pair panels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operands {
+    /// f32 (the exact products up to f32 rounding).
+    F32,
+    /// bf16 pairs (`super::bf16`): twice the multiply-adds per cycle with AVX-512 BF16.
+    Bf16,
+}
+
+/// Panels of rows packed for the products, in the operand type asked for: always the f32
+/// panels (the layout of `super::pack`), and for bf16 their pair panels.
+#[derive(Debug, Default)]
+pub struct Packed {
+    f32s: Vec<f32>,
+    words: Vec<u32>,
+}
+
+impl Packed {
+    /// Packs rows `row0..row0 + rows` of `data` (dimension `d`, minus `shift`) into panels of
+    /// `r` rows for `ops`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack(&mut self, ops: Operands, data: &[f32], d: usize, row0: usize, rows: usize, r: usize, shift: Option<&[f32]>) {
+        super::pack::pack_panels(data, d, row0, rows, r, shift, &mut self.f32s);
+        if ops == Operands::Bf16 {
+            bf16::to_pairs(&self.f32s, d, r, &mut self.words);
+        }
+    }
+
+    /// [`Packed::pack`] with the f32 panels shared out among `workers` threads (see
+    /// `super::pack::pack_panels_parallel`), for a large block.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack_parallel(&mut self, ops: Operands, data: &[f32], d: usize, row0: usize, rows: usize, r: usize, shift: Option<&[f32]>, workers: usize) {
+        super::pack::pack_panels_parallel(data, d, row0, rows, r, shift, &mut self.f32s, workers);
+        if ops == Operands::Bf16 {
+            bf16::to_pairs(&self.f32s, d, r, &mut self.words);
+            // The f32 panels are not read again: the bf16 copy is what the products stream.
+            self.f32s = Vec::new();
+        }
+    }
+}
+
+/// The kernels a product may run, chosen once per searcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    /// The f32 micro-kernel.
+    pub f32: MicroKernel,
+    /// The bf16 micro-kernel.
+    pub bf16: Bf16Kernel,
+}
+
+impl Kernels {
+    /// The best of each this CPU runs.
+    pub fn detect() -> Self {
+        Kernels { f32: MicroKernel::detect(), bf16: Bf16Kernel::detect() }
+    }
+
+    /// The products of A's panels (from its panel `a_panel` on, `a_rows` rows, of `MR`) and B's
+    /// (from its panel `b_panel` on, `b_rows` rows, of `NR`), both packed for `ops`, into `c`
+    /// (see [`product`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn product(
+        self,
+        ops: Operands,
+        d: usize,
+        a: &Packed,
+        a_panel: usize,
+        a_rows: usize,
+        b: &Packed,
+        b_panel: usize,
+        b_rows: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        match ops {
+            Operands::F32 => product(self.f32, d, &a.f32s[a_panel * d * MR..], a_rows, &b.f32s[b_panel * d * NR..], b_rows, c, ldc),
+            Operands::Bf16 => {
+                let d2 = bf16::pairs(d);
+                product_bf16(self.bf16, d, &a.words[a_panel * d2 * MR..], a_rows, &b.words[b_panel * d2 * NR..], b_rows, c, ldc)
+            }
+        }
     }
 }

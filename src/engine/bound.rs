@@ -1,0 +1,263 @@
+//! The error of reduced-precision products, for the exact layer's proof: one module for every
+//! backend that rounds its operands before multiplying them (the CPU's bf16 kernels; a GPU's
+//! bf16 or f16 products).
+//!
+//! # The bound
+//!
+//! The kernels multiply rows as they hold them: `x'` is the row shifted by the column means and
+//! rounded to f32 for L2, the row itself for inner product, its unit-length copy for cosine (the
+//! rows the f32 bound of [`super::exact`] speaks of). A reduced backend rounds every component
+//! once more, `x̃ = round(x')`, multiplies the rounded values exactly (a product of two bf16 or
+//! two f16 values fits an f32 significand) and sums in f32. Against the f32 product `q'·x'`:
+//!
+//! ```text
+//! |q'·x' − q̃·x̃| = |(q' − q̃)·x' + q̃·(x' − x̃)| ≤ r_q·‖x'‖ + ‖q̃‖·r_x ≤ r_q·‖x'‖ + (‖q'‖ + r_q)·r_x
+//! ```
+//!
+//! with the residuals `r = ‖x' − x̃‖` (Cauchy–Schwarz, then the triangle inequality), computed in
+//! f64 from the very rounding the kernels apply. The f32 sums of the rounded products err by at
+//! most `γ_d·‖q̃‖·‖x̃‖`, within the f32 bound's own `γ` term, which is kept whole. An L2 key is
+//! `‖q'‖² + ‖x'‖² − 2·q̃·x̃` with the f32 norms of the unrounded rows: twice the product's error.
+//! So a key's error is at most the f32 bound `E` plus
+//!
+//! ```text
+//! E_r(q) = c · (r_q · max‖x'‖ + (‖q'‖ + r_q) · max r_x) + t,   c = 2 (L2), 1 (inner product, cosine)
+//! ```
+//!
+//! over the database rows `x`, where `t` covers what AVX-512 BF16 flushes to zero (denormal inputs
+//! and sums: at most `2^-126` each, `t = 4·d·2^-126·(1 + ‖q'‖)·(1 + max‖x'‖)`). Every term is
+//! rounded upwards by the same 1 % slack as `E`.
+
+use crate::data::Vectors;
+use crate::metric::FlatMetric;
+
+/// How a backend rounds its operands before the products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rounding {
+    /// To bf16 (8 significant bits), ties to even.
+    Bf16,
+    /// To f16 (11 significant bits), ties to even; beyond f16's range to infinity.
+    F16,
+}
+
+impl Rounding {
+    /// `x` rounded.
+    #[inline]
+    pub fn round(self, x: f32) -> f32 {
+        match self {
+            Rounding::Bf16 => half::bf16::from_f32(x).to_f32(),
+            Rounding::F16 => half::f16::from_f32(x).to_f32(),
+        }
+    }
+
+    /// `(‖x‖, ‖x − round(x)‖)` in f64. For bf16 on a CPU with AVX-512 BF16 the rounding is
+    /// that instruction set's, the one the CPU kernels' packing applies (a denormal f32 rounds
+    /// to 0 there: the bound's flushed-values term covers the difference either way).
+    pub fn norm_and_residual(self, x: &[f32]) -> (f64, f64) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Rounding::Bf16 && crate::flat::cpu::bf16::native() {
+            // SAFETY: AVX-512 F and BF16 were detected just now.
+            return unsafe { avx512::bf16_norm_and_residual(x) };
+        }
+        let (mut n, mut r) = (0f64, 0f64);
+        for v in x {
+            let d = *v as f64 - self.round(*v) as f64;
+            n += (*v as f64) * (*v as f64);
+            r += d * d;
+        }
+        (n.sqrt(), r.sqrt())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// [`super::Rounding::norm_and_residual`] for bf16, 16 values at a time: each rounded by
+    /// `vcvtneps2bf16` and widened back (exact), the difference (exact in f32) and the value
+    /// squared and summed in f64.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn bf16_norm_and_residual(x: &[f32]) -> (f64, f64) {
+        let (mut n, mut r) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        let full = x.len() / 16 * 16;
+        let mut i = 0;
+        while i < full {
+            let v = _mm512_loadu_ps(x.as_ptr().add(i));
+            let b16: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+            let b = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(b16)));
+            let dv = _mm512_sub_ps(v, b);
+            for half in [_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))] {
+                let w = _mm512_cvtps_pd(half);
+                n = _mm512_fmadd_pd(w, w, n);
+            }
+            for half in [_mm512_castps512_ps256(dv), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(dv)))] {
+                let w = _mm512_cvtps_pd(half);
+                r = _mm512_fmadd_pd(w, w, r);
+            }
+            i += 16;
+        }
+        let (mut ns, mut rs) = (_mm512_reduce_add_pd(n), _mm512_reduce_add_pd(r));
+        for v in &x[full..] {
+            let b = _mm512_cvtneps_pbh(_mm512_set1_ps(*v));
+            let b: [u16; 16] = std::mem::transmute(b);
+            let d = *v as f64 - f32::from_bits((b[0] as u32) << 16) as f64;
+            ns += (*v as f64) * (*v as f64);
+            rs += d * d;
+        }
+        (ns.sqrt(), rs.sqrt())
+    }
+}
+
+/// The row as the kernels hold it before rounding (see the module doc) into `out`: shifted
+/// (L2 with a shift), as it is (inner product), or its unit-length copy (cosine, from its f64
+/// inverse norm `inv`).
+pub(crate) fn kernel_row(metric: FlatMetric, x: &[f32], shift: Option<&[f32]>, inv: f64, out: &mut Vec<f32>) {
+    out.clear();
+    match (metric, shift) {
+        (FlatMetric::L2, Some(s)) => out.extend(x.iter().zip(s).map(|(v, m)| *v - *m)),
+        (FlatMetric::Cosine, _) => out.extend(x.iter().map(|v| (*v as f64 * inv) as f32)),
+        _ => out.extend_from_slice(x),
+    }
+}
+
+/// The largest norm and the largest residual over a set of rows (the database side of `E_r`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SideMax {
+    /// max ‖x'‖.
+    pub norm: f64,
+    /// max ‖x' − round(x')‖.
+    pub resid: f64,
+}
+
+impl SideMax {
+    /// Over `rows` (original values) as the kernels hold them under `metric` (see
+    /// [`kernel_row`]); `inv`: the cosine's inverse norms of the rows.
+    pub(crate) fn of(rounding: Rounding, metric: FlatMetric, rows: &Vectors<'_>, shift: Option<&[f32]>, inv: Option<&[f64]>) -> SideMax {
+        let mut buf = Vec::with_capacity(rows.d());
+        let mut m = SideMax::default();
+        for i in 0..rows.n() {
+            kernel_row(metric, rows.row(i), shift, inv.map_or(1.0, |v| v[i]), &mut buf);
+            let (n, r) = rounding.norm_and_residual(&buf);
+            m.norm = m.norm.max(n);
+            m.resid = m.resid.max(r);
+        }
+        m
+    }
+}
+
+/// `E_r` of the module doc: what rounding the operands adds to the f32 bound of a query whose
+/// kernel row has norm `norm` and residual `resid`, against rows of `db`, in dimension `d`.
+pub fn extra(metric: FlatMetric, norm: f64, resid: f64, db: &SideMax, d: usize) -> f64 {
+    let c = if metric == FlatMetric::L2 { 2.0 } else { 1.0 };
+    let flushed = 4.0 * d as f64 * f32::MIN_POSITIVE as f64 * (1.0 + norm) * (1.0 + db.norm);
+    (c * (resid * db.norm + (norm + resid) * db.resid) + flushed) * 1.01
+}
+
+/// Candidates beyond k a bf16 search keeps where no sample chose them (a forced bf16 search on
+/// data whose proofs the sample predicted to fail).
+pub fn bf16_margin(k: usize) -> usize {
+    (k / 2).max(8)
+}
+
+/// The most candidates beyond k a bf16 search may keep: beyond, the larger lists cost more than
+/// bf16 products save.
+pub fn bf16_max_margin(k: usize) -> usize {
+    k.max(32)
+}
+
+/// Below this many queries a search runs in f32 under `Auto`: sampling whether bf16 pays would
+/// cost more than it saves.
+pub const MIN_QUERIES: usize = 1024;
+
+/// The fewest candidates beyond k a bf16 search keeps.
+pub const MIN_MARGIN: usize = 4;
+
+/// Rows sampled to predict whether bf16 candidates' proofs hold, and with how many candidates.
+pub const PREDICT_ROWS: usize = 128;
+
+/// The share of sampled rows (percent) whose proofs the chosen margin must be predicted to pass.
+pub const PREDICT_PERCENT: usize = 95;
+
+/// Whether bf16 candidates pay for `n` rows of dimension `d` at `k` neighbours: the CPU has
+/// AVX-512 BF16, and the products are a large share of the work.
+pub fn bf16_pays(n: usize, d: usize, k: usize) -> bool {
+    crate::flat::cpu::bf16::native() && n >= 2000 && d >= 64 && k <= 256
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound holds on adversarial rows: large norms, offsets, one dominant component, rows
+    /// whose products cancel, against the f64 product of the unrounded rows.
+    #[test]
+    fn the_products_of_rounded_rows_stay_within_the_bound() {
+        let d = 96;
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for kind in 0..6 {
+            for _ in 0..8 {
+                let row: Vec<f32> = (0..d)
+                    .map(|j| match kind {
+                        0 => next(),
+                        1 => 1e4 * next(),
+                        2 => 1000.0 + 0.01 * next(),
+                        3 if j == 0 => 1e3,
+                        3 => 1e-3 * next(),
+                        4 => (j as f32 * 0.1).sin() * (1.0 + 1e-3 * next()),
+                        _ => {
+                            if j % 2 == 0 {
+                                1.0 + next() * 1e-2
+                            } else {
+                                -1.0
+                            }
+                        }
+                    })
+                    .collect();
+                rows.push(row);
+            }
+        }
+        for rounding in [Rounding::Bf16, Rounding::F16] {
+            let flat: Vec<f32> = rows.concat();
+            let v = Vectors::new(&flat, d, "rows").unwrap();
+            let db = SideMax::of(rounding, FlatMetric::InnerProduct, &v, None, None);
+            for q in &rows {
+                let (n, r) = rounding.norm_and_residual(q);
+                let e = extra(FlatMetric::InnerProduct, n, r, &db, d);
+                for x in &rows {
+                    let exact: f64 = q.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let rounded: f64 = q.iter().zip(x).map(|(a, b)| rounding.round(*a) as f64 * rounding.round(*b) as f64).sum();
+                    assert!((exact - rounded).abs() <= e, "{rounding:?}: {exact} vs {rounded}, bound {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_residual_equals_the_scalar_one() {
+        let x: Vec<f32> = (0..77).map(|i| ((i as f32) * 0.37).sin() * 10f32.powi(i % 5 - 2)).collect();
+        let (n, r) = Rounding::Bf16.norm_and_residual(&x);
+        let n0: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        let r0: f64 = x.iter().map(|v| (*v as f64 - Rounding::Bf16.round(*v) as f64).powi(2)).sum::<f64>().sqrt();
+        assert!((n - n0).abs() <= 1e-12 * n0 && (r - r0).abs() <= 1e-12 * r0, "{n} {n0} {r} {r0}");
+    }
+
+    #[test]
+    fn kernel_rows_are_shifted_or_unit_length() {
+        let mut out = Vec::new();
+        kernel_row(FlatMetric::L2, &[3.0, 4.0], Some(&[1.0, 1.0]), 1.0, &mut out);
+        assert_eq!(out, [2.0, 3.0]);
+        kernel_row(FlatMetric::Cosine, &[3.0, 4.0], None, 0.2, &mut out);
+        assert_eq!(out, [0.6, 0.8]);
+        kernel_row(FlatMetric::InnerProduct, &[3.0, 4.0], Some(&[1.0, 1.0]), 1.0, &mut out);
+        assert_eq!(out, [3.0, 4.0]);
+    }
+}

@@ -1,0 +1,119 @@
+//! Exact lists from bf16 candidates on the CPU: with `Precision::Bf16` (AVX-512 BF16, or the
+//! portable bf16 kernel) every list equals the f32 path's, bit for bit, whatever the data —
+//! real rows, duplicates and ties, rows far from the origin, one dominant component, random
+//! normal rows where many proofs fail and the rows are searched again in f32 — for the self-join
+//! and foreign queries, under L2, inner product and cosine. `Auto` takes bf16 only where the
+//! proofs are predicted to hold.
+
+use crate::common::data::{demo_embeddings, normal, tied};
+use faiss_nn::engine::{Engine, EngineOptions};
+use faiss_nn::flat::cpu::CpuSearcher;
+use faiss_nn::flat::{FlatSearcher, Operands};
+use faiss_nn::{Device, FlatIndex, FlatMetric, Metric, NoProgress, Precision};
+
+fn engine(precision: Precision) -> Engine {
+    Engine::open(&Device::Cpu, EngineOptions { precision, ..EngineOptions::default() }).unwrap()
+}
+
+/// The self-join's lists under `precision`, with its stats.
+fn join(e: &Engine, x: &[f32], d: usize, metric: FlatMetric, k: usize) -> (faiss_nn::topk::TopKLists, faiss_nn::engine::RefineStats) {
+    e.load_shard(x, d, 0, metric).unwrap().self_join_with_stats(k, &NoProgress).unwrap()
+}
+
+fn check_equal(x: &[f32], d: usize, what: &str, ks: &[usize]) -> usize {
+    let (f32e, bf16e) = (engine(Precision::F32), engine(Precision::Bf16));
+    let mut fallback = 0;
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct, FlatMetric::Cosine] {
+        for &k in ks {
+            let (want, _) = join(&f32e, x, d, metric, k);
+            let (got, stats) = join(&bf16e, x, d, metric, k);
+            assert_eq!(got, want, "{what}, {metric:?}, k = {k}: bf16 candidates gave other lists");
+            fallback += stats.fallback_rows;
+        }
+    }
+    fallback
+}
+
+#[test]
+fn bf16_lists_equal_the_f32_lists_on_real_rows() {
+    let (x, d) = demo_embeddings();
+    let x = &x[..1500 * d];
+    check_equal(x, d, "MiniLM", &[1, 10, 100]);
+}
+
+#[test]
+fn bf16_lists_equal_the_f32_lists_on_hard_rows() {
+    // Random normal rows in 512 dimensions: all scores packed together.
+    check_equal(&normal(800, 512, 3), 512, "normal", &[5, 40]);
+    // Clusters of 40 near-copies: the proofs fail and the rows are searched again in f32.
+    let (base, jitter) = (normal(20, 96, 12), normal(800, 96, 13));
+    let clustered: Vec<f32> = (0..800 * 96).map(|t| base[(t / 96 % 20) * 96 + t % 96] + 1e-3 * jitter[t]).collect();
+    let fallback = check_equal(&clustered, 96, "clustered", &[5]);
+    assert!(fallback > 0, "the case must exercise the f32 search of unproven rows");
+    let d = 64;
+    // Duplicates and exact ties (small integers).
+    let mut t = tied(700, d, 4);
+    for row in t.chunks_mut(d) {
+        if row.iter().all(|v| *v == 0.0) {
+            row[0] = 1.0; // cosine needs a direction
+        }
+    }
+    check_equal(&t, d, "tied", &[3, 20]);
+    // Far from the origin, where L2 products cancel in f32 (and bf16 keeps 8 bits of 1000).
+    let far: Vec<f32> = normal(600, d, 5).into_iter().map(|v| 1000.0 + 0.01 * v).collect();
+    check_equal(&far, d, "offset 1000", &[4]);
+    // One dominant component, and norms from 1e-3 to 1e3.
+    let mut dom = normal(600, d, 6);
+    for (i, row) in dom.chunks_mut(d).enumerate() {
+        row[i % d] += 1e3;
+        let s = 10f32.powi((i % 7) as i32 - 3);
+        row.iter_mut().for_each(|v| *v *= s);
+    }
+    check_equal(&dom, d, "dominant", &[6]);
+}
+
+#[test]
+fn foreign_queries_and_the_portable_kernel_agree_too() {
+    let (x, d) = demo_embeddings();
+    let (db, q) = (&x[..2000 * d], &x[2000 * d..2300 * d]);
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        let mut a = FlatIndex::new(d, metric).unwrap().with_options(EngineOptions { precision: Precision::F32, ..EngineOptions::default() });
+        let mut b = FlatIndex::new(d, metric).unwrap().with_options(EngineOptions { precision: Precision::Bf16, ..EngineOptions::default() });
+        a.add(db).unwrap();
+        b.add(db).unwrap();
+        assert_eq!(a.search(q, 12).unwrap(), b.search(q, 12).unwrap(), "{metric:?}");
+    }
+    // The portable bf16 kernel (machines without AVX-512 BF16) through a CPU searcher of its own.
+    let portable: Vec<Box<dyn FlatSearcher>> = vec![Box::new(CpuSearcher::new().portable())];
+    let opts = EngineOptions { precision: Precision::Bf16, ..EngineOptions::default() };
+    let e = Engine::from_searchers(portable, opts).unwrap();
+    let (got, _) = join(&e, &x[..600 * d], d, FlatMetric::L2, 10);
+    let (want, _) = join(&engine(Precision::F32), &x[..600 * d], d, FlatMetric::L2, 10);
+    assert_eq!(got, want);
+}
+
+#[test]
+fn auto_takes_bf16_only_where_the_proofs_hold() {
+    if !faiss_nn::flat::cpu::bf16::native() {
+        eprintln!("this CPU has no AVX-512 BF16: Auto runs f32 everywhere, nothing more to check");
+        return;
+    }
+    let e = engine(Precision::Auto);
+    let (x, d) = demo_embeddings();
+    let real = e.load_shard(&x, d, 0, FlatMetric::Cosine).unwrap();
+    assert_eq!(real.planned_operands(10), Operands::Bf16, "real rows: bf16 pays");
+    // Random normal rows: the sampled margin lets their proofs hold.
+    let noise = normal(6000, 384, 9);
+    assert_eq!(e.load_shard(&noise, 384, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::Bf16);
+    // Clusters of 60 near-copies, more than the largest margin: the 11th to 60th neighbours of
+    // every row lie within its bf16 bound of the 10th, no proof would hold.
+    let base = normal(100, 384, 10);
+    let jitter = normal(6000, 384, 11);
+    let clustered: Vec<f32> =
+        (0..6000).flat_map(|i| (0..384).map(move |j| (i, j))).map(|(i, j)| base[(i % 100) * 384 + j] + 1e-3 * jitter[i * 384 + j]).collect();
+    let hard = e.load_shard(&clustered, 384, 0, FlatMetric::L2).unwrap();
+    assert_eq!(hard.planned_operands(10), Operands::F32, "clustered rows: the proofs would fail");
+    // Few rows, or f32 asked for: f32.
+    assert_eq!(e.load_shard(&x[..100 * d], d, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::F32);
+    assert_eq!(engine(Precision::F32).load_shard(&x, d, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::F32);
+}
