@@ -34,6 +34,17 @@ fn real_rows() -> (Vec<f32>, usize) {
     (ds.embeddings.to_vec(), ds.d)
 }
 
+/// Uniform values in [0, 1) from a seeded xorshift64* generator.
+fn uniform_stream(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// `n` MiniLM-like rows (see the module doc).
 fn minilm_like(n: usize) -> (Vec<f32>, usize) {
     let (real, d) = real_rows();
@@ -41,13 +52,7 @@ fn minilm_like(n: usize) -> (Vec<f32>, usize) {
     if n <= m {
         return (real[..n * d].to_vec(), d);
     }
-    let mut s = 0x9E37_79B9_7F4A_7C15u64 ^ n as u64;
-    let mut uniform = move || {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut uniform = uniform_stream(0x9E37_79B9_7F4A_7C15u64 ^ n as u64);
     let sigma = 0.1 / (d as f64).sqrt();
     let mut out = Vec::with_capacity(n * d);
     for i in 0..n {
@@ -134,13 +139,7 @@ fn normal_file(n: usize, d: usize) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("bench data dir");
     let path = dir.join(format!("normal_{n}x{d}.npy"));
     if !path.exists() {
-        let mut s = 0x2545_F491_4F6C_DD1Du64 ^ n as u64;
-        let mut uniform = move || {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniform_stream(0x2545_F491_4F6C_DD1Du64 ^ n as u64);
         let x: Vec<f32> = (0..n * d).map(|_| ((-2.0 * uniform().max(1e-300).ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos()) as f32).collect();
         write_npy(&path, &x, d);
     }

@@ -507,12 +507,7 @@ def dedup_table(
     if by is not None:
         if not isinstance(by, str):
             raise InvalidInputError(f"invalid by: {by!r}: name a column of the table")
-        if by not in table.column_names:
-            names = ", ".join(repr(c) for c in table.column_names) or "none"
-            raise InvalidInputError(f"invalid by: the table has no column {by!r}; the columns are: {names}")
-        if table.column_names.count(by) > 1:
-            raise InvalidInputError(f"invalid by: {table.column_names.count(by)} columns are named {by!r}; rename all but one")
-        values = table.column(by)
+        values = _table_column(table, by, "invalid by: the table has ", "invalid by: ")
     _cpu_note(device, "dedup_table")
     x = column_matrix(table, column)
     ranked = None if values is None else rank_values(values, x.shape[0], f"column {by!r}")
@@ -602,12 +597,7 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
     column, a non-list or non-numeric type, null rows or values, and ragged rows, naming the row.
     """
     pa = _pyarrow()
-    if column not in table.column_names:
-        names = ", ".join(repr(c) for c in table.column_names) or "none"
-        raise InvalidInputError(f"table: no column {column!r}; the columns are: {names}")
-    if table.column_names.count(column) > 1:
-        raise InvalidInputError(f"table: {table.column_names.count(column)} columns are named {column!r}; rename all but one")
-    col = table.column(column)
+    col = _table_column(table, column, "table: ", "table: ")
     typ = col.type
     if isinstance(typ, pa.ExtensionType):
         # Ray Data's tensor columns (ray.data.from_numpy, rows holding numpy arrays) extend a
@@ -663,6 +653,18 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
         raise InvalidInputError(f"column {column!r} is empty: row 0 has no values")
     flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return as_matrix(flat.reshape(n, d), f"column {column!r}")
+
+
+def _table_column(table: Any, name: str, missing: str, shared: str) -> Any:
+    """The table's column ``name``; refuses a missing one (naming those there are, after
+    ``missing``) or one whose name several columns share (after ``shared``)."""
+    if name not in table.column_names:
+        names = ", ".join(repr(c) for c in table.column_names) or "none"
+        raise InvalidInputError(f"{missing}no column {name!r}; the columns are: {names}")
+    count = table.column_names.count(name)
+    if count > 1:
+        raise InvalidInputError(f"{shared}{count} columns are named {name!r}; rename all but one")
+    return table.column(name)
 
 
 def _first_true(mask: Any) -> int:
