@@ -126,9 +126,17 @@ fn run(args: &Args) -> Result<()> {
         .k(k)
         .search_batch_size(args.search_batch_size)
         .precision(args.precision);
-    if !args.quiet && matches!(args.precision, faiss_nn::Precision::Tf32 | faiss_nn::Precision::F16) && !args.device.device.is_gpu() {
+    if !args.quiet && !args.device.device.is_gpu() {
         let name = format!("{:?}", args.precision).to_lowercase();
-        eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32 (or bf16: --precision auto|bf16)");
+        match args.precision {
+            faiss_nn::Precision::Tf32 | faiss_nn::Precision::F16 => {
+                eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32 (or bf16: --precision auto|bf16)")
+            }
+            faiss_nn::Precision::Bf16 if !faiss_nn::flat::cpu::bf16::native() => {
+                eprintln!("note: this CPU has no AVX-512 BF16: the search computes in f32 (the lists are the same)")
+            }
+            _ => {}
+        }
     }
     let bar = Bar::new(data.n, args.quiet);
     let t = Instant::now();

@@ -5,10 +5,11 @@ use std::str::FromStr;
 
 /// Precision of the q·x products.
 ///
-/// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16) find
-/// candidates that the exact layer proves with the bf16 error bound ([`crate::engine::bound`]),
-/// searching the rows it cannot prove again in f32; `Auto` (the default) picks bf16 where the CPU
-/// has it and the data lets the proofs succeed, else f32. `Tf32` and `F16` run as f32 on the CPU.
+/// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16; f32 on
+/// a CPU without it) find candidates that the exact layer proves with the bf16 error bound
+/// ([`crate::engine::bound`]), searching the rows it cannot prove again in f32; `Auto` (the
+/// default) picks bf16 for a self-join where the CPU has it and a sample of the rows predicts the
+/// proofs to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
 /// On a GPU, `Auto` is f32, and reduced precisions give their own (unproven) lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Precision {

@@ -105,7 +105,7 @@ impl FaissNearestNeighbour {
         self.exclude_self = yes;
         self
     }
-    /// GPU precision.
+    /// The products' arithmetic (default [`Precision::Auto`]; see [`Precision`]).
     pub fn precision(mut self, p: Precision) -> Self {
         self.options.precision = p;
         self

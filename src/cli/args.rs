@@ -113,7 +113,8 @@ pub struct Args {
     /// Arithmetic of the products: auto (the fastest exact path), f32, bf16, tf32 or f16. On the
     /// CPU the lists are exact at every precision: bf16 candidates (AVX-512 BF16) are proven
     /// with the bf16 error bound and rows it cannot prove are searched again in f32; auto takes
-    /// bf16 where the CPU has it and a sample predicts the proofs hold; tf32 and f16 run as f32.
+    /// bf16 for the self-join where the CPU has it and a sample predicts the proofs hold; tf32
+    /// and f16 (and bf16 without AVX-512 BF16) run as f32.
     /// On a GPU auto is f32, and tf32, f16 and bf16 give their own lists, re-scored but unproven
     #[arg(long, value_name = "auto|f32|bf16|tf32|f16", default_value = "auto", value_parser = parse_precision)]
     pub precision: Precision,

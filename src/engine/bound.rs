@@ -16,12 +16,13 @@
 //!
 //! with the residuals `r = ‖x' − x̃‖` (Cauchy–Schwarz, then the triangle inequality), computed in
 //! f64 from the very rounding the kernels apply. The f32 sums of the rounded products err by at
-//! most `γ_d·‖q̃‖·‖x̃‖`, within the f32 bound's own `γ` term, which is kept whole. An L2 key is
-//! `‖q'‖² + ‖x'‖² − 2·q̃·x̃` with the f32 norms of the unrounded rows: twice the product's error.
-//! So a key's error is at most the f32 bound `E` plus
+//! most `γ_d·‖q̃‖·‖x̃‖ ≤ γ_d·(‖q'‖ + r_q)·(‖x'‖ + r_x)`: the f32 bound's own `γ` term covers
+//! `γ_d·‖q'‖·‖x'‖`, and the rest, `γ_d·(r_q·‖x'‖ + ‖q'‖·r_x + r_q·r_x)`, is at most `γ_d` times
+//! the rounding term below. An L2 key is `‖q'‖² + ‖x'‖² − 2·q̃·x̃` with the f32 norms of the
+//! unrounded rows: twice the product's error. So a key's error is at most the f32 bound `E` plus
 //!
 //! ```text
-//! E_r(q) = c · (r_q · max‖x'‖ + (‖q'‖ + r_q) · max r_x) + t,   c = 2 (L2), 1 (inner product, cosine)
+//! E_r(q) = c · (r_q · max‖x'‖ + (‖q'‖ + r_q) · max r_x) · (1 + γ_d) + t,   c = 2 (L2), 1 otherwise
 //! ```
 //!
 //! over the database rows `x`, where `t` covers what AVX-512 BF16 flushes to zero (denormal inputs
@@ -153,8 +154,9 @@ impl SideMax {
 /// kernel row has norm `norm` and residual `resid`, against rows of `db`, in dimension `d`.
 pub fn extra(metric: FlatMetric, norm: f64, resid: f64, db: &SideMax, d: usize) -> f64 {
     let c = if metric == FlatMetric::L2 { 2.0 } else { 1.0 };
+    let gamma = super::exact::gamma(d, super::exact::U32);
     let flushed = 4.0 * d as f64 * f32::MIN_POSITIVE as f64 * (1.0 + norm) * (1.0 + db.norm);
-    (c * (resid * db.norm + (norm + resid) * db.resid) + flushed) * 1.01
+    (c * (resid * db.norm + (norm + resid) * db.resid) * (1.0 + gamma) + flushed) * 1.01
 }
 
 /// Candidates beyond k a bf16 search keeps where no sample chose them (a forced bf16 search on
@@ -168,10 +170,6 @@ pub fn bf16_margin(k: usize) -> usize {
 pub fn bf16_max_margin(k: usize) -> usize {
     k.max(32)
 }
-
-/// Below this many queries a search runs in f32 under `Auto`: sampling whether bf16 pays would
-/// cost more than it saves.
-pub const MIN_QUERIES: usize = 1024;
 
 /// The fewest candidates beyond k a bf16 search keeps.
 pub const MIN_MARGIN: usize = 4;

@@ -129,7 +129,8 @@ impl Engine {
 
     /// An engine over searchers of the caller's own, one per logical shard, merging on the host:
     /// e.g. several CPU searchers standing in for devices, or a custom [`FlatSearcher`]. It runs
-    /// as a CPU engine (f32, the exact layer proving every set).
+    /// as a CPU engine (f32, or bf16 as `options.precision` says: the exact layer proves every
+    /// set either way).
     pub fn from_searchers(searchers: Vec<Box<dyn FlatSearcher>>, options: EngineOptions) -> Result<Engine> {
         if searchers.is_empty() {
             return Err(Error::invalid("device", "no searchers to run on"));

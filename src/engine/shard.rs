@@ -311,12 +311,12 @@ impl<'a> Shard<'a> {
         Ok((refine(self.rows(), a0, other, &la)?, refine(other.rows(), b0, self, &lb)?))
     }
 
-    /// The operands a search of this shard for `k` neighbours would multiply: what
+    /// The operands a self-join of this shard for `k` neighbours would multiply: what
     /// [`Precision`] and, for `Auto`, the planner choose (f32 on a GPU, whose precision is its
     /// own). For diagnostics and tests.
     pub fn planned_operands(&self, k: usize) -> Operands {
         match self.strategy(k) {
-            Ok(strat) if !self.engine.device().is_gpu() => self.cpu_plan(strat.precision, k, self.n()).0,
+            Ok(strat) if !self.engine.device().is_gpu() => self.cpu_plan(strat.precision, k, true).0,
             _ => Operands::F32,
         }
     }
@@ -324,11 +324,15 @@ impl<'a> Shard<'a> {
     /// The CPU products' operands for `precision` (see [`Precision`]) and the candidates a row
     /// keeps: bf16 where asked for, or where `Auto` finds the CPU's bf16 kernel and data on which
     /// its candidates' proofs hold (with the margin the sample asks for), else f32 with its own.
-    fn cpu_plan(&self, precision: Precision, k: usize, queries: usize) -> (Operands, usize) {
+    ///
+    /// `Bf16` runs bf16 only where the CPU has AVX-512 BF16 (elsewhere the portable bf16 kernel
+    /// would be far slower than the f32 one). `Auto` plans bf16 for self-joins only: its margin is sampled from the
+    /// rows' own neighbours, which foreign queries need not resemble.
+    fn cpu_plan(&self, precision: Precision, k: usize, self_join: bool) -> (Operands, usize) {
         let f32_plan = (Operands::F32, k + exact::margin(k));
         match precision {
-            Precision::Bf16 => (Operands::Bf16, k + self.bf16_margin_cached(k).unwrap_or_else(|| bound::bf16_margin(k))),
-            Precision::Auto if bound::bf16_pays(self.n(), self.d, k) && queries >= bound::MIN_QUERIES => match self.bf16_margin_cached(k) {
+            Precision::Bf16 if crate::flat::cpu::bf16::native() => (Operands::Bf16, k + self.bf16_margin_cached(k).unwrap_or_else(|| bound::bf16_margin(k))),
+            Precision::Auto if self_join && bound::bf16_pays(self.n(), self.d, k) => match self.bf16_margin_cached(k) {
                 Some(m) => (Operands::Bf16, k + m),
                 None => f32_plan,
             },
@@ -417,7 +421,8 @@ impl<'a> Shard<'a> {
             _ => GpuPath::Cublas,
         };
         let gpu = self.engine.device().is_gpu();
-        let (ops, kc) = if gpu { (Operands::F32, strat.candidates) } else { self.cpu_plan(strat.precision, k, q.n()) };
+        let self_join = std::ptr::eq(kq.as_slice().as_ptr(), self.kernel_rows().as_slice().as_ptr()) && query_id0 == Some(self.row_offset);
+        let (ops, kc) = if gpu { (Operands::F32, strat.candidates) } else { self.cpu_plan(strat.precision, k, self_join) };
         let kc = kc.min(if path == GpuPath::Fused { FUSED_MAX_K } else { usize::MAX });
         let kc = if gpu { kc.min(MAX_K) } else { kc };
         let unit = strat.proven.then_some(exact::U32);
