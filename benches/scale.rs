@@ -2,9 +2,10 @@
 //! and peak memory per case: `cargo bench --bench scale` (add `-- --cases k` or `-- --cases n`,
 //! `-- --reps 3`, `-- --no-wheel`). Writes the table to stdout and `target/bench-scale.md`.
 //! `-- --cases rescore` instead measures what k = 1000 costs beyond k = 10 on the 10k rows (see
-//! [`rescore_budget`]). `-- --cases precision` compares the default precision (`Auto`: bf16
-//! candidates where the CPU and the data allow) with the f32 path and the wheel, with the share
-//! of rows the bf16 candidates proved (see [`precision_cases`]).
+//! [`rescore_budget`]). `-- --cases precision` compares the default precision (`Auto`: int8
+//! or bf16 candidates where the CPU and the data allow) with the f32 path, with itself on the
+//! AVX2 kernels only, and with the wheel, with the share of rows the reduced candidates proved
+//! (see [`precision_cases`]).
 //!
 //! Data: the real 10,000 × 384 MiniLM rows (`../shared/data/pypi-minilm-10k.parquet`, else the
 //! bundled 3,000-row demo) and *MiniLM-like* sets of n rows made from them: row i is real row
@@ -112,13 +113,15 @@ fn peak_rss_mb() -> f64 {
 }
 
 /// The precision child: times the self-join of one data file at `precision` through the engine
-/// (what the step runs), prints `RESULT <median s> <peak MB> <rows searched again in f32> <rows>`.
+/// (what the step runs), prints `RESULT <median s> <peak MB> <rows searched again in f32> <rows>
+/// <operands planned>`.
 fn precision_child(path: &str, k: usize, reps: usize, precision: &str) {
     use faiss_nn::engine::{Engine, EngineOptions};
     let ds = faiss_nn::io::read_embeddings(Path::new(path), "embedding").expect("read bench data");
     let precision: faiss_nn::Precision = precision.parse().expect("a precision");
     let mut times = Vec::with_capacity(reps);
     let mut fallback = 0;
+    let mut ops = String::new();
     for _ in 0..reps {
         let t = Instant::now();
         let engine = Engine::open(&faiss_nn::Device::Cpu, EngineOptions { precision, ..EngineOptions::default() }).expect("engine");
@@ -127,9 +130,11 @@ fn precision_child(path: &str, k: usize, reps: usize, precision: &str) {
         times.push(t.elapsed().as_secs_f64());
         fallback = stats.fallback_rows;
         std::hint::black_box(lists);
+        // The plan is cached per shard: this reads what the join ran.
+        ops = format!("{:?}", shard.planned_operands(k)).to_lowercase();
     }
     times.sort_by(f64::total_cmp);
-    println!("RESULT {} {} {fallback} {}", times[times.len() / 2], peak_rss_mb(), ds.n);
+    println!("RESULT {} {} {fallback} {} {ops}", times[times.len() / 2], peak_rss_mb(), ds.n);
 }
 
 /// `n × d` standard normal rows (seeded), the hard case of bf16 proofs: every row's scores are
@@ -146,18 +151,22 @@ fn normal_file(n: usize, d: usize) -> PathBuf {
     path
 }
 
-/// `--cases precision`: on each data set, the default (`auto`) and `f32` children alternately
-/// (`reps` each, in their own processes: peak memory is each one's), and the wheel.
+/// `--cases precision`: on each data set, the default (`auto`), `f32`, and `auto` with the
+/// AVX-512 kernels switched off (`FAISS_NN_CPU=avx2`, a CPU without AVX-512) children
+/// alternately (`reps` each, in their own processes: peak memory is each one's), and the wheel.
 fn precision_cases(reps: usize, wheel: bool) {
-    let run = |path: &Path, k: usize, precision: &str| -> (f64, f64, f64) {
-        let out = Command::new(std::env::current_exe().expect("this binary"))
-            .args(["--precision-child", &path.to_string_lossy(), &k.to_string(), "1", precision])
-            .output()
-            .expect("run the child");
+    let run = |path: &Path, k: usize, precision: &str, cap: Option<&str>| -> (f64, f64, f64, String) {
+        let mut cmd = Command::new(std::env::current_exe().expect("this binary"));
+        cmd.args(["--precision-child", &path.to_string_lossy(), &k.to_string(), "1", precision]);
+        if let Some(c) = cap {
+            cmd.env("FAISS_NN_CPU", c);
+        }
+        let out = cmd.output().expect("run the child");
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text.lines().find(|l| l.starts_with("RESULT")).unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
-        let v: Vec<f64> = line.split_whitespace().skip(1).map(|s| s.parse().expect("a number")).collect();
-        (v[0], v[1], 1.0 - v[2] / v[3])
+        let f: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let v: Vec<f64> = f[..4].iter().map(|s| s.parse().expect("a number")).collect();
+        (v[0], v[1], 1.0 - v[2] / v[3], f[4].to_string())
     };
     let cases: Vec<(String, PathBuf, usize)> = vec![
         ("MiniLM 10k".into(), data_file(10_000), 10),
@@ -166,31 +175,42 @@ fn precision_cases(reps: usize, wheel: bool) {
         ("MiniLM 10k".into(), data_file(10_000), 1000),
         ("normal 20k × 384".into(), normal_file(20_000, 384), 10),
     ];
-    println!("| rows | k | auto | f32 | f32 / auto | rows proven by the first pass | wheel | wheel / auto | auto peak | f32 peak |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| rows | k | auto (runs) | f32 | f32 / auto | rows proven by the first pass | no AVX-512: auto (runs) | f32 / that | wheel | wheel / auto | auto peak | f32 peak |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, path, k) in cases {
         let r = if name.contains("100k") { 1 } else { reps };
-        let (mut auto, mut f32t, mut settled, mut peaks) = (Vec::new(), Vec::new(), 1.0, (0.0f64, 0.0f64));
+        let (mut auto, mut f32t, mut plain, mut settled, mut peaks) = (Vec::new(), Vec::new(), Vec::new(), 1.0, (0.0f64, 0.0f64));
+        let (mut ran, mut ran_plain) = (String::new(), String::new());
         for _ in 0..r {
-            let (t, mb, s) = run(&path, k, "auto");
+            let (t, mb, s, ops) = run(&path, k, "auto", None);
             auto.push(t);
-            settled = s;
+            (settled, ran) = (s, ops);
             peaks.0 = peaks.0.max(mb);
-            let (t, mb, _) = run(&path, k, "f32");
+            let (t, mb, _, _) = run(&path, k, "f32", None);
             f32t.push(t);
             peaks.1 = peaks.1.max(mb);
+            let (t, _, _, ops) = run(&path, k, "auto", Some("avx2"));
+            plain.push(t);
+            ran_plain = ops;
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (a, f) = (median(&mut auto), median(&mut f32t));
+        let (a, f, p) = (median(&mut auto), median(&mut f32t), median(&mut plain));
         let w = if wheel { run_wheel(&path, k, r).map(|(t, _)| t) } else { None };
         let (wt, wr) = match w {
             Some(t) => (format!("{t:.3} s"), format!("**{:.2}×**", t / a)),
             None => ("—".into(), "—".into()),
         };
-        println!("| {name} | {k} | {a:.3} s | {f:.3} s | **{:.2}×** | {:.2} % | {wt} | {wr} | {:.0} MB | {:.0} MB |", f / a, settled * 100.0, peaks.0, peaks.1);
+        println!(
+            "| {name} | {k} | {a:.3} s ({ran}) | {f:.3} s | **{:.2}×** | {:.2} % | {p:.3} s ({ran_plain}) | {:.2}× | {wt} | {wr} | {:.0} MB | {:.0} MB |",
+            f / a,
+            settled * 100.0,
+            f / p,
+            peaks.0,
+            peaks.1
+        );
     }
 }
 

@@ -126,14 +126,20 @@ fn run(args: &Args) -> Result<()> {
         .k(k)
         .search_batch_size(args.search_batch_size)
         .precision(args.precision);
+    if !args.quiet && args.device.device.is_gpu() && args.precision == faiss_nn::Precision::Int8 {
+        eprintln!("note: --precision int8 applies to CPU products; the GPU search computes in f32");
+    }
     if !args.quiet && !args.device.device.is_gpu() {
         let name = format!("{:?}", args.precision).to_lowercase();
         match args.precision {
             faiss_nn::Precision::Tf32 | faiss_nn::Precision::F16 => {
-                eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32 (or bf16: --precision auto|bf16)")
+                eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32 (or bf16, int8: --precision auto|bf16|int8)")
             }
             faiss_nn::Precision::Bf16 if !faiss_nn::flat::cpu::bf16::native() => {
                 eprintln!("note: this CPU has no AVX-512 BF16: the search computes in f32 (the lists are the same)")
+            }
+            faiss_nn::Precision::Int8 if !faiss_nn::flat::cpu::int8::native() => {
+                eprintln!("note: this CPU has no AVX-512 VNNI: the search computes in f32 (the lists are the same)")
             }
             _ => {}
         }

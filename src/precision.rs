@@ -5,12 +5,14 @@ use std::str::FromStr;
 
 /// Precision of the q·x products.
 ///
-/// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16; f32 on
-/// a CPU without it) find candidates that the exact layer proves with the bf16 error bound
-/// ([`crate::engine::bound`]), searching the rows it cannot prove again in f32; `Auto` (the
-/// default) picks bf16 for a self-join where the CPU has it and a sample of the rows predicts the
-/// proofs to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
-/// On a GPU, `Auto` is f32, and reduced precisions give their own (unproven) lists.
+/// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16) and
+/// `Int8` products (AVX-512 VNNI) find candidates that the exact layer proves with the reduced
+/// products' error bound ([`crate::engine::bound`]), searching the rows it cannot prove again
+/// in f32 (each runs as f32 on a CPU without its instructions); `Auto` (the default) picks int8
+/// or bf16 for a self-join where the CPU has them and a sample of the rows predicts the proofs
+/// to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
+/// On a GPU, `Auto` and `Int8` are f32, and the other reduced precisions give their own
+/// (unproven) lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Precision {
     /// The fastest exact path for the device and the data (see above).
@@ -24,21 +26,23 @@ pub enum Precision {
     F16,
     /// Inputs rounded to bf16, f32 accumulation.
     Bf16,
+    /// Inputs quantised to int8 with a scale per row, exact integer sums (CPU only).
+    Int8,
 }
 
 impl Precision {
-    /// What a GPU computes for it: `Auto` is f32 there.
+    /// What a GPU computes for it: `Auto` and `Int8` are f32 there.
     pub fn on_gpu(self) -> Precision {
         match self {
-            Precision::Auto => Precision::F32,
+            Precision::Auto | Precision::Int8 => Precision::F32,
             p => p,
         }
     }
 
-    /// What the CPU computes for it: `Auto`, f32 or bf16 (`Tf32` and `F16` run as f32).
+    /// What the CPU computes for it: `Auto`, f32, bf16 or int8 (`Tf32` and `F16` run as f32).
     pub fn on_cpu(self) -> Precision {
         match self {
-            Precision::Auto | Precision::Bf16 => self,
+            Precision::Auto | Precision::Bf16 | Precision::Int8 => self,
             _ => Precision::F32,
         }
     }
@@ -53,7 +57,8 @@ impl FromStr for Precision {
             "tf32" => Ok(Precision::Tf32),
             "f16" | "fp16" | "half" => Ok(Precision::F16),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(Error::invalid("precision", format!("{s:?}: expected auto, f32, tf32, f16 or bf16"))),
+            "int8" | "i8" => Ok(Precision::Int8),
+            _ => Err(Error::invalid("precision", format!("{s:?}: expected auto, f32, tf32, f16, bf16 or int8"))),
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Exact lists from bf16 candidates on the CPU: with `Precision::Bf16` (AVX-512 BF16, or the
-//! portable bf16 kernel) every list equals the f32 path's, bit for bit, whatever the data —
-//! real rows, duplicates and ties, rows far from the origin, one dominant component, random
-//! normal rows where many proofs fail and the rows are searched again in f32 — for the self-join
-//! and foreign queries, under L2, inner product and cosine. `Auto` takes bf16 only where the
+//! Exact lists from reduced-precision candidates on the CPU: with `Precision::Bf16` (AVX-512
+//! BF16, or the portable bf16 kernel) and `Precision::Int8` (AVX-512 VNNI, or the portable int8
+//! kernel) every list equals the f32 path's, bit for bit, whatever the data — real rows,
+//! duplicates and ties, rows far from the origin, one dominant component, random normal rows
+//! where many proofs fail and the rows are searched again in f32 — for the self-join and foreign
+//! queries, under L2, inner product and cosine. `Auto` takes reduced candidates only where the
 //! proofs are predicted to hold.
 
 use crate::common::data::{demo_embeddings, normal, tied};
@@ -20,18 +21,23 @@ fn join(e: &Engine, x: &[f32], d: usize, metric: FlatMetric, k: usize) -> (faiss
     e.load_shard(x, d, 0, metric).unwrap().self_join_with_stats(k, &NoProgress).unwrap()
 }
 
-fn check_equal(x: &[f32], d: usize, what: &str, ks: &[usize]) -> usize {
-    let (f32e, bf16e) = (engine(Precision::F32), engine(Precision::Bf16));
+/// Checks that `precision`'s lists equal the f32 path's; the rows searched again in f32.
+fn check_equal_at(precision: Precision, x: &[f32], d: usize, what: &str, ks: &[usize]) -> usize {
+    let (f32e, reduced) = (engine(Precision::F32), engine(precision));
     let mut fallback = 0;
     for metric in [FlatMetric::L2, FlatMetric::InnerProduct, FlatMetric::Cosine] {
         for &k in ks {
             let (want, _) = join(&f32e, x, d, metric, k);
-            let (got, stats) = join(&bf16e, x, d, metric, k);
-            assert_eq!(got, want, "{what}, {metric:?}, k = {k}: bf16 candidates gave other lists");
+            let (got, stats) = join(&reduced, x, d, metric, k);
+            assert_eq!(got, want, "{what}, {metric:?}, k = {k}: {precision:?} candidates gave other lists");
             fallback += stats.fallback_rows;
         }
     }
     fallback
+}
+
+fn check_equal(x: &[f32], d: usize, what: &str, ks: &[usize]) -> usize {
+    check_equal_at(Precision::Bf16, x, d, what, ks)
 }
 
 #[test]
@@ -93,7 +99,7 @@ fn foreign_queries_and_the_portable_kernel_agree_too() {
 }
 
 #[test]
-fn auto_takes_bf16_only_where_the_proofs_hold() {
+fn auto_takes_reduced_candidates_only_where_the_proofs_hold() {
     if !faiss_nn::flat::cpu::bf16::native() {
         eprintln!("this CPU has no AVX-512 BF16: Auto runs f32 everywhere, nothing more to check");
         return;
@@ -101,19 +107,68 @@ fn auto_takes_bf16_only_where_the_proofs_hold() {
     let e = engine(Precision::Auto);
     let (x, d) = demo_embeddings();
     let real = e.load_shard(&x, d, 0, FlatMetric::Cosine).unwrap();
-    assert_eq!(real.planned_operands(10), Operands::Bf16, "real rows: bf16 pays");
-    // Random normal rows: the sampled margin lets their proofs hold.
+    let want = if faiss_nn::flat::cpu::int8::native() { Operands::Int8 } else { Operands::Bf16 };
+    assert_eq!(real.planned_operands(10), want, "real rows: reduced candidates pay");
+    // Random normal rows: bf16's sampled margin lets their proofs hold, int8's residuals are too large.
     let noise = normal(6000, 384, 9);
     assert_eq!(e.load_shard(&noise, 384, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::Bf16);
-    // Clusters of 60 near-copies, more than the largest margin: the 11th to 60th neighbours of
-    // every row lie within its bf16 bound of the 10th, no proof would hold.
-    let base = normal(100, 384, 10);
+    // Clusters of 80 near-copies, more than the largest margin (bf16's 32, int8's 64): the 11th
+    // to 80th neighbours of every row lie within its reduced bound of the 10th, no proof would hold.
+    let base = normal(75, 384, 10);
     let jitter = normal(6000, 384, 11);
     let clustered: Vec<f32> =
-        (0..6000).flat_map(|i| (0..384).map(move |j| (i, j))).map(|(i, j)| base[(i % 100) * 384 + j] + 1e-3 * jitter[i * 384 + j]).collect();
+        (0..6000).flat_map(|i| (0..384).map(move |j| (i, j))).map(|(i, j)| base[(i % 75) * 384 + j] + 1e-3 * jitter[i * 384 + j]).collect();
     let hard = e.load_shard(&clustered, 384, 0, FlatMetric::L2).unwrap();
     assert_eq!(hard.planned_operands(10), Operands::F32, "clustered rows: the proofs would fail");
+    // int8 asked for: int8 where the CPU has VNNI.
+    let int8 = engine(Precision::Int8).load_shard(&x, d, 0, FlatMetric::Cosine).unwrap().planned_operands(10);
+    assert_eq!(int8 == Operands::Int8, faiss_nn::flat::cpu::int8::native());
     // Few rows, or f32 asked for: f32.
     assert_eq!(e.load_shard(&x[..100 * d], d, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::F32);
     assert_eq!(engine(Precision::F32).load_shard(&x, d, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::F32);
+}
+
+#[test]
+fn int8_lists_equal_the_f32_lists_on_real_and_hard_rows() {
+    let (x, d) = demo_embeddings();
+    check_equal_at(Precision::Int8, &x[..1500 * d], d, "MiniLM", &[1, 10, 100]);
+    check_equal_at(Precision::Int8, &normal(600, 256, 3), 256, "normal", &[5]);
+    let d = 64;
+    let mut t = tied(600, d, 4);
+    for row in t.chunks_mut(d) {
+        if row.iter().all(|v| *v == 0.0) {
+            row[0] = 1.0;
+        }
+    }
+    check_equal_at(Precision::Int8, &t, d, "tied", &[3, 20]);
+    let far: Vec<f32> = normal(500, d, 5).into_iter().map(|v| 1000.0 + 0.01 * v).collect();
+    check_equal_at(Precision::Int8, &far, d, "offset 1000", &[4]);
+    // One dominant component (the rest quantise to few levels) and norms from 1e-3 to 1e3.
+    let mut dom = normal(500, d, 6);
+    for (i, row) in dom.chunks_mut(d).enumerate() {
+        row[i % d] += 1e3;
+        let s = 10f32.powi((i % 7) as i32 - 3);
+        row.iter_mut().for_each(|v| *v *= s);
+    }
+    check_equal_at(Precision::Int8, &dom, d, "dominant", &[6]);
+    // Odd dimensions (a partial quad of depths).
+    check_equal_at(Precision::Int8, &normal(300, 37, 8), 37, "d = 37", &[7]);
+}
+
+#[test]
+fn int8_foreign_queries_and_the_portable_int8_kernel_agree() {
+    let (x, d) = demo_embeddings();
+    let (db, q) = (&x[..2000 * d], &x[2000 * d..2300 * d]);
+    for metric in [Metric::L2, Metric::Cosine] {
+        let mut a = FlatIndex::new(d, metric).unwrap().with_options(EngineOptions { precision: Precision::F32, ..EngineOptions::default() });
+        let mut b = FlatIndex::new(d, metric).unwrap().with_options(EngineOptions { precision: Precision::Int8, ..EngineOptions::default() });
+        a.add(db).unwrap();
+        b.add(db).unwrap();
+        assert_eq!(a.search(q, 12).unwrap(), b.search(q, 12).unwrap(), "{metric:?}");
+    }
+    let portable: Vec<Box<dyn FlatSearcher>> = vec![Box::new(CpuSearcher::new().portable())];
+    let e = Engine::from_searchers(portable, EngineOptions { precision: Precision::Int8, ..EngineOptions::default() }).unwrap();
+    let (got, _) = join(&e, &x[..600 * d], d, FlatMetric::L2, 10);
+    let (want, _) = join(&engine(Precision::F32), &x[..600 * d], d, FlatMetric::L2, 10);
+    assert_eq!(got, want);
 }

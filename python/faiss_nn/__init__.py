@@ -226,10 +226,11 @@ def self_knn(
             ``None`` or ``"Flat"`` with L2/IP is exact search on faiss-nn's own kernels.
         search_batch_size: query rows per search call of a faiss index.
         precision: the products' arithmetic: ``"auto"`` (the fastest exact path), ``"f32"``,
-            ``"bf16"``, ``"tf32"``, ``"f16"``. On the CPU every list is exact: bf16 candidates
-            (AVX-512 BF16) are proven with the bf16 error bound, the rows it cannot prove searched
-            again in f32; ``"auto"`` takes bf16 where the CPU has it and a sample predicts the
-            proofs hold. On a GPU ``"auto"`` is f32 and the reduced precisions are unproven.
+            ``"bf16"``, ``"int8"``, ``"tf32"``, ``"f16"``. On the CPU every list is exact: bf16
+            candidates (AVX-512 BF16) and int8 candidates (AVX-512 VNNI) are proven with their
+            error bound, the rows it cannot prove searched again in f32; ``"auto"`` takes int8 or
+            bf16 where the CPU has them and a sample predicts the proofs hold. On a GPU
+            ``"auto"`` and ``"int8"`` are f32 and the other reduced precisions are unproven.
         exclude_self: leave each row out of its own list (by index).
         threads: CPU worker threads (default: every core).
         memory_budget: working memory for the search's tiles, in bytes (default 512 MiB on the

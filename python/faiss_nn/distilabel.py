@@ -87,7 +87,7 @@ class FaissNearestNeighbour(GlobalStep):
         train_size: if the index needs a training step, how many vectors (evenly spaced over
             the dataset) train it. Defaults to `None` (up to 131,072).
         precision: the products' arithmetic: `"auto"` (the fastest exact path), `"f32"`,
-            `"bf16"`, `"tf32"` or `"f16"`; the CPU's lists are exact at every precision.
+            `"bf16"`, `"int8"`, `"tf32"` or `"f16"`; the CPU's lists are exact at every precision.
             Defaults to `"auto"`.
         threads: CPU worker threads. Defaults to `None` (every core).
         memory_budget: working memory of the search's tiles, in bytes. Defaults to `None`
@@ -145,7 +145,7 @@ class FaissNearestNeighbour(GlobalStep):
     )
     precision: Optional[RuntimeParameter[str]] = Field(
         default="auto",
-        description="Product arithmetic: auto (the fastest exact path), f32, bf16, tf32 or f16;"
+        description="Product arithmetic: auto (the fastest exact path), f32, bf16, int8, tf32 or f16;"
         " exact on the CPU at every precision.",
     )
     threads: Optional[RuntimeParameter[int]] = Field(

@@ -118,7 +118,7 @@ pub(crate) fn device_arg(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResu
 pub(crate) fn precision_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Precision> {
     match v.cast::<PyString>() {
         Ok(s) => s.to_cow()?.parse::<Precision>().map_err(|e| lib_err(py, e)),
-        Err(_) => Err(invalid(py, format!("invalid precision: {}: expected \"auto\", \"f32\", \"bf16\", \"tf32\" or \"f16\"", v.repr()?))),
+        Err(_) => Err(invalid(py, format!("invalid precision: {}: expected \"auto\", \"f32\", \"bf16\", \"int8\", \"tf32\" or \"f16\"", v.repr()?))),
     }
 }
 

@@ -140,7 +140,7 @@ def test_non_finite_values_are_named_by_row_and_component(value, name):
         ({"threads": 0}, r"invalid threads: 0: at least one worker thread"),
         ({"memory_budget": -1}, r"invalid memory_budget: -1"),
         ({"train_size": 0}, r"invalid train_size: 0"),
-        ({"precision": "f64"}, r"invalid precision: \"f64\": expected auto, f32, tf32, f16 or bf16"),
+        ({"precision": "f64"}, r"invalid precision: \"f64\": expected auto, f32, tf32, f16, bf16 or int8"),
         ({"precision": 32}, r"invalid precision: 32"),
         ({"shard_mode": "mirrored"}, r"invalid shard_mode: \"mirrored\""),
         ({"exclude_self": "yes"}, r"invalid exclude_self: 'yes'"),

@@ -294,14 +294,13 @@ for name, call in (("self_knn", lambda: faiss_nn.self_knn(x, k=10, threads=1)),
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_every_precision_gives_the_exact_lists_on_the_cpu(metric):
-    # bf16 candidates (AVX-512 BF16, or the portable kernel) are proven, the rows they cannot
-    # prove searched again in f32: the lists equal the f32 path's, bit for bit; the default
-    # (auto) too.
+    # bf16 and int8 candidates (AVX-512 BF16 / VNNI) are proven, the rows they cannot prove
+    # searched again in f32: the lists equal the f32 path's, bit for bit; the default (auto) too.
     x, _ = read_embeddings(DEMO)
     rng = np.random.default_rng(5)
     hard = rng.standard_normal((600, 384)).astype(np.float32)
     for data in (x, hard):
         want = faiss_nn.self_knn(data, k=10, metric=metric, precision="f32")
-        for precision in ("auto", "bf16", "f16", "tf32"):
+        for precision in ("auto", "bf16", "int8", "f16", "tf32"):
             got = faiss_nn.self_knn(data, k=10, metric=metric, precision=precision)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), precision

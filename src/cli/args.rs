@@ -110,13 +110,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 50, allow_negative_numbers = true)]
     pub search_batch_size: usize,
 
-    /// Arithmetic of the products: auto (the fastest exact path), f32, bf16, tf32 or f16. On the
-    /// CPU the lists are exact at every precision: bf16 candidates (AVX-512 BF16) are proven
-    /// with the bf16 error bound and rows it cannot prove are searched again in f32; auto takes
-    /// bf16 for the self-join where the CPU has it and a sample predicts the proofs hold; tf32
-    /// and f16 (and bf16 without AVX-512 BF16) run as f32.
-    /// On a GPU auto is f32, and tf32, f16 and bf16 give their own lists, re-scored but unproven
-    #[arg(long, value_name = "auto|f32|bf16|tf32|f16", default_value = "auto", value_parser = parse_precision)]
+    /// Arithmetic of the products: auto (the fastest exact path), f32, bf16, int8, tf32 or f16.
+    /// On the CPU the lists are exact at every precision: bf16 candidates (AVX-512 BF16) and
+    /// int8 candidates (AVX-512 VNNI) are proven with their error bound and rows it cannot prove
+    /// are searched again in f32; auto takes int8 or bf16 for the self-join where the CPU has
+    /// them and a sample predicts the proofs hold; tf32 and f16 (and bf16 or int8 without their
+    /// instructions) run as f32. FAISS_NN_CPU=avx2 (or generic) keeps the kernels off AVX-512.
+    /// On a GPU auto and int8 are f32, and tf32, f16 and bf16 give their own lists, re-scored but
+    /// unproven
+    #[arg(long, value_name = "auto|f32|bf16|int8|tf32|f16", default_value = "auto", value_parser = parse_precision)]
     pub precision: Precision,
 
     /// Replace the output columns (nn_indices / nn_scores, or dup_group / keep) of an input that

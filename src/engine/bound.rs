@@ -1,6 +1,6 @@
 //! The error of reduced-precision products, for the exact layer's proof: one module for every
-//! backend that rounds its operands before multiplying them (the CPU's bf16 kernels; a GPU's
-//! bf16 or f16 products).
+//! backend that rounds its operands before multiplying them (the CPU's bf16 and int8 kernels; a
+//! GPU's bf16 or f16 products).
 //!
 //! # The bound
 //!
@@ -28,6 +28,17 @@
 //! over the database rows `x`, where `t` covers what AVX-512 BF16 flushes to zero (denormal inputs
 //! and sums: at most `2^-126` each, `t = 4·d·2^-126·(1 + ‖q'‖)·(1 + max‖x'‖)`). Every term is
 //! rounded upwards by the same 1 % slack as `E`.
+//!
+//! # int8
+//!
+//! The int8 kernels ([`crate::flat::cpu::int8`]) replace each row by `x̃ = s_x·x̂` (a per-row
+//! scale times integers), so the first inequality holds as it stands, with the residuals of that
+//! quantisation. The integer sums are exact; the entry `((q̂·x̂) as f32 · s_q) · s_x` rounds
+//! three times, a relative error of at most `γ₃` of `|q̃·x̃| ≤ (‖q'‖ + r_q)·(‖x'‖ + r_x)`, which
+//! is not the f32 bound's `γ_d` summation error: for int8 `E_r` adds its own conversion term
+//! `c · γ₃ · (‖q'‖ + r_q) · (max‖x'‖ + max r_x)` (the f32 bound's `γ_d` term, kept, is then
+//! slack). Its residuals are far larger than bf16's (a row's largest component sets the step of
+//! all the others), so int8 candidates need longer lists; the planner weighs that.
 
 use crate::data::Vectors;
 use crate::metric::FlatMetric;
@@ -40,15 +51,20 @@ pub enum Rounding {
     Bf16,
     /// To f16 (11 significant bits), ties to even; beyond f16's range to infinity.
     F16,
+    /// To integers of a per-row scale (`crate::flat::cpu::int8`): not a rounding of single
+    /// values, so [`Rounding::round`] leaves values as they are; use
+    /// [`Rounding::norm_and_residual`] on whole rows.
+    Int8,
 }
 
 impl Rounding {
-    /// `x` rounded.
+    /// `x` rounded (bf16, f16; int8 rounds whole rows, see [`Rounding::Int8`]).
     #[inline]
     pub fn round(self, x: f32) -> f32 {
         match self {
             Rounding::Bf16 => half::bf16::from_f32(x).to_f32(),
             Rounding::F16 => half::f16::from_f32(x).to_f32(),
+            Rounding::Int8 => x,
         }
     }
 
@@ -56,6 +72,9 @@ impl Rounding {
     /// that instruction set's, the one the CPU kernels' packing applies (a denormal f32 rounds
     /// to 0 there: the bound's flushed-values term covers the difference either way).
     pub fn norm_and_residual(self, x: &[f32]) -> (f64, f64) {
+        if self == Rounding::Int8 {
+            return crate::flat::cpu::int8::norm_and_residual(x);
+        }
         #[cfg(target_arch = "x86_64")]
         if self == Rounding::Bf16 && crate::flat::cpu::bf16::native() {
             // SAFETY: AVX-512 F and BF16 were detected just now.
@@ -150,25 +169,33 @@ impl SideMax {
     }
 }
 
-/// `E_r` of the module doc: what rounding the operands adds to the f32 bound of a query whose
+/// `E_r` of the module doc: what `rounding` the operands adds to the f32 bound of a query whose
 /// kernel row has norm `norm` and residual `resid`, against rows of `db`, in dimension `d`.
-pub fn extra(metric: FlatMetric, norm: f64, resid: f64, db: &SideMax, d: usize) -> f64 {
+pub fn extra(rounding: Rounding, metric: FlatMetric, norm: f64, resid: f64, db: &SideMax, d: usize) -> f64 {
     let c = if metric == FlatMetric::L2 { 2.0 } else { 1.0 };
-    let gamma = super::exact::gamma(d, super::exact::U32);
+    let u = super::exact::U32;
+    let gamma = super::exact::gamma(d, u);
     let flushed = 4.0 * d as f64 * f32::MIN_POSITIVE as f64 * (1.0 + norm) * (1.0 + db.norm);
-    (c * (resid * db.norm + (norm + resid) * db.resid) * (1.0 + gamma) + flushed) * 1.01
+    let converted = if rounding == Rounding::Int8 { c * super::exact::gamma(3, u) * (norm + resid) * (db.norm + db.resid) } else { 0.0 };
+    (c * (resid * db.norm + (norm + resid) * db.resid) * (1.0 + gamma) + converted + flushed) * 1.01
 }
 
-/// Candidates beyond k a bf16 search keeps where no sample chose them (a forced bf16 search on
-/// data whose proofs the sample predicted to fail).
-pub fn bf16_margin(k: usize) -> usize {
-    (k / 2).max(8)
+/// Candidates beyond k a reduced search keeps where no sample chose them (a forced bf16 or int8
+/// search on data whose proofs the sample predicted to fail).
+pub fn default_margin(rounding: Rounding, k: usize) -> usize {
+    match rounding {
+        Rounding::Int8 => k.max(32),
+        _ => (k / 2).max(8),
+    }
 }
 
-/// The most candidates beyond k a bf16 search may keep: beyond, the larger lists cost more than
-/// bf16 products save.
-pub fn bf16_max_margin(k: usize) -> usize {
-    k.max(32)
+/// The most candidates beyond k a reduced search may keep: beyond, the larger lists cost more
+/// than the reduced products save.
+pub fn max_margin(rounding: Rounding, k: usize) -> usize {
+    match rounding {
+        Rounding::Int8 => k.max(64),
+        _ => k.max(32),
+    }
 }
 
 /// The fewest candidates beyond k a bf16 search keeps.
@@ -180,10 +207,10 @@ pub const PREDICT_ROWS: usize = 128;
 /// The share of sampled rows (percent) whose proofs the chosen margin must be predicted to pass.
 pub const PREDICT_PERCENT: usize = 95;
 
-/// Whether bf16 candidates pay for `n` rows of dimension `d` at `k` neighbours: the CPU has
-/// AVX-512 BF16, and the products are a large share of the work.
-pub fn bf16_pays(n: usize, d: usize, k: usize) -> bool {
-    crate::flat::cpu::bf16::native() && n >= 2000 && d >= 64 && k <= 256
+/// Whether reduced candidates may pay for `n` rows of dimension `d` at `k` neighbours: the
+/// products are a large share of the work (the kernels' presence is the planner's to check).
+pub fn reduced_pays(n: usize, d: usize, k: usize) -> bool {
+    n >= 2000 && d >= 64 && k <= 256
 }
 
 #[cfg(test)]
@@ -223,19 +250,32 @@ mod tests {
                 rows.push(row);
             }
         }
-        for rounding in [Rounding::Bf16, Rounding::F16] {
+        for rounding in [Rounding::Bf16, Rounding::F16, Rounding::Int8] {
             let flat: Vec<f32> = rows.concat();
             let v = Vectors::new(&flat, d, "rows").unwrap();
             let db = SideMax::of(rounding, FlatMetric::InnerProduct, &v, None, None);
             for q in &rows {
                 let (n, r) = rounding.norm_and_residual(q);
-                let e = extra(FlatMetric::InnerProduct, n, r, &db, d);
+                let e = extra(rounding, FlatMetric::InnerProduct, n, r, &db, d);
+                let qr = rounded(rounding, q);
                 for x in &rows {
                     let exact: f64 = q.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
-                    let rounded: f64 = q.iter().zip(x).map(|(a, b)| rounding.round(*a) as f64 * rounding.round(*b) as f64).sum();
+                    let rounded: f64 = qr.iter().zip(rounded(rounding, x)).map(|(a, b)| a * b).sum();
                     assert!((exact - rounded).abs() <= e, "{rounding:?}: {exact} vs {rounded}, bound {e}");
                 }
             }
+        }
+    }
+
+    /// The values a backend multiplies for row `x`, in f64 (exact).
+    fn rounded(rounding: Rounding, x: &[f32]) -> Vec<f64> {
+        use crate::flat::cpu::int8;
+        match rounding {
+            Rounding::Int8 => {
+                let (s, inv) = int8::scale_of(x.iter().fold(0f32, |m, v| m.max(v.abs())));
+                x.iter().map(|v| s as f64 * int8::quantise(*v, inv) as f64).collect()
+            }
+            _ => x.iter().map(|v| rounding.round(*v) as f64).collect(),
         }
     }
 

@@ -73,7 +73,7 @@ pub(crate) struct Refine<'a> {
     /// Cosine: `1/‖x‖` of every database row (original values), in f64. `queries` and
     /// `database` then hold the original rows; the backend searched normalised copies.
     pub cosine: Option<&'a [f64]>,
-    /// The backend rounded its operands (bf16, f16) before the products: the bound grows by
+    /// The backend rounded its operands (bf16, f16, int8) before the products: the bound grows by
     /// [`super::bound::extra`], and rows it cannot prove go to `fallback`.
     pub reduced: Option<Reduced>,
     /// An f32 search of the database for the rows a reduced backend's candidates could not
@@ -530,7 +530,7 @@ fn reduced_extra(r: &Refine<'_>, q: &[f32], buf: &mut Vec<f32>) -> f64 {
     let inv = if r.cosine.is_some() { inverse_norm(q) } else { 1.0 };
     bound::kernel_row(r.metric, q, r.shift, inv, buf);
     let (norm, resid) = red.rounding.norm_and_residual(buf);
-    bound::extra(r.metric, norm, resid, &red.db, q.len())
+    bound::extra(red.rounding, r.metric, norm, resid, &red.db, q.len())
 }
 
 /// `γ = d·u / (1 − d·u)` for sums of `d` products of unit roundoff `u`.

@@ -39,8 +39,24 @@ struct Part {
     resident: Resident,
     /// The database term of the exact layer's error bound over this part's rows.
     db_bound: f64,
-    /// The database side of the bf16 bound over this part's rows, once a search needed it.
-    bf16_side: std::sync::OnceLock<SideMax>,
+    /// The database side of the bf16 and the int8 bound over this part's rows, once a search
+    /// needed it.
+    sides: [std::sync::OnceLock<SideMax>; 2],
+}
+
+impl Part {
+    /// The database side of `rounding`'s bound over this part's rows, computed by `init` once.
+    fn side(&self, rounding: Rounding, init: impl FnOnce() -> SideMax) -> SideMax {
+        *self.sides[usize::from(rounding == Rounding::Int8)].get_or_init(init)
+    }
+}
+
+/// The margins (candidates beyond k) that reduced searches need on a shard's rows, predicted by
+/// the planner's sample; `None`: the reduced search would not pay (or its kernel is missing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Margins {
+    bf16: Option<usize>,
+    int8: Option<usize>,
 }
 
 /// Rows `row_offset ..` of a data set, resident on an engine's devices (see
@@ -56,8 +72,8 @@ pub struct Shard<'a> {
     parts: Vec<Part>,
     /// Cosine: what the kernels search instead of the rows.
     unit: Option<Unit>,
-    /// The bf16 margin the planner sampled for each k asked (`None`: bf16 would not pay).
-    bf16_margins: std::sync::Mutex<std::collections::HashMap<usize, Option<usize>>>,
+    /// The reduced margins the planner sampled for each k asked.
+    margins: std::sync::Mutex<std::collections::HashMap<usize, Margins>>,
 }
 
 /// Under cosine, the rows scaled to unit length (what the devices hold and the kernels
@@ -124,9 +140,9 @@ impl Engine {
             let part_rows = kernel_rows.rows(range.start, range.end);
             let resident = self.searcher(slot).load(part_rows, shift.as_deref()).map_err(|e| self.shard_error(slot, e))?;
             let db_bound = exact::db_bound(metric, &part_rows, shift.as_deref());
-            parts.push(Part { slot, range, resident, db_bound, bf16_side: std::sync::OnceLock::new() });
+            parts.push(Part { slot, range, resident, db_bound, sides: Default::default() });
         }
-        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts, unit, bf16_margins: Default::default() })
+        Ok(Shard { engine: self.clone(), rows, d, row_offset, metric, shift, parts, unit, margins: Default::default() })
     }
 
     fn shard_error(&self, slot: usize, e: Error) -> Error {
@@ -322,49 +338,71 @@ impl<'a> Shard<'a> {
     }
 
     /// The CPU products' operands for `precision` (see [`Precision`]) and the candidates a row
-    /// keeps: bf16 where asked for, or where `Auto` finds the CPU's bf16 kernel and data on which
-    /// its candidates' proofs hold (with the margin the sample asks for), else f32 with its own.
+    /// keeps: bf16 or int8 where asked for, or where `Auto` finds the CPU's kernel and data on
+    /// which its candidates' proofs hold (with the margin the sample asks for), else f32 with its
+    /// own.
     ///
-    /// `Bf16` runs bf16 only where the CPU has AVX-512 BF16 (elsewhere the portable bf16 kernel
-    /// would be far slower than the f32 one). `Auto` plans bf16 for self-joins only: its margin is sampled from the
-    /// rows' own neighbours, which foreign queries need not resemble.
+    /// `Bf16` and `Int8` run reduced only where the CPU has their kernel (AVX-512 BF16, AVX-512
+    /// VNNI; elsewhere the portable ones would be far slower than f32). `Auto` plans reduced
+    /// products for self-joins only: the margins are sampled from the rows' own neighbours, which
+    /// foreign queries need not resemble. It prefers int8 (twice bf16's products per cycle)
+    /// wherever its sampled margin stays within its cap ([`bound::max_margin`]: on the MiniLM-like
+    /// 100k rows its longer lists still cost less than bf16's products, BENCHMARKS.md, *int8
+    /// candidates*), else bf16, else f32.
     fn cpu_plan(&self, precision: Precision, k: usize, self_join: bool) -> (Operands, usize) {
         let f32_plan = (Operands::F32, k + exact::margin(k));
+        let int8_ok = self.int8_runs();
+        let bf16_ok = crate::flat::cpu::bf16::native();
         match precision {
-            Precision::Bf16 if crate::flat::cpu::bf16::native() => (Operands::Bf16, k + self.bf16_margin_cached(k).unwrap_or_else(|| bound::bf16_margin(k))),
-            Precision::Auto if self_join && bound::bf16_pays(self.n(), self.d, k) => match self.bf16_margin_cached(k) {
-                Some(m) => (Operands::Bf16, k + m),
-                None => f32_plan,
-            },
+            Precision::Bf16 if bf16_ok => (Operands::Bf16, k + self.margins_cached(k).bf16.unwrap_or_else(|| bound::default_margin(Rounding::Bf16, k))),
+            Precision::Int8 if int8_ok => (Operands::Int8, k + self.margins_cached(k).int8.unwrap_or_else(|| bound::default_margin(Rounding::Int8, k))),
+            Precision::Auto if self_join && (bf16_ok || int8_ok) && bound::reduced_pays(self.n(), self.d, k) => {
+                let m = self.margins_cached(k);
+                match (m.int8.filter(|_| int8_ok), m.bf16.filter(|_| bf16_ok)) {
+                    (Some(i), _) => (Operands::Int8, k + i),
+                    (None, Some(b)) => (Operands::Bf16, k + b),
+                    (None, None) => f32_plan,
+                }
+            }
             _ => f32_plan,
         }
     }
 
-    /// [`Shard::bf16_margin`], sampled once per k for this shard's rows (an index searched
-    /// many times plans once).
-    fn bf16_margin_cached(&self, k: usize) -> Option<usize> {
-        let cached = self.bf16_margins.lock().unwrap_or_else(|p| p.into_inner()).get(&k).copied();
+    /// Whether the int8 kernel runs here: the CPU has AVX-512 VNNI and the rows' dimension keeps
+    /// the integer sums exact ([`crate::flat::cpu::int8::MAX_DEPTH`]).
+    fn int8_runs(&self) -> bool {
+        crate::flat::cpu::int8::native() && self.d <= crate::flat::cpu::int8::MAX_DEPTH
+    }
+
+    /// [`Shard::margins`], sampled once per k for this shard's rows (an index searched many
+    /// times plans once).
+    fn margins_cached(&self, k: usize) -> Margins {
+        let cached = self.margins.lock().unwrap_or_else(|p| p.into_inner()).get(&k).copied();
         cached.unwrap_or_else(|| {
-            let m = self.bf16_margin(k);
-            self.bf16_margins.lock().unwrap_or_else(|p| p.into_inner()).insert(k, m);
+            let m = self.sample_margins(k);
+            self.margins.lock().unwrap_or_else(|p| p.into_inner()).insert(k, m);
             m
         })
     }
 
-    /// The candidates beyond k that bf16 searches need here, predicted on an even sample of
-    /// the rows: each sampled row's f32 keys (exact to far below the bf16 bound) are searched,
-    /// and its margin is the fewest candidates beyond k whose last key lies more than twice the
-    /// row's bf16 bound above its k-th (the candidates' keys move by up to one bound each way).
-    /// The margin that [`bound::PREDICT_PERCENT`] % of the rows reach, if it stays within
-    /// [`bound::bf16_max_margin`]; `None` where rows are too close to their neighbours for that
-    /// (rows in high dimension with no structure, or clusters of near-copies larger than the
-    /// cap): their lists would be searched again in f32, which costs more than bf16 saves.
-    fn bf16_margin(&self, k: usize) -> Option<usize> {
+    /// The candidates beyond k that bf16 and int8 searches need here (for the kernels this CPU
+    /// has), predicted on an even sample of the rows: each sampled row's f32 keys (exact to far
+    /// below the reduced bounds) are searched, and its margin is the fewest candidates beyond k
+    /// whose last key lies more than twice the row's reduced bound above its k-th (the
+    /// candidates' keys move by up to one bound each way). The margin that
+    /// [`bound::PREDICT_PERCENT`] % of the rows reach, if it stays within
+    /// [`bound::max_margin`]; `None` where rows are too close to their neighbours for that (rows
+    /// in high dimension with no structure, or clusters of near-copies larger than the cap):
+    /// their lists would be searched again in f32, which costs more than the reduced products save.
+    fn sample_margins(&self, k: usize) -> Margins {
         let n = self.n();
-        let cap = bound::bf16_max_margin(k);
-        let kc = k + cap;
-        if kc + 1 >= n {
-            return None;
+        let roundings: Vec<Rounding> = [(Rounding::Bf16, crate::flat::cpu::bf16::native()), (Rounding::Int8, self.int8_runs())]
+            .into_iter()
+            .filter_map(|(r, ok)| ok.then_some(r))
+            .collect();
+        let kc = k + roundings.iter().map(|r| bound::max_margin(*r, k)).max().unwrap_or(0);
+        if roundings.is_empty() || kc + 1 >= n {
+            return Margins::default();
         }
         let kernel = self.kernel_rows();
         let m = bound::PREDICT_ROWS.min(n);
@@ -376,30 +414,39 @@ impl<'a> Shard<'a> {
         let q = Vectors::shaped_unchecked(&rows, self.d);
         let mut job = FlatJob::search(q, kernel, self.metric.kernel(), kc + 1, &NoProgress).with_shift(self.shift.as_deref());
         job.db_offset = 0;
-        let lists = self.engine.cpu().search(&job).ok()?;
-        let whole = || SideMax::of(Rounding::Bf16, self.metric, &self.rows(), self.shift.as_deref(), self.inverse_norms());
-        // One part holding every row (the CPU's): the search that follows reuses these maxima.
-        let db = match &self.parts[..] {
-            [one] if one.range.len() == n => *one.bf16_side.get_or_init(whole),
-            _ => whole(),
-        };
-        let mut buf = Vec::with_capacity(self.d);
-        let mut needed: Vec<usize> = picked
-            .iter()
-            .enumerate()
-            .map(|(t, &i)| {
-                let keys: Vec<f32> = lists.row_without(t, Some(i as i64)).map(|(key, _)| key).collect();
-                let inv = self.inverse_norms().map_or(1.0, |v| v[i]);
-                bound::kernel_row(self.metric, self.rows().row(i), self.shift.as_deref(), inv, &mut buf);
-                let (norm, resid) = Rounding::Bf16.norm_and_residual(&buf);
-                let e = bound::extra(self.metric, norm, resid, &db, self.d);
-                let kth = keys.get(k - 1).map_or(f64::INFINITY, |v| *v as f64);
-                (bound::MIN_MARGIN..=cap).find(|&m| keys.get(k + m - 1).is_some_and(|w| *w as f64 - 2.0 * e > kth)).unwrap_or(usize::MAX)
-            })
-            .collect();
-        needed.sort_unstable();
-        let at = (needed.len() * bound::PREDICT_PERCENT).div_ceil(100).clamp(1, needed.len()) - 1;
-        (needed[at] != usize::MAX).then_some(needed[at])
+        let Ok(lists) = self.engine.cpu().search(&job) else { return Margins::default() };
+        let keys: Vec<Vec<f32>> = picked.iter().enumerate().map(|(t, &i)| lists.row_without(t, Some(i as i64)).map(|(key, _)| key).collect()).collect();
+        let mut out = Margins::default();
+        for rounding in roundings {
+            let whole = || SideMax::of(rounding, self.metric, &self.rows(), self.shift.as_deref(), self.inverse_norms());
+            // One part holding every row (the CPU's): the search that follows reuses these maxima.
+            let db = match &self.parts[..] {
+                [one] if one.range.len() == n => one.side(rounding, whole),
+                _ => whole(),
+            };
+            let cap = bound::max_margin(rounding, k);
+            let mut buf = Vec::with_capacity(self.d);
+            let mut needed: Vec<usize> = picked
+                .iter()
+                .zip(&keys)
+                .map(|(&i, keys)| {
+                    let inv = self.inverse_norms().map_or(1.0, |v| v[i]);
+                    bound::kernel_row(self.metric, self.rows().row(i), self.shift.as_deref(), inv, &mut buf);
+                    let (norm, resid) = rounding.norm_and_residual(&buf);
+                    let e = bound::extra(rounding, self.metric, norm, resid, &db, self.d);
+                    let kth = keys.get(k - 1).map_or(f64::INFINITY, |v| *v as f64);
+                    (bound::MIN_MARGIN..=cap).find(|&m| keys.get(k + m - 1).is_some_and(|w| *w as f64 - 2.0 * e > kth)).unwrap_or(usize::MAX)
+                })
+                .collect();
+            needed.sort_unstable();
+            let at = (needed.len() * bound::PREDICT_PERCENT).div_ceil(100).clamp(1, needed.len()) - 1;
+            let margin = (needed[at] != usize::MAX).then_some(needed[at]);
+            match rounding {
+                Rounding::Int8 => out.int8 = margin,
+                _ => out.bf16 = margin,
+            }
+        }
+        out
     }
 
     fn strategy(&self, k: usize) -> Result<super::Strategy> {
@@ -469,10 +516,15 @@ impl<'a> Shard<'a> {
             };
             let widen = |wq: Vectors<'_>, wk: usize| search_again(wq, wk, ops);
             let in_f32 = |wq: Vectors<'_>, wk: usize| search_again(wq, wk, Operands::F32);
-            let reduced = (ops == Operands::Bf16).then(|| Reduced {
-                rounding: Rounding::Bf16,
-                db: *part.bf16_side.get_or_init(|| {
-                    SideMax::of(Rounding::Bf16, self.metric, &db, self.shift.as_deref(), self.inverse_norms().map(|inv| &inv[part.range.clone()]))
+            let rounding = match ops {
+                Operands::F32 => None,
+                Operands::Bf16 => Some(Rounding::Bf16),
+                Operands::Int8 => Some(Rounding::Int8),
+            };
+            let reduced = rounding.map(|rounding| Reduced {
+                rounding,
+                db: part.side(rounding, || {
+                    SideMax::of(rounding, self.metric, &db, self.shift.as_deref(), self.inverse_norms().map(|inv| &inv[part.range.clone()]))
                 }),
             });
             let r = Refine {

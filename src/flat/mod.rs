@@ -41,8 +41,8 @@ pub struct FlatJob<'a> {
     pub resident: Option<&'a Resident>,
     /// Which GPU kernels compute it (decided by [`crate::engine::strategy`]; the CPU ignores it).
     pub gpu_path: GpuPath,
-    /// The CPU products' operands: f32, or bf16 (whose lists the exact layer proves with the
-    /// bf16 error bound). GPUs take their arithmetic from their own options.
+    /// The CPU products' operands: f32, bf16 or int8 (whose lists the exact layer proves with
+    /// the reduced products' error bound). GPUs take their arithmetic from their own options.
     pub operands: Operands,
     /// Receives progress (backend-defined units: rows, tiles or block pairs).
     pub progress: &'a dyn Progress,

@@ -24,7 +24,7 @@ pub const METRICS: [&str; 2] = ["l2", "ip"];
 /// Index of a precision's stored element type in [`ELEMS`].
 pub fn elem_index(p: Precision) -> usize {
     match p {
-        Precision::F32 | Precision::Auto | Precision::Tf32 => 0,
+        Precision::F32 | Precision::Auto | Precision::Int8 | Precision::Tf32 => 0,
         Precision::F16 => 1,
         Precision::Bf16 => 2,
     }
@@ -41,7 +41,7 @@ pub fn fused_index(p: Precision) -> usize {
         Precision::Bf16 => 0,
         Precision::F16 => 1,
         Precision::Tf32 => 2,
-        Precision::F32 | Precision::Auto => 3,
+        Precision::F32 | Precision::Auto | Precision::Int8 => 3,
     }
 }
 

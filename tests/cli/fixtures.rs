@@ -30,7 +30,16 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = Command::new(env!("CARGO_BIN_EXE_faiss-nn")).args(args).output().expect("the binary runs");
+    run_env(args, &[])
+}
+
+/// Runs `faiss-nn` with `args` and the environment variables `env` set.
+pub fn run_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_faiss-nn")).args(args).envs(env.iter().copied()).output().expect("the binary runs");
     Run {
         ok: out.status.success(),
         code: out.status.code(),

@@ -115,14 +115,10 @@ impl Bf16Kernel {
     }
 }
 
-/// True where the CPU runs `vdpbf16ps`.
+/// True where the CPU runs `vdpbf16ps`
+/// (within the `FAISS_NN_CPU` cap, see [`super::features`]).
 pub fn native() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    super::features::avx512_bf16()
 }
 
 fn portable(kq: usize, a: &[u32], b: &[u32], c: &mut [f32], ldc: usize, accumulate: bool) {

@@ -23,13 +23,11 @@ pub enum MicroKernel {
 impl MicroKernel {
     /// The best kernel this CPU supports.
     pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return MicroKernel::Avx2Fma;
-            }
+        if super::features::avx2_fma() {
+            MicroKernel::Avx2Fma
+        } else {
+            MicroKernel::Portable
         }
-        MicroKernel::Portable
     }
 
     /// `C[0..6][0..16] (+)= Σ_p a[p·6 + r] · b[p·16 + c]` over `p < kc`.

@@ -6,6 +6,8 @@ pub mod bf16;
 mod ceiling;
 mod cross;
 mod epilogue;
+pub mod features;
+pub mod int8;
 pub mod microkernel;
 mod norms;
 mod pack;
@@ -92,10 +94,10 @@ impl CpuSearcher {
         self
     }
 
-    /// Use the portable micro-kernels even where AVX2 (and AVX-512 BF16) exist (for tests and
-    /// comparisons).
+    /// Use the portable micro-kernels even where AVX2 (and AVX-512 BF16 or VNNI) exist (for
+    /// tests and comparisons).
     pub fn portable(mut self) -> Self {
-        self.kernels = Kernels { f32: MicroKernel::Portable, bf16: bf16::Bf16Kernel::Portable };
+        self.kernels = Kernels { f32: MicroKernel::Portable, bf16: bf16::Bf16Kernel::Portable, int8: int8::Int8Kernel::Portable };
         self
     }
 

@@ -36,7 +36,7 @@ pub(crate) struct RowSet<'a> {
 #[derive(Clone, Copy)]
 pub(crate) struct JoinSpec<'a> {
     pub kernels: Kernels,
-    /// The products' operands (f32, or bf16 pairs).
+    /// The products' operands (f32, bf16 pairs or int8 quads).
     pub ops: Operands,
     pub metric: FlatMetric,
     pub shift: Option<&'a [f32]>,

@@ -2,6 +2,7 @@
 //! from packed panels, blocked over depth so the B micro-panel in use stays in L1.
 
 use super::bf16::{self, Bf16Kernel};
+use super::int8::{self, Int8Kernel, Scales};
 use super::microkernel::{MicroKernel, MR, NR};
 
 /// Depth of one pass: a B micro-panel of `KC_MAX × NR` f32 is 24 KiB, inside a 32 KiB L1.
@@ -67,21 +68,57 @@ pub fn product_bf16(kernel: Bf16Kernel, d: usize, a: &[u32], a_rows: usize, b: &
     }
 }
 
-/// The operands a product reads: f32 panels, or bf16 pair panels.
+/// [`product`] for int8 quad panels (`super::int8`): `a` holds `ceil(a_rows/MR)` panels of
+/// `quads(d) × MR` words, `b` holds `ceil(b_rows/NR)` panels of `quads(d) × NR` words, with the
+/// rows' scales and sums from the same panel on. Depth is not blocked (see `super::int8`).
+#[allow(clippy::too_many_arguments)]
+pub fn product_int8(kernel: Int8Kernel, d: usize, a: (&[u32], &[f32]), a_rows: usize, b: (&[u32], &[f32], &[i32]), b_rows: usize, c: &mut [f32], ldc: usize) {
+    let d4 = int8::quads(d);
+    let ap = a_rows.div_ceil(MR);
+    let bp = b_rows.div_ceil(NR);
+    debug_assert!(ldc >= bp * NR && c.len() >= ap * MR * ldc);
+    let (aw, a_scales) = a;
+    let (bw, b_scales, b_sums) = b;
+    let panel = |jp: usize| &bw[jp * d4 * NR..(jp + 1) * d4 * NR];
+    let mut jp = 0;
+    while jp < bp {
+        let pair = jp + 1 < bp;
+        let cols = jp * NR..(jp + if pair { 2 } else { 1 }) * NR;
+        for ip in 0..ap {
+            let sc = Scales { a: &a_scales[ip * MR..ip * MR + MR], b: &b_scales[cols.clone()], b_sums: &b_sums[cols.clone()] };
+            let as_ = &aw[ip * d4 * MR..(ip + 1) * d4 * MR];
+            let out = &mut c[ip * MR * ldc + jp * NR..];
+            if pair {
+                kernel.run2(d4, as_, panel(jp), panel(jp + 1), sc, out, ldc);
+            } else {
+                kernel.run(d4, as_, panel(jp), sc, out, ldc);
+            }
+        }
+        jp += if pair { 2 } else { 1 };
+    }
+}
+
+/// The operands a product reads: f32 panels, bf16 pair panels or int8 quad panels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operands {
     /// f32 (the exact products up to f32 rounding).
     F32,
     /// bf16 pairs (`super::bf16`): twice the multiply-adds per cycle with AVX-512 BF16.
     Bf16,
+    /// int8 quads with per-row scales (`super::int8`): four times the f32 multiply-adds per
+    /// cycle with AVX-512 VNNI.
+    Int8,
 }
 
 /// Panels of rows packed for the products, in the operand type asked for: always the f32
-/// panels (the layout of `super::pack`), and for bf16 their pair panels.
+/// panels (the layout of `super::pack`), and for bf16 their pair panels, for int8 their quad
+/// panels with the rows' scales and integer sums.
 #[derive(Debug, Default)]
 pub struct Packed {
     f32s: Vec<f32>,
     words: Vec<u32>,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
 }
 
 impl Packed {
@@ -90,8 +127,15 @@ impl Packed {
     #[allow(clippy::too_many_arguments)]
     pub fn pack(&mut self, ops: Operands, data: &[f32], d: usize, row0: usize, rows: usize, r: usize, shift: Option<&[f32]>) {
         super::pack::pack_panels(data, d, row0, rows, r, shift, &mut self.f32s);
-        if ops == Operands::Bf16 {
-            bf16::to_pairs(&self.f32s, d, r, &mut self.words);
+        self.convert(ops, d, r);
+    }
+
+    /// The reduced panels of `ops` from the f32 panels.
+    fn convert(&mut self, ops: Operands, d: usize, r: usize) {
+        match ops {
+            Operands::F32 => {}
+            Operands::Bf16 => bf16::to_pairs(&self.f32s, d, r, &mut self.words),
+            Operands::Int8 => int8::to_quads(&self.f32s, d, r, &mut self.words, &mut self.scales, &mut self.sums),
         }
     }
 
@@ -100,9 +144,9 @@ impl Packed {
     #[allow(clippy::too_many_arguments)]
     pub fn pack_parallel(&mut self, ops: Operands, data: &[f32], d: usize, row0: usize, rows: usize, r: usize, shift: Option<&[f32]>, workers: usize) {
         super::pack::pack_panels_parallel(data, d, row0, rows, r, shift, &mut self.f32s, workers);
-        if ops == Operands::Bf16 {
-            bf16::to_pairs(&self.f32s, d, r, &mut self.words);
-            // The f32 panels are not read again: the bf16 copy is what the products stream.
+        if ops != Operands::F32 {
+            self.convert(ops, d, r);
+            // The f32 panels are not read again: the reduced copy is what the products stream.
             self.f32s = Vec::new();
         }
     }
@@ -115,12 +159,14 @@ pub struct Kernels {
     pub f32: MicroKernel,
     /// The bf16 micro-kernel.
     pub bf16: Bf16Kernel,
+    /// The int8 micro-kernel.
+    pub int8: Int8Kernel,
 }
 
 impl Kernels {
     /// The best of each this CPU runs.
     pub fn detect() -> Self {
-        Kernels { f32: MicroKernel::detect(), bf16: Bf16Kernel::detect() }
+        Kernels { f32: MicroKernel::detect(), bf16: Bf16Kernel::detect(), int8: Int8Kernel::detect() }
     }
 
     /// The products of A's panels (from its panel `a_panel` on, `a_rows` rows, of `MR`) and B's
@@ -145,6 +191,13 @@ impl Kernels {
             Operands::Bf16 => {
                 let d2 = bf16::pairs(d);
                 product_bf16(self.bf16, d, &a.words[a_panel * d2 * MR..], a_rows, &b.words[b_panel * d2 * NR..], b_rows, c, ldc)
+            }
+            Operands::Int8 => {
+                let d4 = int8::quads(d);
+                let (a0, b0) = (a_panel * MR, b_panel * NR);
+                let a = (&a.words[a0 * d4..], &a.scales[a0..]);
+                let b = (&b.words[b0 * d4..], &b.scales[b0..], &b.sums[b0..]);
+                product_int8(self.int8, d, a, a_rows, b, b_rows, c, ldc)
             }
         }
     }

@@ -46,7 +46,7 @@ impl Gemm {
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn products(&self, prec: Precision, q: u64, x: u64, p: u64, rows: usize, cols: usize, d: usize, ld: usize, p_ld: usize) -> Result<()> {
         let (ty, compute) = match prec {
-            Precision::F32 | Precision::Auto => (cudaDataType_t::CUDA_R_32F, cublasComputeType_t::CUBLAS_COMPUTE_32F),
+            Precision::F32 | Precision::Auto | Precision::Int8 => (cudaDataType_t::CUDA_R_32F, cublasComputeType_t::CUBLAS_COMPUTE_32F),
             Precision::Tf32 => (cudaDataType_t::CUDA_R_32F, cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32),
             Precision::F16 => (cudaDataType_t::CUDA_R_16F, cublasComputeType_t::CUBLAS_COMPUTE_32F),
             Precision::Bf16 => (cudaDataType_t::CUDA_R_16BF, cublasComputeType_t::CUBLAS_COMPUTE_32F),

@@ -1,0 +1,65 @@
+//! The CPU features the kernels may use: what the CPU has, capped by the `FAISS_NN_CPU`
+//! environment variable (`generic`: portable kernels only; `avx2`: no AVX-512 kernels; unset or
+//! `native`: everything detected). The cap exists so that every kernel kind runs, and is
+//! compared, on a machine that has the faster ones; it is read once per process.
+
+use std::sync::OnceLock;
+
+/// The widest instruction sets the kernels may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cap {
+    /// Portable kernels only.
+    Generic,
+    /// Up to AVX2 + FMA.
+    Avx2,
+    /// Everything the CPU has.
+    Native,
+}
+
+/// The cap `FAISS_NN_CPU` sets (`Native` when unset; an unknown value is reported on the
+/// standard error once and ignored).
+pub fn cap() -> Cap {
+    static CAP: OnceLock<Cap> = OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("FAISS_NN_CPU").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Err(_) | Ok("") | Ok("native") => Cap::Native,
+        Ok("avx2") => Cap::Avx2,
+        Ok("generic") | Ok("portable") => Cap::Generic,
+        Ok(other) => {
+            eprintln!("faiss-nn: FAISS_NN_CPU={other:?} is not one of native, avx2, generic; using native");
+            Cap::Native
+        }
+    })
+}
+
+/// AVX2 and FMA (the f32 micro-kernel).
+pub fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Cap::Avx2 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// AVX-512 F and BF16 (`vdpbf16ps`, `vcvtneps2bf16`).
+pub fn avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Cap::Native && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// AVX-512 F, BW and VNNI (`vpdpbusd` on 512-bit vectors).
+pub fn avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Cap::Native
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
