@@ -138,8 +138,8 @@ fn run(args: &Args) -> Result<()> {
             faiss_nn::Precision::Bf16 if !faiss_nn::flat::cpu::bf16::native() => {
                 eprintln!("note: this CPU has no AVX-512 BF16: the search computes in f32 (the lists are the same)")
             }
-            faiss_nn::Precision::Int8 if !faiss_nn::flat::cpu::int8::native() => {
-                eprintln!("note: this CPU has no AVX-512 VNNI: the search computes in f32 (the lists are the same)")
+            faiss_nn::Precision::Int8 if faiss_nn::flat::cpu::int8::Int8Kernel::detect() == faiss_nn::flat::cpu::int8::Int8Kernel::Portable => {
+                eprintln!("note: this CPU has no AVX2: the search computes in f32 (the lists are the same)")
             }
             _ => {}
         }

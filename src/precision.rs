@@ -6,11 +6,11 @@ use std::str::FromStr;
 /// Precision of the q·x products.
 ///
 /// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16) and
-/// `Int8` products (AVX-512 VNNI) find candidates that the exact layer proves with the reduced
-/// products' error bound ([`crate::engine::bound`]), searching the rows it cannot prove again
-/// in f32 (each runs as f32 on a CPU without its instructions); `Auto` (the default) picks int8
-/// or bf16 for a self-join where the CPU has them and a sample of the rows predicts the proofs
-/// to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
+/// `Int8` products (AVX-512 VNNI, or AVX2 with one bit less) find candidates that the exact
+/// layer proves with the reduced products' error bound ([`crate::engine::bound`]), searching
+/// the rows it cannot prove again in f32 (each runs as f32 on a CPU without its instructions);
+/// `Auto` (the default) picks int8 (AVX-512 VNNI only) or bf16 for a self-join where the CPU
+/// has them and a sample of the rows predicts the proofs to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
 /// On a GPU, `Auto` and `Int8` are f32, and the other reduced precisions give their own
 /// (unproven) lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]

@@ -375,10 +375,14 @@ fn a_gpu_precision_on_the_cpu_is_noted() {
     let r = run(args(&[&"--input", &small_parquet(), &"--output", &out, &"--precision", &"f16"]));
     r.assert_ok();
     assert!(r.stderr.contains("note: --precision f16 applies to GPU products; the CPU search computes in f32"), "{}", r.stderr);
-    // bf16 runs on the CPU (candidates proven exact): no note.
-    let bf16 = run(args(&[&"--input", &small_parquet(), &"--output", &out, &"--precision", &"bf16"]));
-    bf16.assert_ok();
-    assert!(!bf16.stderr.contains("note:"), "{}", bf16.stderr);
+    // bf16 and int8 run on the CPU (candidates proven exact): a note only where the CPU lacks
+    // their instructions (AVX-512 BF16; AVX2 for int8) and the search computes in f32.
+    use faiss_nn::flat::cpu::int8::Int8Kernel;
+    for (p, runs) in [("bf16", faiss_nn::flat::cpu::bf16::native()), ("int8", Int8Kernel::detect() != Int8Kernel::Portable)] {
+        let r = run(args(&[&"--input", &small_parquet(), &"--output", &out, &"--precision", &p]));
+        r.assert_ok();
+        assert_eq!(r.stderr.contains("the search computes in f32 (the lists are the same)"), !runs, "{p}: {}", r.stderr);
+    }
     let quiet = run(args(&[&"--input", &small_parquet(), &"--output", &dir.path().join("q.parquet"), &"--precision", &"f16", &"--quiet"]));
     quiet.assert_ok();
     assert!(!quiet.stderr.contains("note:"), "{}", quiet.stderr);

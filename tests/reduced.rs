@@ -1,6 +1,6 @@
 //! Exact lists from reduced-precision candidates on the CPU: with `Precision::Bf16` (AVX-512
-//! BF16, or the portable bf16 kernel) and `Precision::Int8` (AVX-512 VNNI, or the portable int8
-//! kernel) every list equals the f32 path's, bit for bit, whatever the data — real rows,
+//! BF16, or the portable bf16 kernel) and `Precision::Int8` (AVX-512 VNNI, AVX2, or the portable
+//! int8 kernel) every list equals the f32 path's, bit for bit, whatever the data — real rows,
 //! duplicates and ties, rows far from the origin, one dominant component, random normal rows
 //! where many proofs fail and the rows are searched again in f32 — for the self-join and foreign
 //! queries, under L2, inner product and cosine. `Auto` takes reduced candidates only where the
@@ -55,7 +55,10 @@ fn bf16_lists_equal_the_f32_lists_on_hard_rows() {
     let (base, jitter) = (normal(20, 96, 12), normal(800, 96, 13));
     let clustered: Vec<f32> = (0..800 * 96).map(|t| base[(t / 96 % 20) * 96 + t % 96] + 1e-3 * jitter[t]).collect();
     let fallback = check_equal(&clustered, 96, "clustered", &[5]);
-    assert!(fallback > 0, "the case must exercise the f32 search of unproven rows");
+    // Without AVX-512 BF16 a bf16 search runs f32 (nothing to search again).
+    if faiss_nn::flat::cpu::bf16::native() {
+        assert!(fallback > 0, "the case must exercise the f32 search of unproven rows");
+    }
     let d = 64;
     // Duplicates and exact ties (small integers).
     let mut t = tied(700, d, 4);
@@ -100,18 +103,33 @@ fn foreign_queries_and_the_portable_kernel_agree_too() {
 
 #[test]
 fn auto_takes_reduced_candidates_only_where_the_proofs_hold() {
-    if !faiss_nn::flat::cpu::bf16::native() {
-        eprintln!("this CPU has no AVX-512 BF16: Auto runs f32 everywhere, nothing more to check");
-        return;
-    }
+    use faiss_nn::flat::cpu::int8::Int8Kernel;
+    let int8_runs = Int8Kernel::detect() != Int8Kernel::Portable;
+    let bf16_runs = faiss_nn::flat::cpu::bf16::native();
     let e = engine(Precision::Auto);
     let (x, d) = demo_embeddings();
+    // int8 asked for: int8 wherever an int8 kernel runs (AVX-512 VNNI or AVX2).
+    let int8 = engine(Precision::Int8).load_shard(&x, d, 0, FlatMetric::Cosine).unwrap().planned_operands(10);
+    assert_eq!(int8 == Operands::Int8, int8_runs);
+    if !int8_runs && !bf16_runs {
+        eprintln!("this CPU has no AVX2: Auto runs f32 everywhere, nothing more to check");
+        return;
+    }
     let real = e.load_shard(&x, d, 0, FlatMetric::Cosine).unwrap();
-    let want = if faiss_nn::flat::cpu::int8::native() { Operands::Int8 } else { Operands::Bf16 };
-    assert_eq!(real.planned_operands(10), want, "real rows: reduced candidates pay");
-    // Random normal rows: bf16's sampled margin lets their proofs hold, int8's residuals are too large.
+    // With AVX2 alone Auto never plans int8 (the narrow format's proofs fail too often to pay).
+    let want = if faiss_nn::flat::cpu::int8::native() {
+        Operands::Int8
+    } else if bf16_runs {
+        Operands::Bf16
+    } else {
+        Operands::F32
+    };
+    assert_eq!(real.planned_operands(10), want, "real rows: the planner's choice");
+    // Random normal rows: bf16's sampled margin lets their proofs hold, int8's residuals are too
+    // large (f32 where only the int8 kernel runs).
     let noise = normal(6000, 384, 9);
-    assert_eq!(e.load_shard(&noise, 384, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::Bf16);
+    let want = if bf16_runs { Operands::Bf16 } else { Operands::F32 };
+    assert_eq!(e.load_shard(&noise, 384, 0, FlatMetric::L2).unwrap().planned_operands(10), want);
     // Clusters of 80 near-copies, more than the largest margin (bf16's 32, int8's 64): the 11th
     // to 80th neighbours of every row lie within its reduced bound of the 10th, no proof would hold.
     let base = normal(75, 384, 10);
@@ -120,9 +138,6 @@ fn auto_takes_reduced_candidates_only_where_the_proofs_hold() {
         (0..6000).flat_map(|i| (0..384).map(move |j| (i, j))).map(|(i, j)| base[(i % 75) * 384 + j] + 1e-3 * jitter[i * 384 + j]).collect();
     let hard = e.load_shard(&clustered, 384, 0, FlatMetric::L2).unwrap();
     assert_eq!(hard.planned_operands(10), Operands::F32, "clustered rows: the proofs would fail");
-    // int8 asked for: int8 where the CPU has VNNI.
-    let int8 = engine(Precision::Int8).load_shard(&x, d, 0, FlatMetric::Cosine).unwrap().planned_operands(10);
-    assert_eq!(int8 == Operands::Int8, faiss_nn::flat::cpu::int8::native());
     // Few rows, or f32 asked for: f32.
     assert_eq!(e.load_shard(&x[..100 * d], d, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::F32);
     assert_eq!(engine(Precision::F32).load_shard(&x, d, 0, FlatMetric::L2).unwrap().planned_operands(10), Operands::F32);
@@ -132,7 +147,10 @@ fn auto_takes_reduced_candidates_only_where_the_proofs_hold() {
 fn int8_lists_equal_the_f32_lists_on_real_and_hard_rows() {
     let (x, d) = demo_embeddings();
     check_equal_at(Precision::Int8, &x[..1500 * d], d, "MiniLM", &[1, 10, 100]);
-    check_equal_at(Precision::Int8, &normal(600, 256, 3), 256, "normal", &[5]);
+    let fallback = check_equal_at(Precision::Int8, &normal(600, 256, 3), 256, "normal", &[5]);
+    // Where an int8 kernel runs, random normal rows defeat many of its proofs.
+    use faiss_nn::flat::cpu::int8::Int8Kernel;
+    assert_eq!(fallback > 0, Int8Kernel::detect() != Int8Kernel::Portable, "the f32 search of unproven rows");
     let d = 64;
     let mut t = tied(600, d, 4);
     for row in t.chunks_mut(d) {

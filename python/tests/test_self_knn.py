@@ -294,7 +294,7 @@ for name, call in (("self_knn", lambda: faiss_nn.self_knn(x, k=10, threads=1)),
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_every_precision_gives_the_exact_lists_on_the_cpu(metric):
-    # bf16 and int8 candidates (AVX-512 BF16 / VNNI) are proven, the rows they cannot prove
+    # bf16 and int8 candidates (AVX-512 BF16; AVX-512 VNNI or AVX2) are proven, the rows they cannot prove
     # searched again in f32: the lists equal the f32 path's, bit for bit; the default (auto) too.
     x, _ = read_embeddings(DEMO)
     rng = np.random.default_rng(5)

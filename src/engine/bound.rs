@@ -73,7 +73,7 @@ impl Rounding {
     /// to 0 there: the bound's flushed-values term covers the difference either way).
     pub fn norm_and_residual(self, x: &[f32]) -> (f64, f64) {
         if self == Rounding::Int8 {
-            return crate::flat::cpu::int8::norm_and_residual(x);
+            return crate::flat::cpu::int8::norm_and_residual(x, crate::flat::cpu::int8::format());
         }
         #[cfg(target_arch = "x86_64")]
         if self == Rounding::Bf16 && crate::flat::cpu::bf16::native() {
@@ -272,8 +272,9 @@ mod tests {
         use crate::flat::cpu::int8;
         match rounding {
             Rounding::Int8 => {
-                let (s, inv) = int8::scale_of(x.iter().fold(0f32, |m, v| m.max(v.abs())));
-                x.iter().map(|v| s as f64 * int8::quantise(*v, inv) as f64).collect()
+                let f = int8::format();
+                let (s, inv) = int8::scale_of(x.iter().fold(0f32, |m, v| m.max(v.abs())), f);
+                x.iter().map(|v| s as f64 * int8::quantise(*v, inv, f) as f64).collect()
             }
             _ => x.iter().map(|v| rounding.round(*v) as f64).collect(),
         }

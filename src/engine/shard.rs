@@ -342,23 +342,28 @@ impl<'a> Shard<'a> {
     /// which its candidates' proofs hold (with the margin the sample asks for), else f32 with its
     /// own.
     ///
-    /// `Bf16` and `Int8` run reduced only where the CPU has their kernel (AVX-512 BF16, AVX-512
-    /// VNNI; elsewhere the portable ones would be far slower than f32). `Auto` plans reduced
-    /// products for self-joins only: the margins are sampled from the rows' own neighbours, which
-    /// foreign queries need not resemble. It prefers int8 (twice bf16's products per cycle)
+    /// `Bf16` and `Int8` run reduced only where the CPU has their kernel (AVX-512 BF16; AVX-512
+    /// VNNI or AVX2; elsewhere the portable ones would be far slower than f32). `Auto` plans
+    /// reduced products for self-joins only: the margins are sampled from the rows' own
+    /// neighbours, which foreign queries need not resemble. It never plans the AVX2 int8 kernel:
+    /// its narrow format's residuals left 4 % (10k MiniLM) to 21 % (100k MiniLM-like) of the rows
+    /// unproven, and it ran at 0.95–1.05× the f32 path (BENCHMARKS.md, *int8 with AVX2 only*), so
+    /// on a CPU without AVX-512 `Auto` is the f32 path with no sample taken. It prefers int8
+    /// (twice bf16's products per cycle with VNNI)
     /// wherever its sampled margin stays within its cap ([`bound::max_margin`]: on the MiniLM-like
     /// 100k rows its longer lists still cost less than bf16's products, BENCHMARKS.md, *int8
     /// candidates*), else bf16, else f32.
     fn cpu_plan(&self, precision: Precision, k: usize, self_join: bool) -> (Operands, usize) {
         let f32_plan = (Operands::F32, k + exact::margin(k));
         let int8_ok = self.int8_runs();
+        let int8_auto = int8_ok && crate::flat::cpu::int8::native();
         let bf16_ok = crate::flat::cpu::bf16::native();
         match precision {
             Precision::Bf16 if bf16_ok => (Operands::Bf16, k + self.margins_cached(k).bf16.unwrap_or_else(|| bound::default_margin(Rounding::Bf16, k))),
             Precision::Int8 if int8_ok => (Operands::Int8, k + self.margins_cached(k).int8.unwrap_or_else(|| bound::default_margin(Rounding::Int8, k))),
-            Precision::Auto if self_join && (bf16_ok || int8_ok) && bound::reduced_pays(self.n(), self.d, k) => {
+            Precision::Auto if self_join && (bf16_ok || int8_auto) && bound::reduced_pays(self.n(), self.d, k) => {
                 let m = self.margins_cached(k);
-                match (m.int8.filter(|_| int8_ok), m.bf16.filter(|_| bf16_ok)) {
+                match (m.int8.filter(|_| int8_auto), m.bf16.filter(|_| bf16_ok)) {
                     (Some(i), _) => (Operands::Int8, k + i),
                     (None, Some(b)) => (Operands::Bf16, k + b),
                     (None, None) => f32_plan,
@@ -368,10 +373,11 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// Whether the int8 kernel runs here: the CPU has AVX-512 VNNI and the rows' dimension keeps
-    /// the integer sums exact ([`crate::flat::cpu::int8::MAX_DEPTH`]).
+    /// Whether an int8 kernel runs here: the CPU has AVX-512 VNNI or AVX2 and the rows'
+    /// dimension keeps the integer sums exact ([`crate::flat::cpu::int8::MAX_DEPTH`]).
     fn int8_runs(&self) -> bool {
-        crate::flat::cpu::int8::native() && self.d <= crate::flat::cpu::int8::MAX_DEPTH
+        use crate::flat::cpu::int8;
+        int8::Int8Kernel::detect() != int8::Int8Kernel::Portable && self.d <= int8::MAX_DEPTH
     }
 
     /// [`Shard::margins`], sampled once per k for this shard's rows (an index searched many

@@ -1,29 +1,40 @@
 //! int8 products: each row quantised to signed 8-bit integers with its own scale, multiplied by
 //! AVX-512 VNNI's `vpdpbusd` (four 8-bit products added into each 32-bit lane per instruction:
-//! four times the f32 FMA's multiply-adds per cycle on the CPUs that have it), or by a portable
-//! loop elsewhere.
+//! four times the f32 FMA's multiply-adds per cycle on the CPUs that have it), by AVX2's
+//! `vpmaddubsw` (two 8-bit products into a 16-bit lane; about twice the f32 FMA's rate once the
+//! 16-bit sums are widened), or by a portable loop elsewhere.
 //!
 //! # Quantisation
 //!
 //! A row `x` (as the kernels hold it: shifted, or unit length, see [`crate::engine::bound`]) with
-//! largest magnitude `m` gets the scale `s = m / 127` (an f32) and the integers
-//! `x̂_j = round(x_j · (127 / m))`, clamped to `−127..=127`; `s · x̂` is the row the products use.
-//! Nothing requires `s · x̂` to be close to `x` for the answers to be right: the error bound
-//! measures the residual `‖x − s·x̂‖` of this very quantisation ([`norm_and_residual`]), so the
-//! proof holds whatever the rounding did. A row whose largest magnitude is 0 or below f32's normal
-//! range quantises to zeros (scale 1), its residual being the row itself.
+//! largest magnitude `m` gets the scale `s = m / L` (an f32) and the integers
+//! `x̂_j = round(x_j · (L / m))`, clamped to `−L..=L`, where `L` is the [`Format`]'s level count
+//! (127 for AVX-512 VNNI, 63 for AVX2); `s · x̂` is the row the products use. Nothing requires
+//! `s · x̂` to be close to `x` for the answers to be right: the error bound measures the residual
+//! `‖x − s·x̂‖` of this very quantisation ([`norm_and_residual`]), so the proof holds whatever the
+//! rounding did. A row whose largest magnitude is 0 or below f32's normal range quantises to zeros
+//! (scale 1), its residual being the row itself.
 //!
 //! # Layout and the unsigned operand
 //!
 //! A panel of `r` rows holds, for each group of four depths `(4g .. 4g + 4)`, `r` 32-bit words:
-//! byte `t` of a row's word is its integer at depth `4g + t`, stored offset by 128 (`x̂ + 128`,
-//! an unsigned byte; a missing depth is the integer 0). `vpdpbusd` multiplies unsigned bytes of
-//! one operand by signed bytes of the other: the broadcast A word is used as stored (`â + 128`),
-//! the B vector's bytes are turned back into signed ones (xor 128). So the instruction sums
-//! `Σ (â + 128)·x̂ = â·x̂ + 128·Σ x̂`, and the kernel subtracts `128 · Σ_j x̂_j` (each row's sum,
-//! kept beside its scale). Nothing saturates: each 32-bit lane adds products of at most
-//! `255 · 127` in wrapping arithmetic, and the true `â·x̂` (at most `127² · d` in magnitude) fits
-//! 32 bits for `d ≤` [`MAX_DEPTH`], so the wrapped sum minus the wrapped correction is exact.
+//! byte `t` of a row's word is its integer at depth `4g + t` (a missing depth is the integer 0).
+//! Both instructions multiply unsigned bytes of one operand by signed bytes of the other, so the
+//! broadcast A word is made unsigned by an offset `o` and the kernel subtracts `o · Σ_j x̂_j`
+//! (each row's sum, kept beside its scale) from `Σ (â + o)·x̂ = â·x̂ + o·Σ x̂`.
+//!
+//! - [`Format::Wide`] (VNNI): integers in `−127..=127`, stored offset by 128 (`x̂ + 128`, the
+//!   unsigned byte the broadcast A word uses as stored; the B vector's bytes are turned back into
+//!   signed ones by xor 128). `o = 128`. Nothing saturates: each 32-bit lane adds products of at
+//!   most `255 · 127` in wrapping arithmetic, and the true `â·x̂` (at most `127² · d` in
+//!   magnitude) fits 32 bits for `d ≤` [`MAX_DEPTH`], so the wrapped sum minus the wrapped
+//!   correction is exact.
+//! - [`Format::Narrow`] (AVX2): integers in `−63..=63`, stored as signed bytes (B is read as
+//!   stored), `o = 64`: the A bytes `â + 64` lie in `1..=127`. `vpmaddubsw` adds two products
+//!   into a 16-bit lane that saturates at ±32767; here a lane's pair is at most `2·127·63 =
+//!   16002`, so two instructions' lanes (four depths) add to at most 32004 without saturating,
+//!   and `vpmaddwd` by ones widens them into 32-bit sums. The integers are exact as above. The
+//!   cost is one bit: the residuals are about twice the wide format's, which the bound measures.
 //!
 //! # The product
 //!
@@ -44,38 +55,97 @@ pub fn quads(d: usize) -> usize {
     d.div_ceil(4)
 }
 
+/// How int8 panels hold their integers: the range and the stored bytes the kernel in use reads
+/// (see the module doc). A process uses one, [`format()`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `−127..=127`, each byte stored offset by 128 (AVX-512 VNNI).
+    Wide,
+    /// `−63..=63`, each byte the signed integer (AVX2).
+    Narrow,
+}
+
+impl Format {
+    /// The largest integer magnitude, `L`.
+    #[inline]
+    pub fn levels(self) -> f32 {
+        match self {
+            Format::Wide => 127.0,
+            Format::Narrow => 63.0,
+        }
+    }
+
+    /// The stored byte of the integer `q`.
+    #[inline]
+    fn byte(self, q: i8) -> u32 {
+        match self {
+            Format::Wide => ((q as u8) ^ 0x80) as u32,
+            Format::Narrow => q as u8 as u32,
+        }
+    }
+
+    /// The integer a stored byte holds.
+    #[inline]
+    fn int(self, byte: u8) -> i32 {
+        match self {
+            Format::Wide => (byte ^ 0x80) as i8 as i32,
+            Format::Narrow => byte as i8 as i32,
+        }
+    }
+
+    /// A word of four zero integers (the padding of missing depths).
+    #[inline]
+    fn zeros(self) -> u32 {
+        u32::from_ne_bytes([self.byte(0) as u8; 4])
+    }
+}
+
+/// The format of this process's int8 panels: the one its fastest int8 kernel reads
+/// ([`Int8Kernel::detect`]; the portable kernel reads either).
+pub fn format() -> Format {
+    if native() {
+        Format::Wide
+    } else {
+        Format::Narrow
+    }
+}
+
 /// The scale of a row whose largest magnitude is `max_abs` and the factor that maps its values
-/// to integers: `(max_abs / 127, 127 / max_abs)`, or `(1, 0)` for a row that quantises to zeros
-/// (0, or so small that `127 / max_abs` overflows: the scalar and the vector conversions would
-/// then disagree on the infinities and NaNs it makes).
+/// to integers of `format`: `(max_abs / L, L / max_abs)`, or `(1, 0)` for a row that quantises
+/// to zeros (0, or so small that `L / max_abs` overflows: the scalar and the vector conversions
+/// would then disagree on the infinities and NaNs it makes).
 #[inline]
-pub fn scale_of(max_abs: f32) -> (f32, f32) {
-    let inv = 127.0 / max_abs;
+pub fn scale_of(max_abs: f32, format: Format) -> (f32, f32) {
+    let levels = format.levels();
+    let inv = levels / max_abs;
     if max_abs.is_finite() && max_abs >= f32::MIN_POSITIVE && inv.is_finite() {
-        (max_abs / 127.0, inv)
+        (max_abs / levels, inv)
     } else {
         (1.0, 0.0)
     }
 }
 
-/// `x` as an integer of a row whose factor is `inv` (see [`scale_of`]): `x · inv` rounded to the
-/// nearest integer, ties to even, as `vcvtps2dq` rounds, then clamped to `−127..=127`.
+/// `x` as an integer of `format` for a row whose factor is `inv` (see [`scale_of`]): `x · inv`
+/// rounded to the nearest integer, ties to even, as `vcvtps2dq` rounds, then clamped to
+/// `−L..=L`.
 #[inline]
-pub fn quantise(x: f32, inv: f32) -> i8 {
+pub fn quantise(x: f32, inv: f32, format: Format) -> i8 {
     // |x · inv| ≤ 127·(1 + 2⁻²³): adding and subtracting 1.5·2²³ rounds it to an integer, ties
     // to even, in two exact-or-correctly-rounded f32 operations (no call to a libm rint).
     const MAGIC: f32 = 12_582_912.0;
     let y = x * inv;
-    ((y + MAGIC) - MAGIC).clamp(-127.0, 127.0) as i8
+    let levels = format.levels();
+    ((y + MAGIC) - MAGIC).clamp(-levels, levels) as i8
 }
 
-/// `(‖x‖, ‖x − s·x̂‖)` in f64 for the row `x` quantised as the packing does: the norm the bound
-/// speaks of and the residual of the quantisation (each `s · x̂_j` is exact in f64).
-pub fn norm_and_residual(x: &[f32]) -> (f64, f64) {
-    let (s, inv) = scale_of(x.iter().fold(0f32, |m, v| m.max(v.abs())));
+/// `(‖x‖, ‖x − s·x̂‖)` in f64 for the row `x` quantised as the packing of `format` does: the
+/// norm the bound speaks of and the residual of the quantisation (each `s · x̂_j` is exact in
+/// f64).
+pub fn norm_and_residual(x: &[f32], format: Format) -> (f64, f64) {
+    let (s, inv) = scale_of(x.iter().fold(0f32, |m, v| m.max(v.abs())), format);
     let (mut n, mut r) = (0f64, 0f64);
     for v in x {
-        let e = *v as f64 - s as f64 * quantise(*v, inv) as f64;
+        let e = *v as f64 - s as f64 * quantise(*v, inv, format) as f64;
         n += (*v as f64) * (*v as f64);
         r += e * e;
     }
@@ -83,34 +153,44 @@ pub fn norm_and_residual(x: &[f32]) -> (f64, f64) {
 }
 
 /// Quantises f32 panels (`d × r` each, depth-major: the layout of `super::pack`) into int8 quad
-/// panels (`quads(d) × r` words each) in `words`, with each padded row's scale in `scales` and
-/// the sum of its integers in `sums` (panel-major, `r` per panel).
-pub fn to_quads(f32_panels: &[f32], d: usize, r: usize, words: &mut Vec<u32>, scales: &mut Vec<f32>, sums: &mut Vec<i32>) {
+/// panels of `format` (`quads(d) × r` words each) in `words`, with each padded row's scale in
+/// `scales` and the sum of its integers in `sums` (panel-major, `r` per panel).
+#[allow(clippy::too_many_arguments)]
+pub fn to_quads(f32_panels: &[f32], d: usize, r: usize, format: Format, words: &mut Vec<u32>, scales: &mut Vec<f32>, sums: &mut Vec<i32>) {
     let panels = f32_panels.len() / (d * r);
     let d4 = quads(d);
     words.clear();
-    words.resize(panels * d4 * r, 0x8080_8080);
+    words.resize(panels * d4 * r, format.zeros());
     scales.clear();
     sums.clear();
     #[cfg(target_arch = "x86_64")]
-    if native() && r <= 16 {
-        scales.resize(panels * r, 0.0);
-        sums.resize(panels * r, 0);
-        // SAFETY: AVX-512 F was detected (with VNNI); the slices hold the panels as sized above.
-        unsafe { avx512::to_quads(f32_panels, d, r, words, scales, sums) };
-        return;
+    if r <= 16 {
+        if format == Format::Wide && native() {
+            scales.resize(panels * r, 0.0);
+            sums.resize(panels * r, 0);
+            // SAFETY: AVX-512 F was detected (with VNNI); the slices hold the panels as sized above.
+            unsafe { avx512::to_quads(f32_panels, d, r, words, scales, sums) };
+            return;
+        }
+        if format == Format::Narrow && super::features::avx2_fma() {
+            scales.resize(panels * r, 0.0);
+            sums.resize(panels * r, 0);
+            // SAFETY: AVX2 was detected; the slices hold the panels as sized above.
+            unsafe { avx2::to_quads(f32_panels, d, r, words, scales, sums) };
+            return;
+        }
     }
     for (src, dst) in f32_panels.chunks_exact(d * r).zip(words.chunks_exact_mut(d4 * r)) {
         for lane in 0..r {
             let max_abs = (0..d).fold(0f32, |m, p| m.max(src[p * r + lane].abs()));
-            let (s, inv) = scale_of(max_abs);
+            let (s, inv) = scale_of(max_abs, format);
             let mut sum = 0i32;
             for p in 0..d {
-                let v = quantise(src[p * r + lane], inv);
+                let v = quantise(src[p * r + lane], inv, format);
                 sum += v as i32;
                 let w = &mut dst[(p / 4) * r + lane];
                 let shift = 8 * (p % 4);
-                *w = (*w & !(0xff << shift)) | (((v as u8) ^ 0x80) as u32) << shift;
+                *w = (*w & !(0xff << shift)) | format.byte(v) << shift;
             }
             scales.push(s);
             sums.push(sum);
@@ -121,10 +201,12 @@ pub fn to_quads(f32_panels: &[f32], d: usize, r: usize, words: &mut Vec<u32>, sc
 /// Which int8 kernel this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Int8Kernel {
-    /// AVX-512 VNNI (`vpdpbusd` on 512-bit vectors).
+    /// AVX-512 VNNI (`vpdpbusd` on 512-bit vectors), [`Format::Wide`].
     Avx512Vnni,
-    /// Portable Rust (the same integers and roundings; slow: for tests and machines without
-    /// VNNI, where the planner does not choose int8).
+    /// AVX2 (`vpmaddubsw` and `vpmaddwd` on 256-bit vectors), [`Format::Narrow`].
+    Avx2,
+    /// Portable Rust (the same integers and roundings, panels of this process's [`format()`];
+    /// slow: for tests and machines without AVX2, where the planner does not choose int8).
     Portable,
 }
 
@@ -140,12 +222,24 @@ pub struct Scales<'a> {
 }
 
 impl Int8Kernel {
-    /// AVX-512 VNNI where the CPU has it.
+    /// AVX-512 VNNI where the CPU has it, else AVX2 (within the `FAISS_NN_CPU` cap, see
+    /// [`super::features`]).
     pub fn detect() -> Self {
         if native() {
             Int8Kernel::Avx512Vnni
+        } else if super::features::avx2_fma() {
+            Int8Kernel::Avx2
         } else {
             Int8Kernel::Portable
+        }
+    }
+
+    /// The panel format the kernel reads.
+    pub fn format(self) -> Format {
+        match self {
+            Int8Kernel::Avx512Vnni => Format::Wide,
+            Int8Kernel::Avx2 => Format::Narrow,
+            Int8Kernel::Portable => format(),
         }
     }
 
@@ -160,7 +254,11 @@ impl Int8Kernel {
             // SAFETY: Avx512Vnni is only constructed after runtime detection of AVX-512 F, BW and
             // VNNI, and the slice lengths were checked above for every access the kernel makes.
             Int8Kernel::Avx512Vnni => unsafe { avx512::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
-            _ => portable(kq, a, b, sc, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2 is only constructed after runtime detection of AVX2 (see `detect` and
+            // the tests, which check it), and the slice lengths were checked above.
+            Int8Kernel::Avx2 => unsafe { avx2::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
+            _ => portable(kq, a, b, sc, c, ldc, self.format()),
         }
     }
 
@@ -176,9 +274,9 @@ impl Int8Kernel {
             // SAFETY: as in `run`; the lengths were checked above.
             Int8Kernel::Avx512Vnni => unsafe { avx512::kernel_6x32(kq, a.as_ptr(), b0.as_ptr(), b1.as_ptr(), sc, c.as_mut_ptr(), ldc) },
             _ => {
-                portable(kq, a, b0, sc, c, ldc);
+                self.run(kq, a, b0, sc, c, ldc);
                 let rest = Scales { a: sc.a, b: &sc.b[NR..], b_sums: &sc.b_sums[NR..] };
-                portable(kq, a, b1, rest, &mut c[NR..], ldc);
+                self.run(kq, a, b1, rest, &mut c[NR..], ldc);
             }
         }
     }
@@ -190,33 +288,23 @@ pub fn native() -> bool {
     super::features::avx512_vnni()
 }
 
-/// The entry from an integer sum (the wrapped `Σ (â + 128)·x̂` minus the wrapped correction) and
-/// the two scales, rounded as the vector kernels round it.
-#[inline]
-fn entry(acc: i32, b_sum: i32, sa: f32, sb: f32) -> f32 {
-    (acc.wrapping_sub(b_sum.wrapping_shl(7)) as f32 * sa) * sb
-}
-
-fn portable(kq: usize, a: &[u32], b: &[u32], sc: Scales<'_>, c: &mut [f32], ldc: usize) {
+/// The portable kernel: the exact integer sums, then the vector kernels' roundings.
+fn portable(kq: usize, a: &[u32], b: &[u32], sc: Scales<'_>, c: &mut [f32], ldc: usize, format: Format) {
     let mut acc = [[0i32; NR]; MR];
     for g in 0..kq {
         let ap = &a[g * MR..g * MR + MR];
         let bp = &b[g * NR..g * NR + NR];
         for r in 0..MR {
-            let ua = ap[r].to_le_bytes();
+            let qa = ap[r].to_le_bytes().map(|v| format.int(v));
             for j in 0..NR {
-                let sb = bp[j].to_le_bytes();
-                let mut s = 0i32;
-                for t in 0..4 {
-                    s += ua[t] as i32 * ((sb[t] ^ 0x80) as i8) as i32;
-                }
-                acc[r][j] = acc[r][j].wrapping_add(s);
+                let qb = bp[j].to_le_bytes().map(|v| format.int(v));
+                acc[r][j] += (0..4).map(|t| qa[t] * qb[t]).sum::<i32>();
             }
         }
     }
     for r in 0..MR {
         for j in 0..NR {
-            c[r * ldc + j] = entry(acc[r][j], sc.b_sums[j], sc.a[r], sc.b[j]);
+            c[r * ldc + j] = (acc[r][j] as f32 * sc.a[r]) * sc.b[j];
         }
     }
 }
@@ -246,7 +334,7 @@ mod avx512 {
             let (mut s, mut inv) = ([0f32; 16], [0f32; 16]);
             let m: [f32; 16] = std::mem::transmute(max);
             for lane in 0..16 {
-                (s[lane], inv[lane]) = super::scale_of(m[lane]);
+                (s[lane], inv[lane]) = super::scale_of(m[lane], super::Format::Wide);
             }
             let invv = _mm512_loadu_ps(inv.as_ptr());
             let mut sum = _mm512_setzero_si512();
@@ -354,30 +442,172 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Scales, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// [`super::to_quads`] for [`super::Format::Narrow`], 8 lanes at a time (as the AVX-512
+    /// packing: `vcvtps2dq` rounds to nearest, ties to even, as [`super::quantise`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `src` holds panels of `d × r` values, `words` panels of
+    /// `quads(d) × r` words, `scales` and `sums` `r` entries per panel; `r ≤ 16`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn to_quads(src: &[f32], d: usize, r: usize, words: &mut [u32], scales: &mut [f32], sums: &mut [i32]) {
+        let d4 = super::quads(d);
+        let (lo, hi) = (_mm256_set1_epi32(-63), _mm256_set1_epi32(63));
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        for (p, (ps, pw)) in src.chunks_exact(d * r).zip(words.chunks_exact_mut(d4 * r)).enumerate() {
+            for l0 in (0..r).step_by(8) {
+                let n = (r - l0).min(8);
+                let lanes: [i32; 8] = std::array::from_fn(|i| if i < n { -1 } else { 0 });
+                let mask = _mm256_loadu_si256(lanes.as_ptr().cast());
+                let at = |q: usize| _mm256_maskload_ps(ps.as_ptr().add(q * r + l0), mask);
+                let mut max = _mm256_setzero_ps();
+                for q in 0..d {
+                    max = _mm256_max_ps(max, _mm256_and_ps(at(q), abs));
+                }
+                let (mut s, mut inv) = ([0f32; 8], [0f32; 8]);
+                let m: [f32; 8] = std::mem::transmute(max);
+                for lane in 0..8 {
+                    (s[lane], inv[lane]) = super::scale_of(m[lane], super::Format::Narrow);
+                }
+                let invv = _mm256_loadu_ps(inv.as_ptr());
+                let mut sum = _mm256_setzero_si256();
+                for g in 0..d4 {
+                    let mut w = _mm256_setzero_si256();
+                    for t in 0..4 {
+                        let q = 4 * g + t;
+                        if q < d {
+                            let v = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(at(q), invv))));
+                            sum = _mm256_add_epi32(sum, v);
+                            let byte = _mm256_and_si256(v, _mm256_set1_epi32(0xff));
+                            w = _mm256_or_si256(w, _mm256_sllv_epi32(byte, _mm256_set1_epi32(8 * t as i32)));
+                        }
+                    }
+                    _mm256_maskstore_epi32(pw.as_mut_ptr().add(g * r + l0).cast(), mask, w);
+                }
+                let sums_v: [i32; 8] = std::mem::transmute(sum);
+                scales[p * r + l0..p * r + l0 + n].copy_from_slice(&s[..n]);
+                sums[p * r + l0..p * r + l0 + n].copy_from_slice(&sums_v[..n]);
+            }
+        }
+    }
+
+    /// Three rows of A (from `a`, a panel's word column: stride `MR` per quad) against the 16
+    /// columns of `b` (stride `NR`): per pair of quads, for each row and each half of the
+    /// columns, two `vpmaddubsw` (A's bytes offset by 64, B's signed), their 16-bit sum (at most
+    /// 32004: no saturation) and one `vpmaddwd` by ones into the 32-bit accumulator. Three rows
+    /// keep the six accumulators, two broadcasts and two products within AVX2's 16 registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `a` must be valid for reads of `kq` quads at stride `MR`
+    /// (three words each), `b` for `kq·NR` reads.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn rows3(kq: usize, a: *const u32, b: *const u32) -> [[__m256i; 2]; 3] {
+        let off = _mm256_set1_epi8(64);
+        let ones = _mm256_set1_epi16(1);
+        let ld = |p: *const u32| _mm256_loadu_si256(p.cast());
+        let ua = |p: *const u32| _mm256_add_epi8(_mm256_set1_epi32(*p as i32), off);
+        let mut acc = [[_mm256_setzero_si256(); 2]; 3];
+        let mut g = 0;
+        while g + 2 <= kq {
+            let (b0, b1) = (b.add(g * NR), b.add((g + 1) * NR));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let u0 = ua(a.add(g * MR + r));
+                let u1 = ua(a.add((g + 1) * MR + r));
+                for (h, v) in row.iter_mut().enumerate() {
+                    let p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, ld(b0.add(8 * h))), _mm256_maddubs_epi16(u1, ld(b1.add(8 * h))));
+                    *v = _mm256_add_epi32(*v, _mm256_madd_epi16(p, ones));
+                }
+            }
+            g += 2;
+        }
+        if g < kq {
+            let b0 = b.add(g * NR);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let u0 = ua(a.add(g * MR + r));
+                for (h, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_add_epi32(*v, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, ld(b0.add(8 * h))), ones));
+                }
+            }
+        }
+        acc
+    }
+
+    /// Rows `r0..r0 + 3` of accumulators into 16 columns of `c`: the correction (64 times B's
+    /// sums), the conversion and the two scales, as the portable kernel rounds.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `sc` must hold rows `r0..r0 + 3` of A's scales and 16 columns,
+    /// `c` be valid for writes of those rows' 16 elements at stride `ldc`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn store(acc: &[[__m256i; 2]; 3], r0: usize, sc: &Scales<'_>, c: *mut f32, ldc: usize) {
+        for h in 0..2 {
+            let corr = _mm256_slli_epi32::<6>(_mm256_loadu_si256(sc.b_sums.as_ptr().add(8 * h).cast()));
+            let sbv = _mm256_loadu_ps(sc.b.as_ptr().add(8 * h));
+            for (r, row) in acc.iter().enumerate() {
+                let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(row[h], corr));
+                let sa = _mm256_set1_ps(sc.a[r0 + r]);
+                _mm256_storeu_ps(c.add((r0 + r) * ldc + 8 * h), _mm256_mul_ps(_mm256_mul_ps(f, sa), sbv));
+            }
+        }
+    }
+
+    /// A 6 × 16 block, three rows at a time.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `a` must be valid for `kq·MR` reads, `b` for `kq·NR` reads,
+    /// `sc` for `MR` A scales and `NR` B scales and sums, and `c` for writes of rows `0..MR` of
+    /// 16 elements at stride `ldc`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn kernel_6x16(kq: usize, a: *const u32, b: *const u32, sc: Scales<'_>, c: *mut f32, ldc: usize) {
+        for r0 in [0, 3] {
+            let acc = rows3(kq, a.add(r0), b);
+            store(&acc, r0, &sc, c, ldc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pack(v: &[f32], d: usize, r: usize) -> (Vec<u32>, Vec<f32>, Vec<i32>) {
+    fn pack(v: &[f32], d: usize, r: usize, format: Format) -> (Vec<u32>, Vec<f32>, Vec<i32>) {
         let (mut w, mut s, mut u) = (Vec::new(), Vec::new(), Vec::new());
-        to_quads(v, d, r, &mut w, &mut s, &mut u);
+        to_quads(v, d, r, format, &mut w, &mut s, &mut u);
         (w, s, u)
     }
 
-    /// Both kernels give `((â·x̂) as f32 · s_a) · s_x` from the integers the packing chose,
-    /// computed here one entry at a time, for every depth remainder and extreme integers (±127,
-    /// where the offset bytes reach 0 and 255).
+    /// The kernels this machine runs, each with its format: the detected one, AVX2 where the
+    /// CPU has it (whatever the cap: the test runs it directly), the portable one.
+    fn kernels() -> Vec<Int8Kernel> {
+        let mut v = vec![Int8Kernel::detect(), Int8Kernel::Portable];
+        if std::arch::is_x86_feature_detected!("avx2") && !v.contains(&Int8Kernel::Avx2) {
+            v.push(Int8Kernel::Avx2);
+        }
+        v
+    }
+
+    /// Every kernel gives `((â·x̂) as f32 · s_a) · s_x` from the integers the packing chose,
+    /// computed here one entry at a time, for every depth remainder and extreme integers (±L,
+    /// where the wide format's offset bytes reach 0 and 255 and the narrow format's 16-bit sums
+    /// their largest).
     #[test]
     fn kernels_compute_the_integer_products_exactly() {
-        for d in [1usize, 3, 4, 5, 8, 77, 384, 1000] {
+        for (d, kernel) in [1usize, 3, 4, 5, 8, 77, 384, 1000].into_iter().flat_map(|d| kernels().into_iter().map(move |k| (d, k))) {
+            let format = kernel.format();
             let a: Vec<f32> = (0..d * MR).map(|i| if i % 7 == 0 { -3.0 } else { ((i as f32) * 0.37).sin() }).collect();
             let b: Vec<f32> = (0..d * 2 * NR).map(|i| if i % 5 == 0 { 2.0 } else { ((i as f32) * 0.11).cos() }).collect();
-            let (pa, sa, _) = pack(&a, d, MR);
-            let (pb, sb, ub) = pack(&b, d, NR);
+            let (pa, sa, _) = pack(&a, d, MR, format);
+            let (pb, sb, ub) = pack(&b, d, NR, format);
             let d4 = quads(d);
             let int = |v: &[f32], r: usize, lane: usize, p: usize| {
                 let m = (0..d).fold(0f32, |m, q| m.max(v[q * r + lane].abs()));
-                quantise(v[p * r + lane], scale_of(m).1) as i32
+                quantise(v[p * r + lane], scale_of(m, format).1, format) as i32
             };
             let ldc = 2 * NR + 3;
             let mut want = vec![0f32; MR * ldc];
@@ -390,65 +620,94 @@ mod tests {
                 }
             }
             let (b0, b1) = pb.split_at(d4 * NR);
-            for kernel in [Int8Kernel::detect(), Int8Kernel::Portable] {
-                let sc = Scales { a: &sa, b: &sb, b_sums: &ub };
-                let mut c = vec![0f32; MR * ldc];
-                kernel.run2(d4, &pa, b0, b1, sc, &mut c, ldc);
-                let mut one = vec![0f32; MR * ldc];
-                kernel.run(d4, &pa, b0, sc, &mut one, ldc);
-                for r in 0..MR {
-                    assert_eq!(&c[r * ldc..r * ldc + 2 * NR], &want[r * ldc..r * ldc + 2 * NR], "{kernel:?} d {d} row {r}");
-                    assert_eq!(&one[r * ldc..r * ldc + NR], &want[r * ldc..r * ldc + NR], "{kernel:?} d {d} row {r}");
-                }
+            let sc = Scales { a: &sa, b: &sb, b_sums: &ub };
+            let mut c = vec![0f32; MR * ldc];
+            kernel.run2(d4, &pa, b0, b1, sc, &mut c, ldc);
+            let mut one = vec![0f32; MR * ldc];
+            kernel.run(d4, &pa, b0, sc, &mut one, ldc);
+            for r in 0..MR {
+                assert_eq!(&c[r * ldc..r * ldc + 2 * NR], &want[r * ldc..r * ldc + 2 * NR], "{kernel:?} d {d} row {r}");
+                assert_eq!(&one[r * ldc..r * ldc + NR], &want[r * ldc..r * ldc + NR], "{kernel:?} d {d} row {r}");
             }
+        }
+    }
+
+    /// The narrow format's worst case for the 16-bit sums: every A integer −63 (the unsigned
+    /// byte 1) or 63 (127) against B integers ±63, so that each pair of products reaches
+    /// ±16002 and each four ±32004; the AVX2 kernel must equal the exact sums.
+    #[test]
+    fn the_narrow_sums_do_not_saturate() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for (d, sign_a, sign_b) in [(8usize, 1.0f32, 1.0f32), (8, 1.0, -1.0), (9, -1.0, 1.0), (384, -1.0, -1.0), (1000, 1.0, -1.0)] {
+            let a: Vec<f32> = vec![sign_a; d * MR];
+            let b: Vec<f32> = vec![sign_b; d * NR];
+            let f = Format::Narrow;
+            let ((pa, sa, _), (pb, sb, ub)) = (pack(&a, d, MR, f), pack(&b, d, NR, f));
+            let mut c = vec![0f32; MR * NR];
+            Int8Kernel::Avx2.run(quads(d), &pa, &pb, Scales { a: &sa, b: &sb, b_sums: &ub }, &mut c, NR);
+            let want = ((63 * 63 * d as i32) as f32 * sa[0]) * sb[0] * (sign_a * sign_b);
+            assert!(c.iter().all(|v| *v == want), "d {d}: {} vs {want}", c[0]);
         }
     }
 
     #[test]
     fn quantisation_uses_the_full_range_and_measures_its_residual() {
         let x = [0.5f32, -1.0, 0.25, 0.0, 1e-3];
-        let (s, inv) = scale_of(1.0);
-        assert_eq!((s, inv), (1.0 / 127.0, 127.0));
-        assert_eq!(quantise(-1.0, inv), -127);
-        assert_eq!(quantise(0.5, inv), 64); // 63.5 ties to even
-        let (n, r) = norm_and_residual(&x);
-        let want: f64 = x.iter().map(|v| (*v as f64 - s as f64 * quantise(*v, inv) as f64).powi(2)).sum::<f64>().sqrt();
-        assert_eq!(r, want);
-        assert!((n - x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()).abs() < 1e-15);
-        // Zero and denormal rows quantise to zeros: the residual is the row.
-        assert_eq!(norm_and_residual(&[0.0, 0.0]), (0.0, 0.0));
-        let tiny = f32::MIN_POSITIVE / 4.0;
-        assert_eq!(norm_and_residual(&[tiny]).1, tiny as f64);
-        // 127 / 1e-37 overflows f32: zeros too.
-        assert_eq!(scale_of(1e-37), (1.0, 0.0));
-        assert_eq!(norm_and_residual(&[1e-37, -1e-37]).1, (2.0 * (1e-37f32 as f64).powi(2)).sqrt());
-        assert_eq!(scale_of(f32::INFINITY), (1.0, 0.0));
+        let (w, n8) = (Format::Wide, Format::Narrow);
+        assert_eq!(scale_of(1.0, w), (1.0 / 127.0, 127.0));
+        assert_eq!(scale_of(1.0, n8), (1.0 / 63.0, 63.0));
+        assert_eq!(quantise(-1.0, 127.0, w), -127);
+        assert_eq!(quantise(-1.0, 63.0, n8), -63);
+        assert_eq!(quantise(0.5, 127.0, w), 64); // 63.5 ties to even
+        assert_eq!(quantise(0.5, 63.0, n8), 32); // 31.5 ties to even
+        for format in [w, n8] {
+            let (s, inv) = scale_of(1.0, format);
+            let (n, r) = norm_and_residual(&x, format);
+            let want: f64 = x.iter().map(|v| (*v as f64 - s as f64 * quantise(*v, inv, format) as f64).powi(2)).sum::<f64>().sqrt();
+            assert_eq!(r, want);
+            assert!((n - x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()).abs() < 1e-15);
+            // Zero and denormal rows quantise to zeros: the residual is the row.
+            assert_eq!(norm_and_residual(&[0.0, 0.0], format), (0.0, 0.0));
+            let tiny = f32::MIN_POSITIVE / 4.0;
+            assert_eq!(norm_and_residual(&[tiny], format).1, tiny as f64);
+            // L / 1e-37 overflows f32: zeros too.
+            assert_eq!(scale_of(1e-37, format), (1.0, 0.0));
+            assert_eq!(norm_and_residual(&[1e-37, -1e-37], format).1, (2.0 * (1e-37f32 as f64).powi(2)).sqrt());
+            assert_eq!(scale_of(f32::INFINITY, format), (1.0, 0.0));
+        }
+        // The narrow format's residual is larger: one bit fewer.
+        let row: Vec<f32> = (0..384).map(|i| ((i as f32) * 0.731).sin()).collect();
+        assert!(norm_and_residual(&row, n8).1 > 1.5 * norm_and_residual(&row, w).1);
     }
 
-    /// The vector packing equals the scalar one (ties at .5 steps, lanes below 16, odd depths).
+    /// The vector packings equal the scalar one (ties at .5 steps, lanes below 8 and 16, odd
+    /// depths), in both formats.
     #[test]
     fn the_vector_packing_equals_the_scalar_one() {
-        for (d, r, mag) in [(7usize, 6usize, 1e3f32), (64, 16, 1e3), (3, 16, 1e3), (10, 6, 1e3), (384, 16, 1e3), (9, 16, 1e-37), (5, 6, 1e-39)] {
+        let cases = [(7usize, 6usize, 1e3f32), (64, 16, 1e3), (3, 16, 1e3), (10, 6, 1e3), (384, 16, 1e3), (9, 16, 1e-37), (5, 6, 1e-39), (11, 12, 1.0)];
+        for ((d, r, mag), format) in cases.into_iter().flat_map(|c| [(c, Format::Wide), (c, Format::Narrow)]) {
             let v: Vec<f32> =
                 (0..d * r * 3).map(|i| if i % 9 == 0 { ((i % 254) as f32 - 127.0 + 0.5) * mag / 1e3 } else { ((i as f32) * 0.731).sin() * mag }).collect();
-            let fast = pack(&v, d, r);
+            let fast = pack(&v, d, r, format);
             let d4 = quads(d);
-            let (mut words, mut scales, mut sums) = (vec![0x8080_8080u32; 3 * d4 * r], Vec::new(), Vec::new());
+            let (mut words, mut scales, mut sums) = (vec![format.zeros(); 3 * d4 * r], Vec::new(), Vec::new());
             for (p, panel) in v.chunks_exact(d * r).enumerate() {
                 for lane in 0..r {
-                    let (s, inv) = scale_of((0..d).fold(0f32, |m, q| m.max(panel[q * r + lane].abs())));
+                    let (s, inv) = scale_of((0..d).fold(0f32, |m, q| m.max(panel[q * r + lane].abs())), format);
                     let mut sum = 0;
                     for q in 0..d {
-                        let x = quantise(panel[q * r + lane], inv);
+                        let x = quantise(panel[q * r + lane], inv, format);
                         sum += x as i32;
                         let w = &mut words[p * d4 * r + (q / 4) * r + lane];
-                        *w = (*w & !(0xff << (8 * (q % 4)))) | (((x as u8) ^ 0x80) as u32) << (8 * (q % 4));
+                        *w = (*w & !(0xff << (8 * (q % 4)))) | format.byte(x) << (8 * (q % 4));
                     }
                     scales.push(s);
                     sums.push(sum);
                 }
             }
-            assert_eq!(fast, (words, scales, sums), "d {d} r {r}");
+            assert_eq!(fast, (words, scales, sums), "d {d} r {r} {format:?}");
         }
     }
 
@@ -456,15 +715,17 @@ mod tests {
     fn packed_sums_and_scales_follow_the_lanes() {
         let (d, r) = (6usize, 3usize);
         let v: Vec<f32> = (0..d * r).map(|i| i as f32 - 7.0).collect();
-        let (w, s, u) = pack(&v, d, r);
-        assert_eq!(w.len(), quads(d) * r);
-        for lane in 0..r {
-            let m = (0..d).fold(0f32, |m, p| m.max(v[p * r + lane].abs()));
-            let (sc, inv) = scale_of(m);
-            assert_eq!(s[lane], sc);
-            assert_eq!(u[lane], (0..d).map(|p| quantise(v[p * r + lane], inv) as i32).sum::<i32>());
-            // Depths 6 and 7 are padding: the offset byte of 0.
-            assert_eq!(w[r + lane] >> 16, 0x8080);
+        for (format, zero) in [(Format::Wide, 0x8080), (Format::Narrow, 0)] {
+            let (w, s, u) = pack(&v, d, r, format);
+            assert_eq!(w.len(), quads(d) * r);
+            for lane in 0..r {
+                let m = (0..d).fold(0f32, |m, p| m.max(v[p * r + lane].abs()));
+                let (sc, inv) = scale_of(m, format);
+                assert_eq!(s[lane], sc);
+                assert_eq!(u[lane], (0..d).map(|p| quantise(v[p * r + lane], inv, format) as i32).sum::<i32>());
+                // Depths 6 and 7 are padding: the stored byte of 0.
+                assert_eq!(w[r + lane] >> 16, zero);
+            }
         }
     }
 }
