@@ -136,10 +136,16 @@ fn run(args: &Args) -> Result<()> {
                 eprintln!("note: --precision {name} applies to GPU products; the CPU search computes in f32 (or bf16, int8: --precision auto|bf16|int8)")
             }
             faiss_nn::Precision::Bf16 if !faiss_nn::flat::cpu::bf16::native() => {
-                eprintln!("note: this CPU has no AVX-512 BF16: the search computes in f32 (the lists are the same)")
+                eprintln!("note: no bf16 kernel runs here (the CPU has no AVX-512 BF16, or FAISS_NN_CPU keeps the kernels off it): the search computes in f32 (the lists are the same)")
+            }
+            faiss_nn::Precision::Int8 if data.d > faiss_nn::flat::cpu::int8::MAX_DEPTH => {
+                eprintln!(
+                    "note: int8 products handle at most {} dimensions (their integer sums must fit 32 bits): the search computes in f32 (the lists are the same)",
+                    faiss_nn::flat::cpu::int8::MAX_DEPTH
+                )
             }
             faiss_nn::Precision::Int8 if faiss_nn::flat::cpu::int8::Int8Kernel::detect() == faiss_nn::flat::cpu::int8::Int8Kernel::Portable => {
-                eprintln!("note: this CPU has no AVX2: the search computes in f32 (the lists are the same)")
+                eprintln!("note: no int8 kernel runs here (the CPU has no AVX2, or FAISS_NN_CPU keeps the kernels off it): the search computes in f32 (the lists are the same)")
             }
             _ => {}
         }

@@ -383,6 +383,13 @@ fn a_gpu_precision_on_the_cpu_is_noted() {
         r.assert_ok();
         assert_eq!(r.stderr.contains("the search computes in f32 (the lists are the same)"), !runs, "{p}: {}", r.stderr);
     }
+    // Beyond int8's largest dimension the search computes in f32, and says so.
+    let wide = dir.path().join("wide.npy");
+    let d = faiss_nn::flat::cpu::int8::MAX_DEPTH + 1;
+    write_npy_f32(&wide, &(0..3 * d).map(|i| (i % 7) as f32).collect::<Vec<_>>(), d);
+    let r = run(args(&[&"--input", &wide, &"--output", &dir.path().join("w.parquet"), &"--precision", &"int8"]));
+    r.assert_ok();
+    assert!(r.stderr.contains("int8 products handle at most 131072 dimensions"), "{}", r.stderr);
     let quiet = run(args(&[&"--input", &small_parquet(), &"--output", &dir.path().join("q.parquet"), &"--precision", &"f16", &"--quiet"]));
     quiet.assert_ok();
     assert!(!quiet.stderr.contains("note:"), "{}", quiet.stderr);

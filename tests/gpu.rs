@@ -1,7 +1,8 @@
 //! The CUDA backend (feature `cuda`).
 //!
 //! Run everywhere (CI has no GPU):
-//! * the embedded kernels carry SASS for sm_80 and sm_90, and ptxas reports no spills in the
+//! * the embedded kernels carry SASS for sm_80 and sm_90, the pipeline primitives (cp.async,
+//!   ldmatrix) assemble to LDGSTS and LDSM, and ptxas reports no spills in the
 //!   select and merge kernels (needs the kernels compiled: nvcc present at build time; set
 //!   `FAISS_NN_REQUIRE_KERNELS=1`, as .ci/run does, to fail rather than skip without them);
 //! * opening a GPU without a driver fails with a typed error instead of panicking.
@@ -76,6 +77,42 @@ fn select_merge_and_fused_kernels_do_not_spill() {
     }
     // 10 select entries + merge + 16 fused entries, on two architectures.
     assert_eq!(seen, 54, "missing select/merge/fused kernels in the ptxas reports");
+}
+
+/// The pipeline primitives of kernels/async.cuh (cp.async, ldmatrix) assemble to the instructions
+/// meant on sm_80 and sm_90: kernels/emu/async_sass.cu compiled by nvcc, read back by cuobjdump.
+#[test]
+fn pipeline_primitives_assemble_to_ldgsts_and_ldsm() {
+    let root = repo_root();
+    let tools = root.join(".cuda/tools/nvidia/cu13/bin");
+    let nvcc = std::env::var_os("NVCC").map(std::path::PathBuf::from).unwrap_or_else(|| root.join(".cuda/nvidia/cu13/bin/nvcc"));
+    let cuobjdump = std::env::var_os("CUOBJDUMP").map(std::path::PathBuf::from).unwrap_or_else(|| tools.join("cuobjdump"));
+    if !nvcc.is_file() || !cuobjdump.is_file() {
+        let msg = format!("SKIPPED, no nvcc at {} or cuobjdump at {} (bash scripts/setup.sh installs them)", nvcc.display(), cuobjdump.display());
+        assert!(std::env::var_os("FAISS_NN_REQUIRE_KERNELS").is_none(), "{msg} (FAISS_NN_REQUIRE_KERNELS is set)");
+        eprintln!("pipeline_primitives_assemble_to_ldgsts_and_ldsm: {msg}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for arch in ["sm_80", "sm_90"] {
+        let cubin = dir.path().join(format!("async_{arch}.cubin"));
+        let build = Command::new(&nvcc)
+            .args(["-std=c++17", "-cubin", &format!("-arch={arch}"), "-I"])
+            .arg(root.join("kernels"))
+            .arg(root.join("kernels/emu/async_sass.cu"))
+            .arg("-o")
+            .arg(&cubin)
+            .output()
+            .expect("run nvcc");
+        assert!(build.status.success(), "nvcc {arch}: {}", String::from_utf8_lossy(&build.stderr));
+        let out =
+            Command::new(&cuobjdump).arg("-sass").arg(&cubin).env("NVDISASM_PATH", tools.join("nvdisasm")).env("PATH", &tools).output().expect("run cuobjdump");
+        assert!(out.status.success(), "cuobjdump failed: {}", String::from_utf8_lossy(&out.stderr));
+        let sass = String::from_utf8_lossy(&out.stdout);
+        for op in ["LDGSTS.E.BYPASS.128", "LDGDEPBAR", "DEPBAR.LE", "LDSM.16.M88.4", "LDSM.16.MT88.4"] {
+            assert!(sass.contains(op), "{arch}: no {op} in\n{sass}");
+        }
+    }
 }
 
 /// The fused kernels' SASS (cuobjdump, as installed by scripts/setup.sh) holds the instructions

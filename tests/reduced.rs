@@ -112,7 +112,7 @@ fn auto_takes_reduced_candidates_only_where_the_proofs_hold() {
     let int8 = engine(Precision::Int8).load_shard(&x, d, 0, FlatMetric::Cosine).unwrap().planned_operands(10);
     assert_eq!(int8 == Operands::Int8, int8_runs);
     if !int8_runs && !bf16_runs {
-        eprintln!("this CPU has no AVX2: Auto runs f32 everywhere, nothing more to check");
+        eprintln!("no reduced kernel runs here (CPU or FAISS_NN_CPU): Auto runs f32 everywhere, nothing more to check");
         return;
     }
     let real = e.load_shard(&x, d, 0, FlatMetric::Cosine).unwrap();

@@ -1,4 +1,5 @@
-// Runs the select, merge, norms and pack kernels' own source on the CPU through emu/simt.h and
+// Runs the select, merge, norms and pack kernels' own source on the CPU, and the pipeline
+// primitives of async.cuh (cp.async, ldmatrix), through emu/simt.h and
 // compares every output entry with a reference written independently of the kernels (a plain
 // sort; keys, norms and roundings computed here). Built and run by tests/gpu.rs
 // (`kernels_match_reference_on_cpu_emulation`):
@@ -18,6 +19,7 @@
 
 #include "check.h"
 
+#include "../async.cuh"
 #include "../convert.cu"
 #include "../merge.cu"
 #include "../norms.cu"
@@ -335,6 +337,113 @@ void run_norms(int n, int d, int ld, const char* name, void (*kernel)(const T*, 
   check(good, b);
 }
 
+// A three-stage cp.async pipeline over `tiles` tiles of 64 × 16 bytes: each thread copies its
+// 16-byte chunk of tile i + 2 while tile i is read, and after the wait and a barrier sums the
+// chunk of its neighbour (another thread's copy). With `wait` false the kernel omits
+// cp_async_wait: the emulation must then make it read poison, so that a missing wait fails.
+long long pipeline_sum(const std::vector<unsigned char>& src, int tiles, bool wait) {
+  constexpr int T = 64, CHUNK = 16, STAGES = 3;
+  long long total = 0;
+  fnn_emu::launch(1, T, STAGES * T * CHUNK, [&] {
+    FNN_DYNAMIC_SMEM(smem);
+    const int t = int(threadIdx.x);
+    auto issue = [&](int tile) {
+      if (tile < tiles) fnn::cp_async_16(smem + ((tile % STAGES) * T + t) * CHUNK, src.data() + (size_t(tile) * T + t) * CHUNK);
+      fnn::cp_async_commit();  // an empty group past the end keeps the count uniform
+    };
+    issue(0);
+    issue(1);
+    long long sum = 0;
+    for (int i = 0; i < tiles; ++i) {
+      issue(i + 2);
+      if (wait) fnn::cp_async_wait<2>();  // tile i's group is complete; i + 1 and i + 2 may fly
+      __syncthreads();
+      const unsigned char* chunk = smem + ((i % STAGES) * T + (t + 1) % T) * CHUNK;
+      for (int b = 0; b < CHUNK; ++b) sum += chunk[b];
+      __syncthreads();  // the stage is overwritten by the next issue
+    }
+    atomicAdd(reinterpret_cast<int*>(&total), int(sum));
+  });
+  return total;
+}
+
+void run_cp_async(std::mt19937_64& rng) {
+  // Stages: a copy reads as poison until the wait that covers its group, wait<1> delivers all
+  // but the newest group, wait<0> everything.
+  constexpr int T = 64;
+  std::vector<unsigned char> src(2 * T * 16);
+  for (auto& v : src) v = (unsigned char)(rng() % 251);
+  int bad[3] = {0, 0, 0};
+  fnn_emu::launch(1, T, 2 * T * 16, [&] {
+    FNN_DYNAMIC_SMEM(smem);
+    const int t = int(threadIdx.x);
+    auto holds = [&](int s, bool data) {
+      for (int b = 0; b < 16; ++b) {
+        const size_t at = (size_t(s) * T + t) * 16 + b;
+        if (smem[at] != (data ? src[at] : fnn::emu_async::POISON)) return false;
+      }
+      return true;
+    };
+    for (int s = 0; s < 2; ++s) {
+      fnn::cp_async_16(smem + (s * T + t) * 16, src.data() + (s * T + t) * 16);
+      fnn::cp_async_commit();
+    }
+    if (!(holds(0, false) && holds(1, false))) atomicAdd(&bad[0], 1);
+    fnn::cp_async_wait<1>();
+    if (!(holds(0, true) && holds(1, false))) atomicAdd(&bad[1], 1);
+    fnn::cp_async_wait<0>();
+    if (!(holds(0, true) && holds(1, true))) atomicAdd(&bad[2], 1);
+  });
+  check(bad[0] == 0, "cp.async: a started copy reads as poison before its wait");
+  check(bad[1] == 0, "cp.async: wait_group 1 delivers the older group only");
+  check(bad[2] == 0, "cp.async: wait_group 0 delivers every group");
+  // The pipeline: with its waits it sums the data; without them the emulation catches it.
+  for (int tiles : {1, 2, 3, 7}) {
+    std::vector<unsigned char> data(size_t(tiles) * T * 16);
+    long long want = 0;
+    for (auto& v : data) {
+      v = (unsigned char)(rng() % 200);
+      want += v;
+    }
+    check(pipeline_sum(data, tiles, true) == want, "cp.async pipeline of " + std::to_string(tiles) + " tiles sums its data");
+    check(pipeline_sum(data, tiles, false) != want, "cp.async pipeline of " + std::to_string(tiles) + " tiles without waits reads poison");
+  }
+}
+
+// ldmatrix: four 8 × 8 matrices of 16-bit elements whose rows lie scattered in shared memory;
+// every lane must receive the elements of the mma.sync fragment layout (and its transpose).
+void run_ldmatrix() {
+  constexpr int ROWS = 32;
+  // Element (m, i, j) = 1 + 64 m + 8 i + j; row (m, i) stored at slot (5 (8m + i) + 3) mod 32.
+  auto slot = [](int m, int i) { return (5 * (8 * m + i) + 3) % ROWS; };
+  for (int trans = 0; trans < 2; ++trans) {
+    int bad = 0;
+    fnn_emu::launch(1, 32, ROWS * 16, [&] {
+      FNN_DYNAMIC_SMEM(smem);
+      const int l = int(threadIdx.x);
+      if (l == 0)
+        for (int m = 0; m < 4; ++m)
+          for (int i = 0; i < 8; ++i)
+            for (int j = 0; j < 8; ++j) {
+              const unsigned short v = (unsigned short)(1 + 64 * m + 8 * i + j);
+              std::memcpy(smem + slot(m, i) * 16 + 2 * j, &v, 2);
+            }
+      __syncthreads();
+      unsigned r[4];
+      const void* row = smem + slot(l / 8, l % 8) * 16;
+      if (trans) fnn::ldmatrix_x4_trans(r, row);
+      else fnn::ldmatrix_x4(r, row);
+      const int g = l / 4, t = l % 4;
+      for (int m = 0; m < 4; ++m) {
+        const unsigned lo = trans ? 1 + 64 * m + 8 * (2 * t) + g : 1 + 64 * m + 8 * g + 2 * t;
+        const unsigned hi = trans ? lo + 8 : lo + 1;
+        if (r[m] != (lo | (hi << 16))) atomicAdd(&bad, 1);
+      }
+    });
+    check(bad == 0, trans ? "ldmatrix.x4.trans gives the transposed fragment layout" : "ldmatrix.x4 gives the mma fragment layout");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -379,5 +488,7 @@ int main(int argc, char** argv) {
     const int k = ks[it % 7];
     run_merge(std::uniform_int_distribution<int>(1, 3)(rng), std::uniform_int_distribution<int>(1, 5)(rng), k, it & 1, rng);
   }
+  run_cp_async(rng);
+  run_ldmatrix();
   return emu_check::finish();
 }

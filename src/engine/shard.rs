@@ -346,9 +346,9 @@ impl<'a> Shard<'a> {
     /// VNNI or AVX2; elsewhere the portable ones would be far slower than f32). `Auto` plans
     /// reduced products for self-joins only: the margins are sampled from the rows' own
     /// neighbours, which foreign queries need not resemble. It never plans the AVX2 int8 kernel:
-    /// its narrow format's residuals left 4 % (10k MiniLM) to 21 % (100k MiniLM-like) of the rows
-    /// unproven, and it ran at 0.95–1.05× the f32 path (BENCHMARKS.md, *int8 with AVX2 only*), so
-    /// on a CPU without AVX-512 `Auto` is the f32 path with no sample taken. It prefers int8
+    /// its narrow format's residuals left 4 % (10k MiniLM, k = 10) to 99.9 % (random normal rows)
+    /// of the rows unproven, and it ran at 0.40–0.97× the f32 path (BENCHMARKS.md, *int8 with
+    /// AVX2 only*), so on a CPU without AVX-512 `Auto` is the f32 path with no sample taken. It prefers int8
     /// (twice bf16's products per cycle with VNNI)
     /// wherever its sampled margin stays within its cap ([`bound::max_margin`]: on the MiniLM-like
     /// 100k rows its longer lists still cost less than bf16's products, BENCHMARKS.md, *int8
