@@ -348,11 +348,10 @@ impl<'a> Shard<'a> {
     /// neighbours, which foreign queries need not resemble. It never plans the AVX2 int8 kernel:
     /// its narrow format's residuals left 4 % (10k MiniLM, k = 10) to 99.9 % (random normal rows)
     /// of the rows unproven, and it ran at 0.40–0.97× the f32 path (BENCHMARKS.md, *int8 with
-    /// AVX2 only*), so on a CPU without AVX-512 `Auto` is the f32 path with no sample taken. It prefers int8
-    /// (twice bf16's products per cycle with VNNI)
-    /// wherever its sampled margin stays within its cap ([`bound::max_margin`]: on the MiniLM-like
-    /// 100k rows its longer lists still cost less than bf16's products, BENCHMARKS.md, *int8
-    /// candidates*), else bf16, else f32.
+    /// AVX2 only*), so on a CPU without AVX-512 `Auto` is the f32 path with no sample taken. It
+    /// prefers int8 (twice bf16's products per cycle with VNNI) wherever its sampled margin stays
+    /// within its cap ([`bound::max_margin`]: on the MiniLM-like 100k rows its longer lists still
+    /// cost less than bf16's products, BENCHMARKS.md, *int8 candidates*), else bf16, else f32.
     fn cpu_plan(&self, precision: Precision, k: usize, self_join: bool) -> (Operands, usize) {
         let f32_plan = (Operands::F32, k + exact::margin(k));
         let int8_ok = self.int8_runs();

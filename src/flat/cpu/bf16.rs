@@ -115,8 +115,8 @@ impl Bf16Kernel {
     }
 }
 
-/// True where the CPU runs `vdpbf16ps`
-/// (within the `FAISS_NN_CPU` cap, see [`super::features`]).
+/// True where the CPU runs `vdpbf16ps` (within the `FAISS_NN_CPU` cap, see
+/// [`super::features`]).
 pub fn native() -> bool {
     super::features::avx512_bf16()
 }
