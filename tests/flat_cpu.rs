@@ -105,6 +105,41 @@ fn large_k_self_joins_with_sampled_ceilings_agree_exactly_with_the_blocked_path(
 }
 
 #[test]
+fn lists_handed_over_block_by_block_equal_the_whole_lists() {
+    // search_each: the symmetric join's lists block by block (each state freed as its block is
+    // handed over), in row order, covering every row once, equal to search()'s, for heaps
+    // (small k), threshold buffers (k = 48), ceilings (k = 600: handed over whole) and the
+    // cross search (one block).
+    let d = 16;
+    let x = tied(6000, d, 21);
+    let v = Vectors::new(&x, d, "x").unwrap();
+    for (k, searcher) in
+        [(5, CpuSearcher::new()), (48, CpuSearcher::new().memory_budget(1 << 20)), (600, CpuSearcher::new()), (5, CpuSearcher::new().symmetric(false))]
+    {
+        let job = FlatJob::self_join(v, FlatMetric::L2, k, &NoProgress);
+        let whole = searcher.search(&job).unwrap();
+        let (mut keys, mut ids, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+        searcher
+            .search_each(&job, &mut |first, lists| {
+                starts.push((first, lists.n()));
+                keys.extend_from_slice(&lists.keys);
+                ids.extend_from_slice(&lists.ids);
+                Ok(())
+            })
+            .unwrap();
+        let mut next = 0;
+        for &(first, n) in &starts {
+            assert_eq!(first, next, "k {k}: blocks {starts:?} out of order");
+            next += n;
+        }
+        assert_eq!(next, 6000, "k {k}: blocks {starts:?}");
+        let streamed = searcher.plan(&job).symmetric && k < 600;
+        assert_eq!(starts.len() > 1, streamed, "k {k}: blocks {starts:?}");
+        assert_eq!((ids, keys), (whole.ids, whole.keys), "k {k}");
+    }
+}
+
+#[test]
 fn exact_duplicates_are_neighbours_and_the_row_itself_never_is() {
     // Rows 0, 1, 2 identical; 3 elsewhere. Row 0's nearest are 1 and 2 at distance 0, by index.
     let d = 4;

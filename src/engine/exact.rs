@@ -105,8 +105,9 @@ pub(crate) type Widen<'a> = dyn Fn(Vectors<'_>, usize) -> Result<TopKLists> + Sy
 /// Candidates a widened search may ask for, at most; beyond, rows are brute-forced.
 const MAX_WIDE_K: usize = 8192;
 
-/// Bytes of candidate lists (and query copies) one widened search may hold.
-const WIDEN_BYTES: usize = 32 << 20;
+/// Bytes of candidate lists (and query copies) one widened search may hold (its own search's
+/// state and packed rows come on top).
+const WIDEN_BYTES: usize = 16 << 20;
 
 /// What the exact re-scoring did, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -218,57 +219,125 @@ pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
 }
 
 /// The exact top `k` of every query from the backend's candidates `approx` (see the module doc).
-pub(crate) fn refine(r: &Refine<'_>, approx: &TopKLists, k: usize) -> Result<(TopKLists, RefineStats)> {
-    let nq = r.queries.n();
-    // Zeroed (the allocator maps fresh pages lazily): the workers set every row, unfilled slots
-    // to (+inf, −1), so that the pages are first touched on all threads, not filled by this one.
-    let mut keys = vec![0f32; nq * k];
-    let mut ids = vec![0i64; nq * k];
-    let threads = r.threads.clamp(1, nq.max(1));
-    let chunk = nq.div_ceil(threads).max(1);
-    // Unproven rows are searched again with twice the candidates while that stays below the
-    // database's size (and MAX_WIDE_K); otherwise they are brute-forced where found.
-    let wide_kc = approx.k().saturating_mul(2);
-    let widen = r.widen.filter(|_| wide_kc < r.database.n() && wide_kc <= MAX_WIDE_K);
-    // A reduced backend's unproven rows all go to the f32 search (where a tie group at the cut,
-    // or the f32 bound, is then handled as for any f32 backend).
-    let fallback = r.fallback.filter(|_| r.reduced.is_some());
-    let defer = widen.is_some() || fallback.is_some();
-    let (brute, failed) = std::thread::scope(|scope| -> Result<(usize, Vec<usize>)> {
-        let handles: Vec<_> = keys
-            .chunks_mut(chunk * k)
-            .zip(ids.chunks_mut(chunk * k))
-            .enumerate()
-            .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, approx, k, c * chunk, kc, ic, defer, fallback.is_some())))
-            .collect();
-        let (mut total, mut failed) = (0, Vec::new());
-        for h in handles {
-            let (b, f) = h.join().map_err(|p| Error::from_panic("the exact re-scoring", p.as_ref()))?;
-            total += b;
-            failed.extend(f);
-        }
-        Ok((total, failed))
-    })?;
-    let mut stats = RefineStats { brute_force_rows: brute, ..RefineStats::default() };
-    if let (Some(fallback), false) = (fallback, failed.is_empty()) {
-        // Searched again as an f32 backend's candidates: margin(k) beyond k, the f32 bound, and
-        // that search's own widening for tie groups.
-        let f32r = Refine { reduced: None, fallback: None, widen: Some(fallback), proof_unit: Some(U32), ..*r };
-        stats.fallback_rows += failed.len();
-        widen_rows(&f32r, fallback, k + margin(k), k, &failed, &mut keys, &mut ids, &mut stats)?;
-        stats.widened_rows -= failed.len();
-    } else if let (Some(widen), false) = (widen, failed.is_empty()) {
-        // A widened round (its queries are the rows a previous round could not prove) that
-        // proves fewer than half of them says the cut is not a tie group that more candidates
-        // pass but an error bound wider than the keys' spread (very wide rows): the rest go to
-        // the brute force rather than to ever larger searches.
-        if r.query_ids.is_some() && failed.len() * 2 > nq {
-            stats.brute_force_rows += brute_rows(r, &failed, k, &mut keys, &mut ids)?;
-        } else {
-            widen_rows(r, widen, wide_kc, k, &failed, &mut keys, &mut ids, &mut stats)?;
-        }
+///
+/// Takes the candidates by value: they are freed once every row is re-scored, before the
+/// unproven rows are searched again, so that the two never hold memory at once (a reduced
+/// search's lists are several times k long).
+pub(crate) fn refine(r: &Refine<'_>, approx: TopKLists, k: usize) -> Result<(TopKLists, RefineStats)> {
+    let mut pass = Pass::new(r, k);
+    pass.add(0, approx)?;
+    pass.finish()
+}
+
+/// [`refine`] fed its candidates block by block (a backend's
+/// [`crate::flat::FlatSearcher::search_each`]): each block of rows is re-scored, and its
+/// candidates freed, as it comes; the rows none could prove are searched again at the end.
+pub(crate) struct Pass<'r, 'a> {
+    r: &'r Refine<'a>,
+    k: usize,
+    keys: Vec<f32>,
+    ids: Vec<i64>,
+    /// Rows brute-forced so far.
+    brute: usize,
+    /// Rows left for the widened or f32 search.
+    failed: Vec<usize>,
+    /// Candidates per row (every block's alike), once a block came.
+    kc: Option<usize>,
+    /// Rows re-scored so far (every query row once, at the end).
+    covered: usize,
+}
+
+impl<'r, 'a> Pass<'r, 'a> {
+    /// A pass over the queries of `r`, for their top `k`.
+    pub(crate) fn new(r: &'r Refine<'a>, k: usize) -> Self {
+        let nq = r.queries.n();
+        // Zeroed (the allocator maps fresh pages lazily): the workers set every row, unfilled
+        // slots to (+inf, −1), so that the pages are first touched on all threads, not by this one.
+        Pass { r, k, keys: vec![0f32; nq * k], ids: vec![0i64; nq * k], brute: 0, failed: Vec::new(), kc: None, covered: 0 }
     }
-    Ok((TopKLists::from_raw(k, keys, ids), stats))
+
+    /// Where unproven rows go: the widened search (twice the candidates, while that stays below
+    /// the database's size and MAX_WIDE_K; otherwise they are brute-forced where found), and for
+    /// a reduced backend the f32 search (where a tie group at the cut, or the f32 bound, is then
+    /// handled as for any f32 backend).
+    fn routes(&self) -> (Option<&'a Widen<'a>>, Option<&'a Widen<'a>>) {
+        let r = self.r;
+        let wide_kc = self.kc.unwrap_or(0).saturating_mul(2);
+        let widen = r.widen.filter(|_| wide_kc < r.database.n() && wide_kc <= MAX_WIDE_K);
+        (widen, r.fallback.filter(|_| r.reduced.is_some()))
+    }
+
+    /// Re-scores query rows `first..` from `approx` (their candidates, a row each), on up to
+    /// `r.threads` threads; the candidates are freed on return. Blocks come in row order:
+    /// `first` is the number of rows added before.
+    pub(crate) fn add(&mut self, first: usize, approx: TopKLists) -> Result<()> {
+        let (r, k, rows) = (self.r, self.k, approx.n());
+        // Blocks in row order, each next to the last: a block sent twice or skipped is an error,
+        // not rows left at their zeroed start.
+        if first != self.covered || first + rows > r.queries.n() || self.kc.is_some_and(|kc| kc != approx.k()) {
+            let detail = format!("candidates of rows {first}..{} ({} each) for {} queries ({:?} each)", first + rows, approx.k(), r.queries.n(), self.kc);
+            return Err(Error::Internal { what: "the exact re-scoring".into(), message: detail });
+        }
+        self.kc = Some(approx.k());
+        let (widen, fallback) = self.routes();
+        let defer = widen.is_some() || fallback.is_some();
+        // At least a GROUP of rows per thread (a block may be small next to many threads).
+        let threads = r.threads.clamp(1, rows.div_ceil(GROUP).max(1));
+        let chunk = rows.div_ceil(threads).max(1);
+        let (keys, ids) = (&mut self.keys[first * k..(first + rows) * k], &mut self.ids[first * k..(first + rows) * k]);
+        let candidates = &approx;
+        let (brute, failed) = std::thread::scope(|scope| -> Result<(usize, Vec<usize>)> {
+            let handles: Vec<_> = keys
+                .chunks_mut(chunk * k)
+                .zip(ids.chunks_mut(chunk * k))
+                .enumerate()
+                .map(|(c, (kc, ic))| scope.spawn(move || refine_rows(r, candidates, first, k, first + c * chunk, kc, ic, defer, fallback.is_some())))
+                .collect();
+            let (mut total, mut failed) = (0, Vec::new());
+            for h in handles {
+                let (b, f) = h.join().map_err(|p| Error::from_panic("the exact re-scoring", p.as_ref()))?;
+                total += b;
+                failed.extend(f);
+            }
+            Ok((total, failed))
+        })?;
+        self.brute += brute;
+        self.failed.extend(failed);
+        self.covered += rows;
+        Ok(())
+    }
+
+    /// The rows no candidates proved, searched again; every query's exact list.
+    pub(crate) fn finish(mut self) -> Result<(TopKLists, RefineStats)> {
+        let (r, k, nq) = (self.r, self.k, self.r.queries.n());
+        if self.covered != nq {
+            let message = format!("candidates for {} of {nq} query rows", self.covered);
+            return Err(Error::Internal { what: "the exact re-scoring".into(), message });
+        }
+        let (widen, fallback) = self.routes();
+        let wide_kc = self.kc.unwrap_or(0).saturating_mul(2);
+        let (failed, keys, ids) = (&self.failed, &mut self.keys, &mut self.ids);
+        let mut stats = RefineStats { brute_force_rows: self.brute, ..RefineStats::default() };
+        if let (Some(fallback), false) = (fallback, failed.is_empty()) {
+            // Searched again as an f32 backend's candidates: margin(k) beyond k, the f32 bound,
+            // and that search's own widening for tie groups.
+            let f32r = Refine { reduced: None, fallback: None, widen: Some(fallback), proof_unit: Some(U32), ..*r };
+            stats.fallback_rows += failed.len();
+            widen_rows(&f32r, fallback, k + margin(k), k, failed, keys, ids, &mut stats)?;
+            stats.widened_rows -= failed.len();
+        } else if let (Some(widen), false) = (widen, failed.is_empty()) {
+            // A widened round (its queries are the rows a previous round could not prove) that
+            // proves fewer than half of them says the cut is not a tie group that more
+            // candidates pass but an error bound wider than the keys' spread (very wide rows):
+            // the rest go to the brute force rather than to ever larger searches.
+            if r.query_ids.is_some() && failed.len() * 2 > nq {
+                stats.brute_force_rows += brute_rows(r, failed, k, keys, ids)?;
+            } else {
+                widen_rows(r, widen, wide_kc, k, failed, keys, ids, &mut stats)?;
+            }
+        }
+        Ok((TopKLists::from_raw(k, self.keys, self.ids), stats))
+    }
 }
 
 /// The f64 brute force of the query rows `failed` of `r` into `keys` / `ids`, on `r.threads`
@@ -321,7 +390,8 @@ fn widen_rows(
     let d = r.queries.d();
     stats.widened_rows += failed.len();
     let batch = (WIDEN_BYTES / ((kc + 1) * 12 + d * 4)).max(1);
-    let mut rows = Vec::new();
+    // Sized once: grown by doubling, the copy of a large batch would reserve up to twice itself.
+    let mut rows = Vec::with_capacity(batch.min(failed.len()) * d);
     for part in failed.chunks(batch) {
         rows.clear();
         for &i in part {
@@ -339,9 +409,10 @@ fn widen_rows(
                 wi.push(id);
             }
         }
+        drop(wide);
         let approx = TopKLists::from_raw(kc, wk, wi);
         let sub = Refine { queries: q, query_id0: None, query_ids: Some(&owns), ..*r };
-        let (lists, s) = refine(&sub, &approx, k)?;
+        let (lists, s) = refine(&sub, approx, k)?;
         stats.brute_force_rows += s.brute_force_rows;
         stats.widened_rows += s.widened_rows;
         stats.fallback_rows += s.fallback_rows;
@@ -359,12 +430,14 @@ fn widen_rows(
 /// of the group is read once and reused from L1.
 const GROUP: usize = 64;
 
-/// Refines rows `first..` into `keys`/`ids` (whole rows of k); returns how many rows were
-/// brute-forced and, with `defer`, the unproven rows instead (their lists left for the caller).
+/// Refines rows `first..` into `keys`/`ids` (whole rows of k) from `approx`, whose row 0 is query
+/// row `base`; returns how many rows were brute-forced and, with `defer`, the unproven rows
+/// instead (their lists left for the caller).
 #[allow(clippy::too_many_arguments)]
 fn refine_rows(
     r: &Refine<'_>,
     approx: &TopKLists,
+    base: usize,
     k: usize,
     first: usize,
     keys: &mut [f32],
@@ -399,7 +472,7 @@ fn refine_rows(
         for gr in 0..g_rows {
             let i = first + g0 + gr;
             errs[gr] = r.proof_unit.map(|u| bound(r, r.queries.row(i), gamma(d, u), u) + reduced_extra(r, r.queries.row(i), &mut kernel_q));
-            let (ak, ai) = approx.row(i);
+            let (ak, ai) = approx.row(i - base);
             valid[gr] = valid_candidates(ai);
             in_reach[gr] = reach(ak, valid[gr], k, errs[gr]);
         }
@@ -412,7 +485,7 @@ fn refine_rows(
         counts.resize(blocks + 1, 0);
         let block_of = |id: i64| (id - r.db_offset) as usize / width;
         for (gr, &reached) in in_reach[..g_rows].iter().enumerate() {
-            for &id in &approx.row(first + g0 + gr).1[..reached] {
+            for &id in &approx.row(first + g0 + gr - base).1[..reached] {
                 counts[block_of(id) + 1] += 1;
             }
         }
@@ -422,7 +495,7 @@ fn refine_rows(
         order.clear();
         order.resize(counts[blocks], (0, 0, 0));
         for (gr, &reached) in in_reach[..g_rows].iter().enumerate() {
-            for (slot, &id) in approx.row(first + g0 + gr).1[..reached].iter().enumerate() {
+            for (slot, &id) in approx.row(first + g0 + gr - base).1[..reached].iter().enumerate() {
                 let b = block_of(id);
                 order[counts[b]] = (gr as u32, slot as u32, (id - r.db_offset) as usize);
                 counts[b] += 1;
@@ -447,7 +520,7 @@ fn refine_rows(
             keys[t * k..(t + 1) * k].fill(f32::INFINITY);
             ids[t * k..(t + 1) * k].fill(-1);
             let own = r.own(i);
-            let (ak, ai) = approx.row(i);
+            let (ak, ai) = approx.row(i - base);
             scored.clear();
             scored.extend((0..in_reach[gr]).map(|slot| (exact_keys[gr * kc + slot], ai[slot])));
             rank(&mut scored, &mut packed, r);

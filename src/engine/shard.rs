@@ -52,11 +52,20 @@ impl Part {
 }
 
 /// The margins (candidates beyond k) that reduced searches need on a shard's rows, predicted by
-/// the planner's sample; `None`: the reduced search would not pay (or its kernel is missing).
+/// the planner's sample; `None`: the reduced search would not pay, or it was not sampled (the
+/// plan may not use it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Margins {
     bf16: Option<usize>,
     int8: Option<usize>,
+}
+
+/// The roundings a plan may use, and so the ones worth sampling: the int8 sample widens the
+/// sampled search (its cap is larger) and computes its own maxima over every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Wanted {
+    bf16: bool,
+    int8: bool,
 }
 
 /// Rows `row_offset ..` of a data set, resident on an engine's devices (see
@@ -72,8 +81,8 @@ pub struct Shard<'a> {
     parts: Vec<Part>,
     /// Cosine: what the kernels search instead of the rows.
     unit: Option<Unit>,
-    /// The reduced margins the planner sampled for each k asked.
-    margins: std::sync::Mutex<std::collections::HashMap<usize, Margins>>,
+    /// The reduced margins the planner sampled for each k and set of roundings asked.
+    margins: std::sync::Mutex<std::collections::HashMap<(usize, Wanted), Margins>>,
 }
 
 /// Under cosine, the rows scaled to unit length (what the devices hold and the kernels
@@ -286,7 +295,7 @@ impl<'a> Shard<'a> {
         let (la, lb) = self.engine.cpu().bipartite(a, b, kernel, kc, shift, progress)?;
         let unit = strat.proven.then_some(exact::U32);
         // Rows of `q` (originals) against `db`: the kernels' rows `kdb`, the originals `db`.
-        let refine = |q: Vectors<'_>, q0: i64, db: &Shard<'_>, approx: &TopKLists| {
+        let refine = |q: Vectors<'_>, q0: i64, db: &Shard<'_>, approx: TopKLists| {
             let (kdb, db0) = (db.kernel_rows(), db.row_offset);
             // Unproven rows are searched again against `db` on the CPU with more candidates.
             let widen = |wq: Vectors<'_>, kc: usize| {
@@ -324,7 +333,7 @@ impl<'a> Shard<'a> {
             };
             exact::refine(&r, approx, k).map(|(l, _)| l)
         };
-        Ok((refine(self.rows(), a0, other, &la)?, refine(other.rows(), b0, self, &lb)?))
+        Ok((refine(self.rows(), a0, other, la)?, refine(other.rows(), b0, self, lb)?))
     }
 
     /// The operands a self-join of this shard for `k` neighbours would multiply: what
@@ -358,10 +367,16 @@ impl<'a> Shard<'a> {
         let int8_auto = int8_ok && crate::flat::cpu::int8::native();
         let bf16_ok = crate::flat::cpu::bf16::native();
         match precision {
-            Precision::Bf16 if bf16_ok => (Operands::Bf16, k + self.margins_cached(k).bf16.unwrap_or_else(|| bound::default_margin(Rounding::Bf16, k))),
-            Precision::Int8 if int8_ok => (Operands::Int8, k + self.margins_cached(k).int8.unwrap_or_else(|| bound::default_margin(Rounding::Int8, k))),
+            Precision::Bf16 if bf16_ok => {
+                let m = self.margins_cached(k, Wanted { bf16: true, int8: false });
+                (Operands::Bf16, k + m.bf16.unwrap_or_else(|| bound::default_margin(Rounding::Bf16, k)))
+            }
+            Precision::Int8 if int8_ok => {
+                let m = self.margins_cached(k, Wanted { bf16: false, int8: true });
+                (Operands::Int8, k + m.int8.unwrap_or_else(|| bound::default_margin(Rounding::Int8, k)))
+            }
             Precision::Auto if self_join && (bf16_ok || int8_auto) && bound::reduced_pays(self.n(), self.d, k) => {
-                let m = self.margins_cached(k);
+                let m = self.margins_cached(k, Wanted { bf16: bf16_ok, int8: int8_auto });
                 match (m.int8.filter(|_| int8_auto), m.bf16.filter(|_| bf16_ok)) {
                     (Some(i), _) => (Operands::Int8, k + i),
                     (None, Some(b)) => (Operands::Bf16, k + b),
@@ -379,19 +394,20 @@ impl<'a> Shard<'a> {
         int8::Int8Kernel::detect() != int8::Int8Kernel::Portable && self.d <= int8::MAX_DEPTH
     }
 
-    /// [`Shard::margins`], sampled once per k for this shard's rows (an index searched many
-    /// times plans once).
-    fn margins_cached(&self, k: usize) -> Margins {
-        let cached = self.margins.lock().unwrap_or_else(|p| p.into_inner()).get(&k).copied();
+    /// [`Shard::sample_margins`] of the `wanted` roundings, sampled once per k for this shard's
+    /// rows (an index searched many times plans once).
+    fn margins_cached(&self, k: usize, wanted: Wanted) -> Margins {
+        let cached = self.margins.lock().unwrap_or_else(|p| p.into_inner()).get(&(k, wanted)).copied();
         cached.unwrap_or_else(|| {
-            let m = self.sample_margins(k);
-            self.margins.lock().unwrap_or_else(|p| p.into_inner()).insert(k, m);
+            let m = self.sample_margins(k, wanted);
+            self.margins.lock().unwrap_or_else(|p| p.into_inner()).insert((k, wanted), m);
             m
         })
     }
 
-    /// The candidates beyond k that bf16 and int8 searches need here (for the kernels this CPU
-    /// has), predicted on an even sample of the rows: each sampled row's f32 keys (exact to far
+    /// The candidates beyond k that bf16 and int8 searches need here (for the `wanted` ones,
+    /// which the caller's plan may use: the caller checks that the CPU has their kernels),
+    /// predicted on an even sample of the rows: each sampled row's f32 keys (exact to far
     /// below the reduced bounds) are searched, and its margin is the fewest candidates beyond k
     /// whose last key lies more than twice the row's reduced bound above its k-th (the
     /// candidates' keys move by up to one bound each way). The margin that
@@ -399,12 +415,10 @@ impl<'a> Shard<'a> {
     /// [`bound::max_margin`]; `None` where rows are too close to their neighbours for that (rows
     /// in high dimension with no structure, or clusters of near-copies larger than the cap):
     /// their lists would be searched again in f32, which costs more than the reduced products save.
-    fn sample_margins(&self, k: usize) -> Margins {
+    fn sample_margins(&self, k: usize, wanted: Wanted) -> Margins {
         let n = self.n();
-        let roundings: Vec<Rounding> = [(Rounding::Bf16, crate::flat::cpu::bf16::native()), (Rounding::Int8, self.int8_runs())]
-            .into_iter()
-            .filter_map(|(r, ok)| ok.then_some(r))
-            .collect();
+        let roundings: Vec<Rounding> =
+            [(Rounding::Bf16, wanted.bf16), (Rounding::Int8, wanted.int8)].into_iter().filter_map(|(r, ok)| ok.then_some(r)).collect();
         let kc = k + roundings.iter().map(|r| bound::max_margin(*r, k)).max().unwrap_or(0);
         if roundings.is_empty() || kc + 1 >= n {
             return Margins::default();
@@ -508,7 +522,7 @@ impl<'a> Shard<'a> {
                 operands: ops,
                 progress: if *p == 0 { progress } else { &NoProgress },
             };
-            let approx = self.engine.searcher(part.slot).search(&job).map_err(|e| self.engine.shard_error(part.slot, e))?;
+            let searcher = self.engine.searcher(part.slot);
             // Unproven rows are searched again by the same backend with more candidates (on the
             // CPU; the GPU kernels' candidate limits make the brute force the fallback there);
             // a bf16 search's, in f32. The rows come as the exact layer holds them (originals):
@@ -548,7 +562,23 @@ impl<'a> Shard<'a> {
                 reduced,
                 fallback: reduced.is_some().then_some(&in_f32 as &exact::Widen<'_>),
             };
-            exact::refine(&r, &approx, k)
+            // The candidates come block by block where the backend makes them so (the CPU's
+            // symmetric join): each block is re-scored and freed before the next is made.
+            // The re-scoring's own errors are kept apart: only the search's are the device's.
+            let mut pass = exact::Pass::new(&r, k);
+            let mut refine_error = None;
+            let searched = searcher.search_each(&job, &mut |first, lists| {
+                pass.add(first, lists).map_err(|e| {
+                    let stop = Error::Internal { what: "the exact re-scoring".into(), message: e.to_string() };
+                    refine_error = Some(e);
+                    stop
+                })
+            });
+            if let Some(e) = refine_error {
+                return Err(e);
+            }
+            searched.map_err(|e| self.engine.shard_error(part.slot, e))?;
+            pass.finish()
         };
         let results: Vec<Result<(TopKLists, RefineStats)>> = if tasks.len() == 1 {
             vec![one(&tasks[0])]
@@ -580,5 +610,73 @@ impl<'a> Shard<'a> {
             self.engine.merge(&lists, k)?
         };
         Ok((out, stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineOptions;
+    use crate::flat::cpu::{bf16, int8};
+    use crate::Device;
+
+    /// Rows with structure (a few hundred clusters) so that every reduced plan is sampled.
+    fn rows(n: usize, d: usize) -> Vec<f32> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let centres: Vec<f32> = (0..256 * d).map(|_| next()).collect();
+        (0..n).flat_map(|i| (0..d).map(|j| centres[(i % 256) * d + j] + 0.05 * next()).collect::<Vec<_>>()).collect()
+    }
+
+    /// The sets of roundings sampled by the plans of `precision` on this CPU.
+    fn sampled(precision: Precision, x: &[f32], d: usize) -> Vec<Wanted> {
+        let e = Engine::open(&Device::Cpu, EngineOptions { precision, ..EngineOptions::default() }).unwrap();
+        let shard = e.load_shard(x, d, 0, FlatMetric::L2).unwrap();
+        shard.planned_operands(10);
+        let margins = shard.margins.lock().unwrap();
+        for ((_, wanted), m) in margins.iter() {
+            assert!(wanted.bf16 || m.bf16.is_none(), "a bf16 margin was sampled for {wanted:?}");
+            assert!(wanted.int8 || m.int8.is_none(), "an int8 margin was sampled for {wanted:?}");
+        }
+        margins.keys().map(|(_, w)| *w).collect()
+    }
+
+    /// The sample computes the margins asked for, and only those, whatever the CPU (the
+    /// margins are bound arithmetic on f32 searches; no reduced kernel runs).
+    #[test]
+    fn the_sample_computes_only_the_wanted_margins() {
+        let d = 64;
+        let x = rows(3000, d);
+        let e = Engine::open(&Device::Cpu, EngineOptions::default()).unwrap();
+        let shard = e.load_shard(&x, d, 0, FlatMetric::L2).unwrap();
+        for (bf16, int8) in [(false, false), (true, false), (false, true), (true, true)] {
+            let m = shard.sample_margins(10, Wanted { bf16, int8 });
+            // Clustered rows: every wanted margin fits its cap.
+            assert_eq!((m.bf16.is_some(), m.int8.is_some()), (bf16, int8), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn plans_sample_only_the_roundings_they_may_use() {
+        // Large enough for Auto to consider reduced candidates (bound::reduced_pays).
+        let d = 64;
+        let x = rows(3000, d);
+        assert!(bound::reduced_pays(3000, d, 10));
+        let int8_runs = int8::Int8Kernel::detect() != int8::Int8Kernel::Portable;
+        let none: Vec<Wanted> = Vec::new();
+        // A forced rounding samples itself alone (where its kernel runs), never the other.
+        let want = if int8_runs { vec![Wanted { bf16: false, int8: true }] } else { none.clone() };
+        assert_eq!(sampled(Precision::Int8, &x, d), want);
+        let want = if bf16::native() { vec![Wanted { bf16: true, int8: false }] } else { none.clone() };
+        assert_eq!(sampled(Precision::Bf16, &x, d), want);
+        // Auto samples what it may plan: bf16 where it runs, int8 with VNNI only (never AVX2's).
+        let want = if bf16::native() || int8::native() { vec![Wanted { bf16: bf16::native(), int8: int8::native() }] } else { none.clone() };
+        assert_eq!(sampled(Precision::Auto, &x, d), want);
+        assert_eq!(sampled(Precision::F32, &x, d), none);
     }
 }

@@ -111,6 +111,14 @@ pub trait FlatSearcher: Send + Sync {
     /// Top-k of every query row, best first, database indices offset by `job.db_offset`.
     fn search(&self, job: &FlatJob<'_>) -> Result<TopKLists>;
 
+    /// [`FlatSearcher::search`] with the lists handed to `each` in contiguous blocks of query
+    /// rows (the block's first row, its lists), so that a caller can consume and free each block
+    /// before the next is made. The blocks come in row order, each starting where the last
+    /// ended, and cover every query row once; by default one block holds them all.
+    fn search_each(&self, job: &FlatJob<'_>, each: &mut dyn FnMut(usize, TopKLists) -> Result<()>) -> Result<()> {
+        each(0, self.search(job)?)
+    }
+
     /// Makes `database` (shifted by `shift`, as jobs on it will be) resident on this device, for
     /// jobs that pass the returned handle as [`FlatJob::resident`]: a GPU uploads the rows once
     /// here instead of once per search. The CPU reads rows where they are and keeps nothing.

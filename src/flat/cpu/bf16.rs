@@ -65,8 +65,8 @@ pub fn to_pairs(f32_panels: &[f32], d: usize, r: usize, out: &mut Vec<u32>) {
 /// Which bf16 kernel this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Kernel {
-    /// AVX-512 BF16 (`vdpbf16ps`).
-    Avx512,
+    /// AVX-512 BF16 (`vdpbf16ps`; only [`Bf16Kernel::detect`] can make it: it holds the proof).
+    Avx512(super::features::HasAvx512Bf16),
     /// Portable Rust (the same products, f32 sums; slow: for machines without AVX-512 BF16).
     Portable,
 }
@@ -74,10 +74,9 @@ pub enum Bf16Kernel {
 impl Bf16Kernel {
     /// AVX-512 BF16 where the CPU has it.
     pub fn detect() -> Self {
-        if native() {
-            Bf16Kernel::Avx512
-        } else {
-            Bf16Kernel::Portable
+        match super::features::HasAvx512Bf16::detect() {
+            Some(has) => Bf16Kernel::Avx512(has),
+            None => Bf16Kernel::Portable,
         }
     }
 
@@ -89,9 +88,10 @@ impl Bf16Kernel {
         assert!(a.len() >= kq * MR && b.len() >= kq * NR && c.len() >= (MR - 1) * ldc + NR);
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx512 is only constructed after runtime detection of AVX-512 F and BF16,
-            // and the slice lengths were checked above for every access the kernel makes.
-            Bf16Kernel::Avx512 => unsafe { avx512::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
+            // SAFETY: Avx512 holds the proof that the CPU has AVX-512 F and BF16 (only runtime
+            // detection makes one), and the slice lengths were checked above for every access
+            // the kernel makes.
+            Bf16Kernel::Avx512(_) => unsafe { avx512::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
             _ => portable(kq, a, b, c, ldc, accumulate),
         }
     }
@@ -106,7 +106,7 @@ impl Bf16Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `run`; the lengths were checked above.
-            Bf16Kernel::Avx512 => unsafe { avx512::kernel_6x32(kq, a.as_ptr(), b0.as_ptr(), b1.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
+            Bf16Kernel::Avx512(_) => unsafe { avx512::kernel_6x32(kq, a.as_ptr(), b0.as_ptr(), b1.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
             _ => {
                 portable(kq, a, b0, c, ldc, accumulate);
                 portable(kq, a, b1, &mut c[NR..], ldc, accumulate);

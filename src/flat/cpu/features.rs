@@ -63,3 +63,54 @@ pub fn avx512_vnni() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// Proof that the kernels may use AVX2 and FMA here ([`avx2_fma`]). Only this module makes one,
+/// so a kernel enum's variant that holds it names a kernel this CPU runs: the variants' safe
+/// `run` relies on that (a variant built on another CPU would execute instructions it lacks).
+///
+/// Outside the crate it cannot be forged:
+///
+/// ```compile_fail,E0423
+/// use faiss_nn::flat::cpu::{features::HasAvx2Fma, microkernel::MicroKernel};
+/// let forged = MicroKernel::Avx2Fma(HasAvx2Fma(()));
+/// ```
+///
+/// only detected:
+///
+/// ```
+/// use faiss_nn::flat::cpu::{features::HasAvx2Fma, microkernel::MicroKernel};
+/// let kernel = HasAvx2Fma::detect().map_or(MicroKernel::Portable, MicroKernel::Avx2Fma);
+/// assert_eq!(kernel, MicroKernel::detect());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HasAvx2Fma(());
+
+/// Proof that the kernels may use AVX-512 F and BF16 here ([`avx512_bf16`]); see [`HasAvx2Fma`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HasAvx512Bf16(());
+
+/// Proof that the kernels may use AVX-512 F, BW and VNNI here ([`avx512_vnni`]); see
+/// [`HasAvx2Fma`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HasAvx512Vnni(());
+
+impl HasAvx2Fma {
+    /// The proof, where the CPU (within the cap) has the features.
+    pub fn detect() -> Option<Self> {
+        avx2_fma().then_some(HasAvx2Fma(()))
+    }
+}
+
+impl HasAvx512Bf16 {
+    /// The proof, where the CPU (within the cap) has the features.
+    pub fn detect() -> Option<Self> {
+        avx512_bf16().then_some(HasAvx512Bf16(()))
+    }
+}
+
+impl HasAvx512Vnni {
+    /// The proof, where the CPU (within the cap) has the features.
+    pub fn detect() -> Option<Self> {
+        avx512_vnni().then_some(HasAvx512Vnni(()))
+    }
+}

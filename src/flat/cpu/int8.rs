@@ -201,10 +201,12 @@ pub fn to_quads(f32_panels: &[f32], d: usize, r: usize, format: Format, words: &
 /// Which int8 kernel this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Int8Kernel {
-    /// AVX-512 VNNI (`vpdpbusd` on 512-bit vectors), [`Format::Wide`].
-    Avx512Vnni,
+    /// AVX-512 VNNI (`vpdpbusd` on 512-bit vectors), [`Format::Wide`]. Only
+    /// [`Int8Kernel::detect`] can make it (it holds the proof of the CPU's features), as for
+    /// `Avx2`.
+    Avx512Vnni(super::features::HasAvx512Vnni),
     /// AVX2 (`vpmaddubsw` and `vpmaddwd` on 256-bit vectors), [`Format::Narrow`].
-    Avx2,
+    Avx2(super::features::HasAvx2Fma),
     /// Portable Rust (the same integers and roundings, panels of this process's [`format()`];
     /// slow: for tests and machines without AVX2, where the planner does not choose int8).
     Portable,
@@ -225,20 +227,19 @@ impl Int8Kernel {
     /// AVX-512 VNNI where the CPU has it, else AVX2 (within the `FAISS_NN_CPU` cap, see
     /// [`super::features`]).
     pub fn detect() -> Self {
-        if native() {
-            Int8Kernel::Avx512Vnni
-        } else if super::features::avx2_fma() {
-            Int8Kernel::Avx2
-        } else {
-            Int8Kernel::Portable
+        use super::features::{HasAvx2Fma, HasAvx512Vnni};
+        match (HasAvx512Vnni::detect(), HasAvx2Fma::detect()) {
+            (Some(has), _) => Int8Kernel::Avx512Vnni(has),
+            (None, Some(has)) => Int8Kernel::Avx2(has),
+            (None, None) => Int8Kernel::Portable,
         }
     }
 
     /// The panel format the kernel reads.
     pub fn format(self) -> Format {
         match self {
-            Int8Kernel::Avx512Vnni => Format::Wide,
-            Int8Kernel::Avx2 => Format::Narrow,
+            Int8Kernel::Avx512Vnni(_) => Format::Wide,
+            Int8Kernel::Avx2(_) => Format::Narrow,
             Int8Kernel::Portable => format(),
         }
     }
@@ -251,13 +252,14 @@ impl Int8Kernel {
         assert!(c.len() >= (MR - 1) * ldc + NR);
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx512Vnni is only constructed after runtime detection of AVX-512 F, BW and
-            // VNNI, and the slice lengths were checked above for every access the kernel makes.
-            Int8Kernel::Avx512Vnni => unsafe { avx512::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
+            // SAFETY: Avx512Vnni holds the proof that the CPU has AVX-512 F, BW and VNNI (only
+            // runtime detection makes one), and the slice lengths were checked above for every
+            // access the kernel makes.
+            Int8Kernel::Avx512Vnni(_) => unsafe { avx512::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx2 is constructed by `detect` after runtime detection of AVX2 (the tests
-            // construct it only where they detected AVX2), and the slice lengths were checked above.
-            Int8Kernel::Avx2 => unsafe { avx2::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
+            // SAFETY: Avx2 holds the proof that the CPU has AVX2 (and FMA), and the slice lengths
+            // were checked above.
+            Int8Kernel::Avx2(_) => unsafe { avx2::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
             _ => portable(kq, a, b, sc, c, ldc, self.format()),
         }
     }
@@ -272,7 +274,7 @@ impl Int8Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `run`; the lengths were checked above.
-            Int8Kernel::Avx512Vnni => unsafe { avx512::kernel_6x32(kq, a.as_ptr(), b0.as_ptr(), b1.as_ptr(), sc, c.as_mut_ptr(), ldc) },
+            Int8Kernel::Avx512Vnni(_) => unsafe { avx512::kernel_6x32(kq, a.as_ptr(), b0.as_ptr(), b1.as_ptr(), sc, c.as_mut_ptr(), ldc) },
             _ => {
                 self.run(kq, a, b0, sc, c, ldc);
                 let rest = Scales { a: sc.a, b: &sc.b[NR..], b_sums: &sc.b_sums[NR..] };
@@ -582,16 +584,6 @@ mod tests {
         (w, s, u)
     }
 
-    /// Whether the CPU has AVX2 (whatever the cap: the tests run the AVX2 kernel directly).
-    fn has_avx2() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    }
-
     /// A kernel under test: a SIMD kernel this CPU runs (with its own format), or the portable
     /// one reading either format.
     #[derive(Debug, Clone, Copy)]
@@ -631,11 +623,11 @@ mod tests {
     /// The portable kernel in both formats, VNNI's where the CPU runs it, AVX2's where it has it.
     fn kernels() -> Vec<Under> {
         let mut v = vec![Under::Portable(Format::Wide), Under::Portable(Format::Narrow)];
-        if native() {
-            v.push(Under::Simd(Int8Kernel::Avx512Vnni));
+        if let Some(has) = super::super::features::HasAvx512Vnni::detect() {
+            v.push(Under::Simd(Int8Kernel::Avx512Vnni(has)));
         }
-        if has_avx2() {
-            v.push(Under::Simd(Int8Kernel::Avx2));
+        if let Some(has) = super::super::features::HasAvx2Fma::detect() {
+            v.push(Under::Simd(Int8Kernel::Avx2(has)));
         }
         v
     }
@@ -685,17 +677,17 @@ mod tests {
     /// ±16002 and each four ±32004; the AVX2 kernel must equal the exact sums.
     #[test]
     fn the_narrow_sums_do_not_saturate() {
-        if !has_avx2() {
-            eprintln!("no AVX2 here: nothing to check");
+        let Some(has) = super::super::features::HasAvx2Fma::detect() else {
+            eprintln!("no AVX2 here (CPU or FAISS_NN_CPU): nothing to check");
             return;
-        }
+        };
         for (d, sign_a, sign_b) in [(8usize, 1.0f32, 1.0f32), (8, 1.0, -1.0), (9, -1.0, 1.0), (384, -1.0, -1.0), (1000, 1.0, -1.0)] {
             let a: Vec<f32> = vec![sign_a; d * MR];
             let b: Vec<f32> = vec![sign_b; d * NR];
             let f = Format::Narrow;
             let ((pa, sa, _), (pb, sb, ub)) = (pack(&a, d, MR, f), pack(&b, d, NR, f));
             let mut c = vec![0f32; MR * NR];
-            Int8Kernel::Avx2.run(quads(d), &pa, &pb, Scales { a: &sa, b: &sb, b_sums: &ub }, &mut c, NR);
+            Int8Kernel::Avx2(has).run(quads(d), &pa, &pb, Scales { a: &sa, b: &sb, b_sums: &ub }, &mut c, NR);
             let want = ((63 * 63 * d as i32) as f32 * sa[0]) * sb[0] * (sign_a * sign_b);
             assert!(c.iter().all(|v| *v == want), "d {d}: {} vs {want}", c[0]);
         }

@@ -14,8 +14,8 @@ pub const NR: usize = 16;
 /// Which kernel this CPU runs, detected once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MicroKernel {
-    /// AVX2 + FMA intrinsics.
-    Avx2Fma,
+    /// AVX2 + FMA intrinsics (only [`MicroKernel::detect`] can make it: it holds the proof).
+    Avx2Fma(super::features::HasAvx2Fma),
     /// Portable Rust.
     Portable,
 }
@@ -23,10 +23,9 @@ pub enum MicroKernel {
 impl MicroKernel {
     /// The best kernel this CPU supports.
     pub fn detect() -> Self {
-        if super::features::avx2_fma() {
-            MicroKernel::Avx2Fma
-        } else {
-            MicroKernel::Portable
+        match super::features::HasAvx2Fma::detect() {
+            Some(has) => MicroKernel::Avx2Fma(has),
+            None => MicroKernel::Portable,
         }
     }
 
@@ -40,9 +39,10 @@ impl MicroKernel {
         assert!(a.len() >= kc * MR && b.len() >= kc * NR && c.len() >= (MR - 1) * ldc + NR);
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx2Fma is only constructed after runtime detection of both features, and
-            // the slice lengths were checked above for every access the kernel makes.
-            MicroKernel::Avx2Fma => unsafe { avx2::kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
+            // SAFETY: Avx2Fma holds the proof that the CPU has both features (only runtime
+            // detection makes one), and the slice lengths were checked above for every access
+            // the kernel makes.
+            MicroKernel::Avx2Fma(_) => unsafe { avx2::kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) },
             _ => portable(kc, a, b, c, ldc, accumulate),
         }
     }

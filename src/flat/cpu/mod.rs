@@ -17,7 +17,7 @@ mod schedule;
 pub mod tile;
 
 use crate::data::Vectors;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::flat::plan::{balance, plan_cpu, scratch_budget, PlanInput, TilePlan, DEFAULT_CPU_BUDGET};
 use crate::flat::{FlatJob, FlatSearcher};
 use crate::metric::FlatMetric;
@@ -191,6 +191,35 @@ impl CpuSearcher {
     }
 }
 
+impl CpuSearcher {
+    /// The symmetric self-join of `job` (its queries are its database): the lists handed to
+    /// `each` whole, or with `stream` block by block in row order (see
+    /// [`pairs::self_join_each`]) where no ceilings need them whole afterwards.
+    fn self_join(&self, job: &FlatJob<'_>, plan: &TilePlan, stream: bool, each: &mut dyn FnMut(usize, TopKLists) -> Result<()>) -> Result<()> {
+        let shift = if job.metric == FlatMetric::L2 { job.shift } else { None };
+        let (k, id0) = (job.k, job.db_offset);
+        let norms = norms_of(job.metric, &job.database, shift, "embeddings")?;
+        let spec = self.join_spec(job.operands, job.metric, shift, plan, job.progress);
+        let set = RowSet { rows: job.database, norms: &norms, id0 };
+        if !uses_buffers(k, job.database.n() as u64) {
+            let make = |r| TopKHeaps::new(r, k);
+            return if stream { pairs::self_join_each(&spec, set, make, each) } else { each(0, pairs::self_join(&spec, set, None, make)?) };
+        }
+        let extra = TopKBuffers::default_extra(k);
+        let make = |r| TopKBuffers::new(r, k, extra, id0);
+        let sampled = ceiling::Sampled { rows: job.database, norms: &norms, shift, metric: job.metric, kernel: self.kernels.f32, workers: self.threads };
+        let ceilings = ceiling::ceilings(&sampled, k);
+        if stream && ceilings.is_none() {
+            return pairs::self_join_each(&spec, set, make, each);
+        }
+        let mut lists = pairs::self_join(&spec, set, ceilings.as_deref(), make)?;
+        if ceilings.is_some() {
+            ceiling::refill_short_rows(self, job, &mut lists)?;
+        }
+        each(0, lists)
+    }
+}
+
 fn norms_of(metric: FlatMetric, v: &Vectors<'_>, shift: Option<&[f32]>, what: &str) -> Result<Vec<f32>> {
     match metric {
         FlatMetric::L2 => squared_norms(v, shift, what),
@@ -203,6 +232,15 @@ impl FlatSearcher for CpuSearcher {
         "cpu".into()
     }
 
+    fn search_each(&self, job: &FlatJob<'_>, each: &mut dyn FnMut(usize, TopKLists) -> Result<()>) -> Result<()> {
+        let plan = self.plan(job);
+        if plan.symmetric {
+            self.self_join(job, &plan, true, each)
+        } else {
+            each(0, self.search(job)?)
+        }
+    }
+
     fn search(&self, job: &FlatJob<'_>) -> Result<TopKLists> {
         let plan = self.plan(job);
         let shift = if job.metric == FlatMetric::L2 { job.shift } else { None };
@@ -212,19 +250,12 @@ impl FlatSearcher for CpuSearcher {
         let extra = TopKBuffers::default_extra(k);
         let id0 = job.db_offset;
         if plan.symmetric {
-            let norms = norms_of(job.metric, &job.database, shift, "embeddings")?;
-            let spec = self.join_spec(job.operands, job.metric, shift, &plan, job.progress);
-            let set = RowSet { rows: job.database, norms: &norms, id0 };
-            if !buffers {
-                return pairs::self_join(&spec, set, None, |r| TopKHeaps::new(r, k));
-            }
-            let sampled = ceiling::Sampled { rows: job.database, norms: &norms, shift, metric: job.metric, kernel: self.kernels.f32, workers: self.threads };
-            let ceilings = ceiling::ceilings(&sampled, k);
-            let mut lists = pairs::self_join(&spec, set, ceilings.as_deref(), |r| TopKBuffers::new(r, k, extra, id0))?;
-            if ceilings.is_some() {
-                ceiling::refill_short_rows(self, job, &mut lists)?;
-            }
-            return Ok(lists);
+            let mut whole = None;
+            self.self_join(job, &plan, false, &mut |_, lists| {
+                whole = Some(lists);
+                Ok(())
+            })?;
+            return whole.ok_or_else(|| Error::Empty { what: "the search".into(), detail: "no lists from the self-join".into() });
         }
         let qn = norms_of(job.metric, &job.queries, shift, "queries")?;
         let xn = if job.is_symmetric() { qn.clone() } else { norms_of(job.metric, &job.database, shift, "database")? };

@@ -71,9 +71,60 @@ impl Scratch {
     }
 }
 
-/// The self-join of `set`: every row's candidates from every other row of the set. `make(rows,
-/// id_base)` builds the top-k state of a block.
+/// The self-join of `set`: every row's candidates from every other row of the set. `make(rows)`
+/// builds the top-k state of a block of `rows` rows.
 pub(crate) fn self_join<S, F>(spec: &JoinSpec<'_>, set: RowSet<'_>, ceilings: Option<&[f32]>, make: F) -> Result<TopKLists>
+where
+    S: RowSink + Send + Sync,
+    F: Fn(usize) -> S,
+{
+    concat(join_states(spec, set, ceilings, make)?, spec.workers)
+}
+
+/// [`self_join`] with the lists handed to `each` block by block, in row order (the block's first
+/// row, its lists): each block's state is freed as its lists are made, and the caller frees
+/// those before the next, so that the candidates never exist twice over (state and lists).
+pub(crate) fn self_join_each<S, F>(spec: &JoinSpec<'_>, set: RowSet<'_>, make: F, each: &mut dyn FnMut(usize, TopKLists) -> Result<()>) -> Result<()>
+where
+    S: RowSink + Send + Sync,
+    F: Fn(usize) -> S,
+{
+    let mut first = 0;
+    for state in join_states(spec, set, None, make)? {
+        let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        let rows = state.rows();
+        let lists = lists_of(&state, spec.workers)?;
+        drop(state);
+        each(first, lists)?;
+        first += rows;
+    }
+    Ok(())
+}
+
+/// One block's finished lists, its rows sorted by up to `workers` threads in equal shares.
+fn lists_of<S: RowSink + Sync>(state: &S, workers: usize) -> Result<TopKLists> {
+    let (n, k) = (state.rows(), state.k());
+    let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
+    let per = n.div_ceil(workers.max(1)).max(1);
+    if per >= n {
+        state.write_rows(0, &mut keys, &mut ids);
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = keys
+                .chunks_mut(per * k)
+                .zip(ids.chunks_mut(per * k))
+                .enumerate()
+                .map(|(t, (kc, ic))| scope.spawn(move || state.write_rows(t * per, kc, ic)))
+                .collect();
+            let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+            joined.into_iter().try_for_each(|r| r.map_err(|p| Error::from_panic("sorting the join's lists", p.as_ref())))
+        })?;
+    }
+    Ok(TopKLists::from_raw(k, keys, ids))
+}
+
+/// Runs the self-join of `set` (see [`self_join`]) and returns the blocks' states.
+fn join_states<S, F>(spec: &JoinSpec<'_>, set: RowSet<'_>, ceilings: Option<&[f32]>, make: F) -> Result<Vec<Mutex<S>>>
 where
     S: RowSink + Send + Sync,
     F: Fn(usize) -> S,
@@ -105,7 +156,7 @@ where
             join_pair(spec, scratch, set, a, set, b, &mut *sa, Some(&mut *sb));
         }
     })?;
-    concat(states, spec.workers)
+    Ok(states)
 }
 
 /// The bipartite join of disjoint sets `a` and `b`: the rows of `a` get their candidates from
@@ -311,6 +362,20 @@ mod tests {
         let mut out = it.next().unwrap();
         it.for_each(|l| out.extend(l));
         out
+    }
+
+    #[test]
+    fn a_block_s_lists_are_its_state_s_on_any_number_of_workers() {
+        for workers in [1, 2, 3, 64] {
+            let want = blocks(|r| TopKBuffers::new(r, 40, 20, 0)).into_iter().map(RowSink::into_lists);
+            for (state, want) in blocks(|r| TopKBuffers::new(r, 40, 20, 0)).iter().zip(want) {
+                assert_eq!(lists_of(state, workers).unwrap(), want, "{workers} workers");
+            }
+            let want = blocks(|r| TopKHeaps::new(r, 7)).into_iter().map(RowSink::into_lists);
+            for (state, want) in blocks(|r| TopKHeaps::new(r, 7)).iter().zip(want) {
+                assert_eq!(lists_of(state, workers).unwrap(), want, "{workers} workers");
+            }
+        }
     }
 
     #[test]

@@ -49,21 +49,15 @@ pub fn product_bf16(kernel: Bf16Kernel, d: usize, a: &[u32], a_rows: usize, b: &
     while q0 < d2 {
         let kq = kq_step.min(d2 - q0);
         let panel = |jp: usize| &b[jp * d2 * NR + q0 * NR..jp * d2 * NR + (q0 + kq) * NR];
-        // Column panels two at a time (each broadcast of A serves both), the odd one alone.
-        let mut jp = 0;
-        while jp < bp {
-            let pair = jp + 1 < bp;
-            for ip in 0..ap {
-                let as_ = &a[ip * d2 * MR + q0 * MR..ip * d2 * MR + (q0 + kq) * MR];
-                let out = &mut c[ip * MR * ldc + jp * NR..];
-                if pair {
-                    kernel.run2(kq, as_, panel(jp), panel(jp + 1), out, ldc, q0 > 0);
-                } else {
-                    kernel.run(kq, as_, panel(jp), out, ldc, q0 > 0);
-                }
+        panel_pairs(ap, bp, |ip, jp, pair| {
+            let as_ = &a[ip * d2 * MR + q0 * MR..ip * d2 * MR + (q0 + kq) * MR];
+            let out = &mut c[ip * MR * ldc + jp * NR..];
+            if pair {
+                kernel.run2(kq, as_, panel(jp), panel(jp + 1), out, ldc, q0 > 0);
+            } else {
+                kernel.run(kq, as_, panel(jp), out, ldc, q0 > 0);
             }
-            jp += if pair { 2 } else { 1 };
-        }
+        });
         q0 += kq;
     }
 }
@@ -80,21 +74,30 @@ pub fn product_int8(kernel: Int8Kernel, d: usize, a: (&[u32], &[f32]), a_rows: u
     let (aw, a_scales) = a;
     let (bw, b_scales, b_sums) = b;
     let panel = |jp: usize| &bw[jp * d4 * NR..(jp + 1) * d4 * NR];
+    panel_pairs(ap, bp, |ip, jp, pair| {
+        let cols = jp * NR..(jp + 1 + usize::from(pair)) * NR;
+        let sc = Scales { a: &a_scales[ip * MR..ip * MR + MR], b: &b_scales[cols.clone()], b_sums: &b_sums[cols] };
+        let as_ = &aw[ip * d4 * MR..(ip + 1) * d4 * MR];
+        let out = &mut c[ip * MR * ldc + jp * NR..];
+        if pair {
+            kernel.run2(d4, as_, panel(jp), panel(jp + 1), sc, out, ldc);
+        } else {
+            kernel.run(d4, as_, panel(jp), sc, out, ldc);
+        }
+    });
+}
+
+/// Visits every (row panel `ip`, column panel `jp`) of an `ap × bp` tile for the two-panel
+/// kernels: column panels two at a time (`pair`: `jp` and `jp + 1`, so that each broadcast of A
+/// serves both), the odd last one alone, and every row panel against each.
+fn panel_pairs(ap: usize, bp: usize, mut visit: impl FnMut(usize, usize, bool)) {
     let mut jp = 0;
     while jp < bp {
         let pair = jp + 1 < bp;
-        let cols = jp * NR..(jp + if pair { 2 } else { 1 }) * NR;
         for ip in 0..ap {
-            let sc = Scales { a: &a_scales[ip * MR..ip * MR + MR], b: &b_scales[cols.clone()], b_sums: &b_sums[cols.clone()] };
-            let as_ = &aw[ip * d4 * MR..(ip + 1) * d4 * MR];
-            let out = &mut c[ip * MR * ldc + jp * NR..];
-            if pair {
-                kernel.run2(d4, as_, panel(jp), panel(jp + 1), sc, out, ldc);
-            } else {
-                kernel.run(d4, as_, panel(jp), sc, out, ldc);
-            }
+            visit(ip, jp, pair);
         }
-        jp += if pair { 2 } else { 1 };
+        jp += 1 + usize::from(pair);
     }
 }
 
@@ -199,6 +202,27 @@ impl Kernels {
                 let b = (&b.words[b0 * d4..], &b.scales[b0..], &b.sums[b0..]);
                 product_int8(self.int8, d, a, a_rows, b, b_rows, c, ldc)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panel_pairs;
+
+    /// Every (row panel, column panel) is covered once, pairs never run past the last panel.
+    #[test]
+    fn panel_pairs_cover_every_panel_once() {
+        for (ap, bp) in [(1, 1), (3, 1), (2, 2), (4, 5), (1, 7), (0, 3), (3, 0)] {
+            let mut seen = vec![0u32; ap * bp];
+            panel_pairs(ap, bp, |ip, jp, pair| {
+                for j in jp..jp + 1 + usize::from(pair) {
+                    assert!(j < bp, "{ap}x{bp}: panel {j} past the end");
+                    seen[ip * bp + j] += 1;
+                }
+                assert!(pair || jp + 1 == bp, "{ap}x{bp}: a single panel {jp} before the last");
+            });
+            assert!(seen.iter().all(|&n| n == 1), "{ap}x{bp}: {seen:?}");
         }
     }
 }
