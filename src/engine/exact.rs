@@ -261,10 +261,14 @@ impl<'r, 'a> Pass<'r, 'a> {
     /// a reduced backend the f32 search (where a tie group at the cut, or the f32 bound, is then
     /// handled as for any f32 backend).
     fn routes(&self) -> (Option<&'a Widen<'a>>, Option<&'a Widen<'a>>) {
-        let r = self.r;
-        let wide_kc = self.kc.unwrap_or(0).saturating_mul(2);
+        let (r, wide_kc) = (self.r, self.wide_kc());
         let widen = r.widen.filter(|_| wide_kc < r.database.n() && wide_kc <= MAX_WIDE_K);
         (widen, r.fallback.filter(|_| r.reduced.is_some()))
+    }
+
+    /// Candidates of a widened search: twice the blocks'.
+    fn wide_kc(&self) -> usize {
+        self.kc.unwrap_or(0).saturating_mul(2)
     }
 
     /// Re-scores query rows `first..` from `approx` (their candidates, a row each), on up to
@@ -314,8 +318,7 @@ impl<'r, 'a> Pass<'r, 'a> {
             let message = format!("candidates for {} of {nq} query rows", self.covered);
             return Err(Error::Internal { what: "the exact re-scoring".into(), message });
         }
-        let (widen, fallback) = self.routes();
-        let wide_kc = self.kc.unwrap_or(0).saturating_mul(2);
+        let ((widen, fallback), wide_kc) = (self.routes(), self.wide_kc());
         let (failed, keys, ids) = (&self.failed, &mut self.keys, &mut self.ids);
         let mut stats = RefineStats { brute_force_rows: self.brute, ..RefineStats::default() };
         if let (Some(fallback), false) = (fallback, failed.is_empty()) {

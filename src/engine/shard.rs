@@ -377,7 +377,8 @@ impl<'a> Shard<'a> {
             }
             Precision::Auto if self_join && (bf16_ok || int8_auto) && bound::reduced_pays(self.n(), self.d, k) => {
                 let m = self.margins_cached(k, Wanted { bf16: bf16_ok, int8: int8_auto });
-                match (m.int8.filter(|_| int8_auto), m.bf16.filter(|_| bf16_ok)) {
+                // Only the wanted margins were sampled: the others are None.
+                match (m.int8, m.bf16) {
                     (Some(i), _) => (Operands::Int8, k + i),
                     (None, Some(b)) => (Operands::Bf16, k + b),
                     (None, None) => f32_plan,

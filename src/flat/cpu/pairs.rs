@@ -91,36 +91,13 @@ where
 {
     let mut first = 0;
     for state in join_states(spec, set, None, make)? {
-        let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
-        let rows = state.rows();
-        let lists = lists_of(&state, spec.workers)?;
-        drop(state);
+        // One block's lists, its state dropped by the thread that writes its last rows.
+        let lists = concat(vec![state], spec.workers)?;
+        let rows = lists.n();
         each(first, lists)?;
         first += rows;
     }
     Ok(())
-}
-
-/// One block's finished lists, its rows sorted by up to `workers` threads in equal shares.
-fn lists_of<S: RowSink + Sync>(state: &S, workers: usize) -> Result<TopKLists> {
-    let (n, k) = (state.rows(), state.k());
-    let (mut keys, mut ids) = (vec![0f32; n * k], vec![0i64; n * k]);
-    let per = n.div_ceil(workers.max(1)).max(1);
-    if per >= n {
-        state.write_rows(0, &mut keys, &mut ids);
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = keys
-                .chunks_mut(per * k)
-                .zip(ids.chunks_mut(per * k))
-                .enumerate()
-                .map(|(t, (kc, ic))| scope.spawn(move || state.write_rows(t * per, kc, ic)))
-                .collect();
-            let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-            joined.into_iter().try_for_each(|r| r.map_err(|p| Error::from_panic("sorting the join's lists", p.as_ref())))
-        })?;
-    }
-    Ok(TopKLists::from_raw(k, keys, ids))
 }
 
 /// Runs the self-join of `set` (see [`self_join`]) and returns the blocks' states.
@@ -362,20 +339,6 @@ mod tests {
         let mut out = it.next().unwrap();
         it.for_each(|l| out.extend(l));
         out
-    }
-
-    #[test]
-    fn a_block_s_lists_are_its_state_s_on_any_number_of_workers() {
-        for workers in [1, 2, 3, 64] {
-            let want = blocks(|r| TopKBuffers::new(r, 40, 20, 0)).into_iter().map(RowSink::into_lists);
-            for (state, want) in blocks(|r| TopKBuffers::new(r, 40, 20, 0)).iter().zip(want) {
-                assert_eq!(lists_of(state, workers).unwrap(), want, "{workers} workers");
-            }
-            let want = blocks(|r| TopKHeaps::new(r, 7)).into_iter().map(RowSink::into_lists);
-            for (state, want) in blocks(|r| TopKHeaps::new(r, 7)).iter().zip(want) {
-                assert_eq!(lists_of(state, workers).unwrap(), want, "{workers} workers");
-            }
-        }
     }
 
     #[test]
