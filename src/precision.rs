@@ -6,7 +6,7 @@ use std::str::FromStr;
 /// Precision of the q·x products.
 ///
 /// On the CPU the lists are exact whatever the precision: `Bf16` products (AVX-512 BF16) and
-/// `Int8` products (AVX-512 VNNI, or AVX2 with one bit less) find candidates that the exact
+/// `Int8` products (AVX-512 VNNI, AVX-VNNI, or AVX2 with one bit less) find candidates that the exact
 /// layer proves with the reduced products' error bound ([`crate::engine::bound`]), searching
 /// the rows it cannot prove again in f32 (each runs as f32 on a CPU without its instructions);
 /// `Auto` (the default) picks int8 (AVX-512 VNNI only) or bf16 for a self-join where the CPU

@@ -352,12 +352,15 @@ impl<'a> Shard<'a> {
     /// own.
     ///
     /// `Bf16` and `Int8` run reduced only where the CPU has their kernel (AVX-512 BF16; AVX-512
-    /// VNNI or AVX2; elsewhere the portable ones would be far slower than f32). `Auto` plans
+    /// VNNI, AVX-VNNI or AVX2; elsewhere the portable ones would be far slower than f32). `Auto` plans
     /// reduced products for self-joins only: the margins are sampled from the rows' own
     /// neighbours, which foreign queries need not resemble. It never plans the AVX2 int8 kernel:
     /// its narrow format's residuals left 4 % (10k MiniLM, k = 10) to 99.9 % (random normal rows)
     /// of the rows unproven, and it ran at 0.40–0.97× the f32 path (BENCHMARKS.md, *int8 with
-    /// AVX2 only*), so on a CPU without AVX-512 `Auto` is the f32 path with no sample taken. It
+    /// AVX2 only*). Nor the AVX-VNNI kernel (256-bit `vpdpbusd`, the wide format): no machine of
+    /// the project runs it, so its speed against the f32 path is unknown, and the f32 path is
+    /// the one known not to be slower. So on a CPU without AVX-512 `Auto` is the f32 path with
+    /// no sample taken. It
     /// prefers int8 (twice bf16's products per cycle with VNNI) wherever its sampled margin stays
     /// within its cap ([`bound::max_margin`]: on the MiniLM-like 100k rows its longer lists still
     /// cost less than bf16's products, BENCHMARKS.md, *int8 candidates*), else bf16, else f32.
@@ -388,7 +391,7 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// Whether an int8 kernel runs here: the CPU has AVX-512 VNNI or AVX2 and the rows'
+    /// Whether an int8 kernel runs here: the CPU has AVX-512 VNNI, AVX-VNNI or AVX2 and the rows'
     /// dimension keeps the integer sums exact ([`crate::flat::cpu::int8::MAX_DEPTH`]).
     fn int8_runs(&self) -> bool {
         use crate::flat::cpu::int8;

@@ -64,6 +64,18 @@ pub fn avx512_vnni() -> bool {
     false
 }
 
+/// AVX2, FMA and AVX-VNNI (`vpdpbusd` on 256-bit vectors, VEX-encoded: CPUs without AVX-512 such
+/// as Intel's Alder Lake and later client cores). Not within the `avx2` cap: that cap keeps every
+/// kernel at AVX2 + FMA.
+pub fn avx_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Cap::Native && avx2_fma() && std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Proof that the kernels may use AVX2 and FMA here ([`avx2_fma`]). Only this module makes one,
 /// so a kernel enum's variant that holds it names a kernel this CPU runs: the variants' safe
 /// `run` relies on that (a variant built on another CPU would execute instructions it lacks).
@@ -94,6 +106,11 @@ pub struct HasAvx512Bf16(());
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HasAvx512Vnni(());
 
+/// Proof that the kernels may use AVX2, FMA and AVX-VNNI here ([`avx_vnni`]); see
+/// [`HasAvx2Fma`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HasAvxVnni(());
+
 impl HasAvx2Fma {
     /// The proof, where the CPU (within the cap) has the features.
     pub fn detect() -> Option<Self> {
@@ -112,5 +129,12 @@ impl HasAvx512Vnni {
     /// The proof, where the CPU (within the cap) has the features.
     pub fn detect() -> Option<Self> {
         avx512_vnni().then_some(HasAvx512Vnni(()))
+    }
+}
+
+impl HasAvxVnni {
+    /// The proof, where the CPU (within the cap) has the features.
+    pub fn detect() -> Option<Self> {
+        avx_vnni().then_some(HasAvxVnni(()))
     }
 }

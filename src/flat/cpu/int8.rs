@@ -1,15 +1,16 @@
 //! int8 products: each row quantised to signed 8-bit integers with its own scale, multiplied by
 //! AVX-512 VNNI's `vpdpbusd` (four 8-bit products added into each 32-bit lane per instruction:
-//! four times the f32 FMA's multiply-adds per cycle on the CPUs that have it), by AVX2's
-//! `vpmaddubsw` (two 8-bit products into a 16-bit lane; about twice the f32 FMA's rate once the
-//! 16-bit sums are widened), or by a portable loop elsewhere.
+//! four times the f32 FMA's multiply-adds per cycle on the CPUs that have it), by the same
+//! instruction on 256-bit vectors (AVX-VNNI, on CPUs without AVX-512), by AVX2's `vpmaddubsw`
+//! (two 8-bit products into a 16-bit lane; about twice the f32 FMA's rate once the 16-bit sums
+//! are widened), or by a portable loop elsewhere.
 //!
 //! # Quantisation
 //!
 //! A row `x` (as the kernels hold it: shifted, or unit length, see [`crate::engine::bound`]) with
 //! largest magnitude `m` gets the scale `s = m / L` (an f32) and the integers
 //! `x̂_j = round(x_j · (L / m))`, clamped to `−L..=L`, where `L` is the [`Format`]'s level count
-//! (127 for AVX-512 VNNI, 63 for AVX2); `s · x̂` is the row the products use. Nothing requires
+//! (127 with VNNI, 63 with AVX2 alone); `s · x̂` is the row the products use. Nothing requires
 //! `s · x̂` to be close to `x` for the answers to be right: the error bound measures the residual
 //! `‖x − s·x̂‖` of this very quantisation ([`norm_and_residual`]), so the proof holds whatever the
 //! rounding did. A row whose largest magnitude is 0 or below f32's normal range quantises to zeros
@@ -23,7 +24,7 @@
 //! broadcast A word is made unsigned by an offset `o` and the kernel subtracts `o · Σ_j x̂_j`
 //! (each row's sum, kept beside its scale) from `Σ (â + o)·x̂ = â·x̂ + o·Σ x̂`.
 //!
-//! - [`Format::Wide`] (VNNI): integers in `−127..=127`, stored offset by 128 (`x̂ + 128`, the
+//! - [`Format::Wide`] (AVX-512 VNNI and AVX-VNNI): integers in `−127..=127`, stored offset by 128 (`x̂ + 128`, the
 //!   unsigned byte the broadcast A word uses as stored; the B vector's bytes are turned back into
 //!   signed ones by xor 128). `o = 128`. Nothing saturates: each 32-bit lane adds products of at
 //!   most `255 · 127` in wrapping arithmetic, and the true `â·x̂` (at most `127² · d` in
@@ -59,7 +60,7 @@ pub fn quads(d: usize) -> usize {
 /// (see the module doc). A process uses one, [`format()`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `−127..=127`, each byte stored offset by 128 (AVX-512 VNNI).
+    /// `−127..=127`, each byte stored offset by 128 (AVX-512 VNNI, AVX-VNNI).
     Wide,
     /// `−63..=63`, each byte the signed integer (AVX2).
     Narrow,
@@ -103,7 +104,7 @@ impl Format {
 /// The format of this process's int8 panels: the one its fastest int8 kernel reads
 /// ([`Int8Kernel::detect`]; the portable kernel reads either).
 pub fn format() -> Format {
-    if native() {
+    if native() || super::features::avx_vnni() {
         Format::Wide
     } else {
         Format::Narrow
@@ -172,11 +173,11 @@ pub fn to_quads(f32_panels: &[f32], d: usize, r: usize, format: Format, words: &
             unsafe { avx512::to_quads(f32_panels, d, r, words, scales, sums) };
             return;
         }
-        if format == Format::Narrow && super::features::avx2_fma() {
+        if super::features::avx2_fma() {
             scales.resize(panels * r, 0.0);
             sums.resize(panels * r, 0);
             // SAFETY: AVX2 was detected; the slices hold the panels as sized above.
-            unsafe { avx2::to_quads(f32_panels, d, r, words, scales, sums) };
+            unsafe { avx2::to_quads(f32_panels, d, r, format, words, scales, sums) };
             return;
         }
     }
@@ -205,6 +206,10 @@ pub enum Int8Kernel {
     /// [`Int8Kernel::detect`] can make it (it holds the proof of the CPU's features), as for
     /// `Avx2`.
     Avx512Vnni(super::features::HasAvx512Vnni),
+    /// AVX-VNNI (`vpdpbusd` on 256-bit vectors, VEX-encoded), [`Format::Wide`]: for CPUs without
+    /// AVX-512. No CPU of this project's machines has it: its tests run the same kernel with the
+    /// instruction computed by AVX2 instructions instead (`avx_vnni::kernel_6x16_emulated`).
+    AvxVnni(super::features::HasAvxVnni),
     /// AVX2 (`vpmaddubsw` and `vpmaddwd` on 256-bit vectors), [`Format::Narrow`].
     Avx2(super::features::HasAvx2Fma),
     /// Portable Rust (the same integers and roundings, panels of this process's [`format()`];
@@ -224,21 +229,22 @@ pub struct Scales<'a> {
 }
 
 impl Int8Kernel {
-    /// AVX-512 VNNI where the CPU has it, else AVX2 (within the `FAISS_NN_CPU` cap, see
-    /// [`super::features`]).
+    /// AVX-512 VNNI where the CPU has it, else AVX-VNNI, else AVX2 (within the `FAISS_NN_CPU`
+    /// cap, see [`super::features`]).
     pub fn detect() -> Self {
-        use super::features::{HasAvx2Fma, HasAvx512Vnni};
-        match (HasAvx512Vnni::detect(), HasAvx2Fma::detect()) {
-            (Some(has), _) => Int8Kernel::Avx512Vnni(has),
-            (None, Some(has)) => Int8Kernel::Avx2(has),
-            (None, None) => Int8Kernel::Portable,
+        use super::features::{HasAvx2Fma, HasAvx512Vnni, HasAvxVnni};
+        match (HasAvx512Vnni::detect(), HasAvxVnni::detect(), HasAvx2Fma::detect()) {
+            (Some(has), _, _) => Int8Kernel::Avx512Vnni(has),
+            (None, Some(has), _) => Int8Kernel::AvxVnni(has),
+            (None, None, Some(has)) => Int8Kernel::Avx2(has),
+            (None, None, None) => Int8Kernel::Portable,
         }
     }
 
     /// The panel format the kernel reads.
     pub fn format(self) -> Format {
         match self {
-            Int8Kernel::Avx512Vnni(_) => Format::Wide,
+            Int8Kernel::Avx512Vnni(_) | Int8Kernel::AvxVnni(_) => Format::Wide,
             Int8Kernel::Avx2(_) => Format::Narrow,
             Int8Kernel::Portable => format(),
         }
@@ -256,6 +262,10 @@ impl Int8Kernel {
             // runtime detection makes one), and the slice lengths were checked above for every
             // access the kernel makes.
             Int8Kernel::Avx512Vnni(_) => unsafe { avx512::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AvxVnni holds the proof that the CPU has AVX2, FMA and AVX-VNNI, and the
+            // slice lengths were checked above.
+            Int8Kernel::AvxVnni(_) => unsafe { avx_vnni::kernel_6x16(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2 holds the proof that the CPU has AVX2 (and FMA), and the slice lengths
             // were checked above.
@@ -285,7 +295,8 @@ impl Int8Kernel {
 }
 
 /// True where the CPU runs `vpdpbusd` on 512-bit vectors (within the `FAISS_NN_CPU` cap, see
-/// [`super::features`]).
+/// [`super::features`]): the one int8 kernel whose speed against the f32 path was measured
+/// ahead (the planner's `Auto` takes int8 only there).
 pub fn native() -> bool {
     super::features::avx512_vnni()
 }
@@ -446,19 +457,22 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Scales, MR, NR};
+    use super::{Format, Scales, MR, NR};
     use std::arch::x86_64::*;
 
-    /// [`super::to_quads`] for [`super::Format::Narrow`], 8 lanes at a time (as the AVX-512
-    /// packing: `vcvtps2dq` rounds to nearest, ties to even, as [`super::quantise`]).
+    /// [`super::to_quads`] 8 lanes at a time, in either format (as the AVX-512 packing:
+    /// `vcvtps2dq` rounds to nearest, ties to even, as [`super::quantise`]; the stored byte is
+    /// the integer plus the format's offset, 128 or 0, modulo 256, as [`Format::byte`]).
     ///
     /// # Safety
     /// The CPU must support AVX2; `src` holds panels of `d × r` values, `words` panels of
     /// `quads(d) × r` words, `scales` and `sums` `r` entries per panel; `r ≤ 16`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn to_quads(src: &[f32], d: usize, r: usize, words: &mut [u32], scales: &mut [f32], sums: &mut [i32]) {
+    pub unsafe fn to_quads(src: &[f32], d: usize, r: usize, format: Format, words: &mut [u32], scales: &mut [f32], sums: &mut [i32]) {
         let d4 = super::quads(d);
-        let (lo, hi) = (_mm256_set1_epi32(-63), _mm256_set1_epi32(63));
+        let levels = format.levels() as i32;
+        let (lo, hi) = (_mm256_set1_epi32(-levels), _mm256_set1_epi32(levels));
+        let offset = _mm256_set1_epi32(format.byte(0) as i32);
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
         for (p, (ps, pw)) in src.chunks_exact(d * r).zip(words.chunks_exact_mut(d4 * r)).enumerate() {
             for l0 in (0..r).step_by(8) {
@@ -473,7 +487,7 @@ mod avx2 {
                 let (mut s, mut inv) = ([0f32; 8], [0f32; 8]);
                 let m: [f32; 8] = std::mem::transmute(max);
                 for lane in 0..8 {
-                    (s[lane], inv[lane]) = super::scale_of(m[lane], super::Format::Narrow);
+                    (s[lane], inv[lane]) = super::scale_of(m[lane], format);
                 }
                 let invv = _mm256_loadu_ps(inv.as_ptr());
                 let mut sum = _mm256_setzero_si256();
@@ -481,12 +495,15 @@ mod avx2 {
                     let mut w = _mm256_setzero_si256();
                     for t in 0..4 {
                         let q = 4 * g + t;
-                        if q < d {
-                            let v = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(at(q), invv))));
-                            sum = _mm256_add_epi32(sum, v);
-                            let byte = _mm256_and_si256(v, _mm256_set1_epi32(0xff));
-                            w = _mm256_or_si256(w, _mm256_sllv_epi32(byte, _mm256_set1_epi32(8 * t as i32)));
-                        }
+                        // A missing depth is the integer 0 (the stored byte 128 in the wide format).
+                        let v = if q < d {
+                            _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(at(q), invv))))
+                        } else {
+                            _mm256_setzero_si256()
+                        };
+                        sum = _mm256_add_epi32(sum, v);
+                        let byte = _mm256_and_si256(_mm256_add_epi32(v, offset), _mm256_set1_epi32(0xff));
+                        w = _mm256_or_si256(w, _mm256_sllv_epi32(byte, _mm256_set1_epi32(8 * t as i32)));
                     }
                     _mm256_maskstore_epi32(pw.as_mut_ptr().add(g * r + l0).cast(), mask, w);
                 }
@@ -539,17 +556,18 @@ mod avx2 {
         acc
     }
 
-    /// Rows `r0..r0 + 3` of accumulators into 16 columns of `c`: the correction (64 times B's
-    /// sums), the conversion and the two scales, as the portable kernel rounds.
+    /// Rows `r0..r0 + acc.len()` of accumulators into 16 columns of `c`: the correction (the
+    /// offset of A's bytes, `2^SHIFT`, times B's sums: 64 in the narrow format, 128 in the wide
+    /// one), the conversion and the two scales, as the portable kernel rounds.
     ///
     /// # Safety
-    /// The CPU must support AVX2; `sc` must hold rows `r0..r0 + 3` of A's scales and 16 columns,
-    /// `c` be valid for writes of those rows' 16 elements at stride `ldc`.
+    /// The CPU must support AVX2; `sc` must hold rows `r0..r0 + acc.len()` of A's scales and 16
+    /// columns, `c` be valid for writes of those rows' 16 elements at stride `ldc`.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn store(acc: &[[__m256i; 2]; 3], r0: usize, sc: &Scales<'_>, c: *mut f32, ldc: usize) {
+    pub unsafe fn store<const SHIFT: i32>(acc: &[[__m256i; 2]], r0: usize, sc: &Scales<'_>, c: *mut f32, ldc: usize) {
         for h in 0..2 {
-            let corr = _mm256_slli_epi32::<6>(_mm256_loadu_si256(sc.b_sums.as_ptr().add(8 * h).cast()));
+            let corr = _mm256_slli_epi32::<SHIFT>(_mm256_loadu_si256(sc.b_sums.as_ptr().add(8 * h).cast()));
             let sbv = _mm256_loadu_ps(sc.b.as_ptr().add(8 * h));
             for (r, row) in acc.iter().enumerate() {
                 let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(row[h], corr));
@@ -569,7 +587,117 @@ mod avx2 {
     pub unsafe fn kernel_6x16(kq: usize, a: *const u32, b: *const u32, sc: Scales<'_>, c: *mut f32, ldc: usize) {
         for r0 in [0, 3] {
             let acc = rows3(kq, a.add(r0), b);
-            store(&acc, r0, &sc, c, ldc);
+            store::<6>(&acc, r0, &sc, c, ldc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx_vnni {
+    use super::{Scales, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// A 6 × 16 block of the wide format on 256-bit vectors: per quad, B's 16 words as two
+    /// vectors of signed bytes (stored offset by 128: xor 128), each row's A word broadcast, and
+    /// `$dot` (`vpdpbusd`: four unsigned-by-signed byte products added into each 32-bit lane,
+    /// wrapping, never saturating) into 12 accumulators, which with the two B vectors and the
+    /// broadcast fill AVX2's 16 registers. Twelve independent chains hide the instruction's
+    /// latency (at most 5 cycles at two per cycle). `$dot` is the instruction, or in tests the
+    /// same sums from AVX2 instructions ([`dpbusd_avx2`]): one body for both, so the emulated
+    /// run checks everything but the instruction itself.
+    macro_rules! kernel_6x16 {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $dot:path) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(kq: usize, a: *const u32, b: *const u32, sc: Scales<'_>, c: *mut f32, ldc: usize) {
+                let flip = _mm256_set1_epi8(-128);
+                let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+                let (mut ap, mut bp) = (a, b);
+                for _ in 0..kq {
+                    let b0 = _mm256_xor_si256(_mm256_loadu_si256(bp.cast()), flip);
+                    let b1 = _mm256_xor_si256(_mm256_loadu_si256(bp.add(8).cast()), flip);
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let x = _mm256_set1_epi32(*ap.add(r) as i32);
+                        row[0] = $dot(row[0], x, b0);
+                        row[1] = $dot(row[1], x, b1);
+                    }
+                    ap = ap.add(MR);
+                    bp = bp.add(NR);
+                }
+                super::avx2::store::<7>(&acc[..3], 0, &sc, c, ldc);
+                super::avx2::store::<7>(&acc[3..], 3, &sc, c, ldc);
+            }
+        };
+    }
+
+    kernel_6x16!(
+        /// The AVX-VNNI kernel (see the macro above).
+        ///
+        /// # Safety
+        /// The CPU must support AVX2 and AVX-VNNI; `a` must be valid for `kq·MR` reads, `b` for
+        /// `kq·NR` reads, `sc` for `MR` A scales and `NR` B scales and sums, and `c` for writes
+        /// of rows `0..MR` of 16 elements at stride `ldc`.
+        kernel_6x16,
+        "avx2,fma,avxvnni",
+        _mm256_dpbusd_avx_epi32
+    );
+
+    #[cfg(test)]
+    kernel_6x16!(
+        /// The AVX-VNNI kernel's body with `vpdpbusd` computed by AVX2 instructions, for CPUs
+        /// without AVX-VNNI (tests only: it is slower than the f32 kernel).
+        ///
+        /// # Safety
+        /// As [`kernel_6x16`], with AVX2 in place of AVX-VNNI.
+        kernel_6x16_emulated,
+        "avx2",
+        dpbusd_avx2
+    );
+
+    /// `vpdpbusd`'s lanes from AVX2 instructions: each 32-bit lane of `acc` plus the four
+    /// products of `u`'s unsigned bytes by `s`'s signed bytes in that lane, wrapping. The even
+    /// bytes of each 16-bit half (zero- and sign-extended) and the odd ones go through
+    /// `vpmaddwd`, whose two products per lane (at most 255 · 128 each) sum exactly in 32 bits;
+    /// wrapping additions are associative, so the order of the sums does not matter.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        let low = _mm256_set1_epi16(0x00ff);
+        let (u_even, u_odd) = (_mm256_and_si256(u, low), _mm256_srli_epi16::<8>(u));
+        let (s_even, s_odd) = (_mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(s)), _mm256_srai_epi16::<8>(s));
+        _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(u_even, s_even), _mm256_madd_epi16(u_odd, s_odd)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The emulation equals the instruction's definition on every byte value of `u` and
+        /// `s` (each pair once per lane position), with accumulators that wrap.
+        #[test]
+        fn the_emulated_vpdpbusd_equals_its_definition() {
+            if super::super::super::features::HasAvx2Fma::detect().is_none() {
+                eprintln!("no AVX2 here (CPU or FAISS_NN_CPU): nothing to check");
+                return;
+            }
+            for hi in 0..=255u8 {
+                let u: [u8; 32] = std::array::from_fn(|i| hi.wrapping_add((i as u8).wrapping_mul(37)));
+                for s0 in (0..=255u8).step_by(5) {
+                    let s: [i8; 32] = std::array::from_fn(|i| s0.wrapping_add((i as u8).wrapping_mul(101)) as i8);
+                    let acc: [i32; 8] = std::array::from_fn(|i| [i32::MAX, i32::MIN, 0, -1, 123_456, -7, i32::MAX - 1000, 1][i]);
+                    let want: [i32; 8] = std::array::from_fn(|l| (0..4).fold(acc[l], |sum, t| sum.wrapping_add(u[4 * l + t] as i32 * s[4 * l + t] as i32)));
+                    // SAFETY: AVX2 was detected; the arrays are 32 bytes.
+                    let got: [i32; 8] = unsafe {
+                        let v = |p: *const u8| _mm256_loadu_si256(p.cast());
+                        std::mem::transmute(dpbusd_avx2(v(acc.as_ptr().cast()), v(u.as_ptr()), v(s.as_ptr().cast())))
+                    };
+                    assert_eq!(got, want, "u from {hi}, s from {s0}");
+                }
+            }
         }
     }
 }
@@ -584,11 +712,14 @@ mod tests {
         (w, s, u)
     }
 
-    /// A kernel under test: a SIMD kernel this CPU runs (with its own format), or the portable
-    /// one reading either format.
+    /// A kernel under test: a SIMD kernel this CPU runs (with its own format), the AVX-VNNI
+    /// kernel's body with the instruction emulated by AVX2 (wide format), or the portable one
+    /// reading either format.
     #[derive(Debug, Clone, Copy)]
     enum Under {
         Simd(Int8Kernel),
+        #[cfg(target_arch = "x86_64")]
+        EmulatedVnni(super::super::features::HasAvx2Fma),
         Portable(Format),
     }
 
@@ -596,6 +727,8 @@ mod tests {
         fn format(self) -> Format {
             match self {
                 Under::Simd(k) => k.format(),
+                #[cfg(target_arch = "x86_64")]
+                Under::EmulatedVnni(_) => Format::Wide,
                 Under::Portable(f) => f,
             }
         }
@@ -603,6 +736,13 @@ mod tests {
         fn run(self, kq: usize, a: &[u32], b: &[u32], sc: Scales<'_>, c: &mut [f32], ldc: usize) {
             match self {
                 Under::Simd(k) => k.run(kq, a, b, sc, c, ldc),
+                #[cfg(target_arch = "x86_64")]
+                Under::EmulatedVnni(_) => {
+                    assert!(a.len() >= kq * MR && b.len() >= kq * NR && sc.a.len() >= MR && sc.b.len() >= NR && sc.b_sums.len() >= NR);
+                    assert!(c.len() >= (MR - 1) * ldc + NR);
+                    // SAFETY: the variant holds the proof of AVX2; the lengths were checked above.
+                    unsafe { avx_vnni::kernel_6x16_emulated(kq, a.as_ptr(), b.as_ptr(), sc, c.as_mut_ptr(), ldc) }
+                }
                 Under::Portable(f) => portable(kq, a, b, sc, c, ldc, f),
             }
         }
@@ -611,23 +751,30 @@ mod tests {
         fn run2(self, kq: usize, a: &[u32], b0: &[u32], b1: &[u32], sc: Scales<'_>, c: &mut [f32], ldc: usize) {
             match self {
                 Under::Simd(k) => k.run2(kq, a, b0, b1, sc, c, ldc),
-                Under::Portable(f) => {
-                    portable(kq, a, b0, sc, c, ldc, f);
+                _ => {
+                    self.run(kq, a, b0, sc, c, ldc);
                     let rest = Scales { a: sc.a, b: &sc.b[NR..], b_sums: &sc.b_sums[NR..] };
-                    portable(kq, a, b1, rest, &mut c[NR..], ldc, f);
+                    self.run(kq, a, b1, rest, &mut c[NR..], ldc);
                 }
             }
         }
     }
 
-    /// The portable kernel in both formats, VNNI's where the CPU runs it, AVX2's where it has it.
+    /// The portable kernel in both formats, the VNNI ones where the CPU runs them, AVX2's and
+    /// the emulated AVX-VNNI one where it has AVX2.
     fn kernels() -> Vec<Under> {
+        use super::super::features::{HasAvx2Fma, HasAvx512Vnni, HasAvxVnni};
         let mut v = vec![Under::Portable(Format::Wide), Under::Portable(Format::Narrow)];
-        if let Some(has) = super::super::features::HasAvx512Vnni::detect() {
+        if let Some(has) = HasAvx512Vnni::detect() {
             v.push(Under::Simd(Int8Kernel::Avx512Vnni(has)));
         }
-        if let Some(has) = super::super::features::HasAvx2Fma::detect() {
+        if let Some(has) = HasAvxVnni::detect() {
+            v.push(Under::Simd(Int8Kernel::AvxVnni(has)));
+        }
+        if let Some(has) = HasAvx2Fma::detect() {
             v.push(Under::Simd(Int8Kernel::Avx2(has)));
+            #[cfg(target_arch = "x86_64")]
+            v.push(Under::EmulatedVnni(has));
         }
         v
     }
@@ -690,6 +837,27 @@ mod tests {
             Int8Kernel::Avx2(has).run(quads(d), &pa, &pb, Scales { a: &sa, b: &sb, b_sums: &ub }, &mut c, NR);
             let want = ((63 * 63 * d as i32) as f32 * sa[0]) * sb[0] * (sign_a * sign_b);
             assert!(c.iter().all(|v| *v == want), "d {d}: {} vs {want}", c[0]);
+        }
+    }
+
+    /// The wide format's worst case: ±127 against ±127 over [`MAX_DEPTH`] depths, where the
+    /// offset sums `Σ (â + 128)·x̂` pass 2³¹ and wrap; the correction must bring every wide
+    /// kernel (the emulated AVX-VNNI one included) back to the exact `±127² · d`.
+    #[test]
+    fn the_wide_sums_wrap_back_exactly() {
+        for kernel in kernels().into_iter().filter(|k| k.format() == Format::Wide) {
+            for (d, sign_a, sign_b) in [(MAX_DEPTH, 1.0f32, 1.0f32), (MAX_DEPTH, -1.0, 1.0), (MAX_DEPTH - 3, 1.0, -1.0), (MAX_DEPTH, -1.0, -1.0)] {
+                let a: Vec<f32> = vec![sign_a; d * MR];
+                let b: Vec<f32> = vec![sign_b; d * NR];
+                let ((pa, sa, _), (pb, sb, ub)) = (pack(&a, d, MR, Format::Wide), pack(&b, d, NR, Format::Wide));
+                let mut c = vec![0f32; MR * NR];
+                kernel.run(quads(d), &pa, &pb, Scales { a: &sa, b: &sb, b_sums: &ub }, &mut c, NR);
+                let dot = 127 * 127 * d as i64 * (sign_a * sign_b) as i64;
+                assert!(dot.abs() < i32::MAX as i64);
+                let want = (dot as f32 * sa[0]) * sb[0];
+                let wrong = c.iter().position(|v| *v != want);
+                assert_eq!(wrong, None, "{kernel:?} d {d}: entry {:?} is {:?}, not {want}", wrong, wrong.map(|i| c[i]));
+            }
         }
     }
 
