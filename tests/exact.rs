@@ -174,3 +174,29 @@ fn large_k_near_ties_are_ranked_exactly() {
     }
     assert!(brute > 0, "the data should defeat some proofs, so that the fallback runs at large k too");
 }
+
+/// Keys are the exact values correctly rounded, not their f64 sums rounded: the query
+/// `(1, 2⁻²⁴, 2⁻⁶⁰)` against row 0 `(1, 1, 1)` has the exact product `1 + 2⁻²⁴ + 2⁻⁶⁰`, just
+/// above the midpoint between 1 and 1 + 2⁻²³, so it rounds up to 1 + 2⁻²³ (its f64 sum drops
+/// the 2⁻⁶⁰, lands on the midpoint and would round to the even 1); row 1 `(1, 2, 0)` scores
+/// exactly 1 + 2⁻²³. The two tie, and the lower index comes first. Likewise for L2, where
+/// row 0's distance from `(0, 0, 0)`, `1 + 2⁻²⁴ + 2⁻⁶⁰` again, ties with row 1's 1 + 2⁻²³.
+#[test]
+fn keys_are_exact_values_rounded_once() {
+    let (h, t) = (2f32.powi(-24), 2f32.powi(-60));
+    let mut ip = FlatIndex::new(3, Metric::InnerProduct).unwrap();
+    ip.add(&[1.0, 1.0, 1.0, 1.0, 2.0, 0.0]).unwrap();
+    let (scores, ids) = ip.search(&[1.0, h, t], 2).unwrap();
+    assert_eq!((ids, scores), (vec![0, 1], vec![1.0 + 2.0 * h; 2]));
+    // Squares: row 0 is 1 + (2⁻¹²)² + (2⁻³⁰)² = 1 + 2⁻²⁴ + 2⁻⁶⁰, row 1 1 + 2·(2⁻¹²)² = 1 + 2⁻²³.
+    let mut l2 = FlatIndex::new(3, Metric::L2).unwrap();
+    let (a, b) = (2f32.powi(-12), 2f32.powi(-30));
+    l2.add(&[1.0, a, b, 1.0, a, a]).unwrap();
+    let (scores, ids) = l2.search(&[0.0, 0.0, 0.0], 2).unwrap();
+    assert_eq!((ids, scores), (vec![0, 1], vec![1.0 + 2.0 * h; 2]));
+    // A range search reports the same scores.
+    let r = ip.range_search(&[1.0, h, t], 0.5).unwrap();
+    assert_eq!((r.labels, r.distances), (vec![0, 1], vec![1.0 + 2.0 * h; 2]));
+    let r = l2.range_search(&[0.0, 0.0, 0.0], 2.0).unwrap();
+    assert_eq!((r.labels, r.distances), (vec![0, 1], vec![1.0 + 2.0 * h; 2]));
+}

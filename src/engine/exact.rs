@@ -6,7 +6,9 @@
 //! catastrophically for rows far from the origin (rows of 1000 + 0.01·noise all score 0). The
 //! engine shifts the rows by their column means before the products (distances do not change
 //! under translation), which keeps the f32 error relative to the data's spread; this module then
-//! makes the reported scores and order exact.
+//! makes the reported scores and order exact: L2 and inner-product keys are the exact values
+//! correctly rounded to f32 (the private module `engine::rounded`), cosine keys their f64
+//! formula rounded.
 //!
 //! The proof: the backend searched `k' = k + margin` candidates. Any row it left out has an f32
 //! key of at least the list's last (k'-th) key `w`, and its true key differs from its f32 key by at
@@ -740,12 +742,16 @@ pub(crate) fn cosine_of(ip: f64, inv_a: f64, inv_b: f64) -> f64 {
     (ip * (inv_a * inv_b)).clamp(-1.0, 1.0)
 }
 
-/// The pair's exact key rounded to f32: ‖q − x‖² or −q·x, computed in f64.
+/// The pair's exact key rounded to f32: ‖q − x‖² or −q·x, summed in f64 and, where that sum
+/// lies too near an f32 rounding boundary, exactly ([`super::rounded`]).
 #[inline]
 fn key32(metric: FlatMetric, q64: &[f64], x: &[f32]) -> f32 {
     match metric {
-        FlatMetric::L2 => simd::l2(q64, x) as f32,
-        FlatMetric::InnerProduct | FlatMetric::Cosine => -(simd::ip(q64, x) as f32),
+        FlatMetric::L2 => super::rounded::l2(q64, x, simd::l2(q64, x)),
+        FlatMetric::InnerProduct | FlatMetric::Cosine => {
+            let (s, abs) = simd::ip_abs(q64, x);
+            -super::rounded::ip(q64, x, s, abs)
+        }
     }
 }
 
@@ -758,6 +764,20 @@ pub(crate) fn pair_score(metric: FlatMetric, a64: &[f64], b: &[f32], inv_a: f64,
         FlatMetric::L2 => simd::l2(a64, b),
         FlatMetric::InnerProduct => simd::ip(a64, b),
         FlatMetric::Cosine => cosine_of(simd::ip(a64, b), inv_a, inv_b),
+    }
+}
+
+/// The score a list reports for a pair whose f64 score ([`pair_score`]) is `score`: for L2 and
+/// inner product the exact value correctly rounded to f32, as the k-nearest lists rank and report
+/// it ([`super::rounded`]); for cosine the f64 score rounded.
+pub(crate) fn reported_score(metric: FlatMetric, a64: &[f64], b: &[f32], score: f64) -> f32 {
+    match metric {
+        FlatMetric::L2 => super::rounded::l2(a64, b, score),
+        FlatMetric::InnerProduct => {
+            let (s, abs) = simd::ip_abs(a64, b);
+            super::rounded::ip(a64, b, s, abs)
+        }
+        FlatMetric::Cosine => score as f32,
     }
 }
 
@@ -788,6 +808,53 @@ mod simd {
             return unsafe { sum_avx2::<false>(q, x) };
         }
         ip_portable(q, x)
+    }
+
+    /// `(Σ q·x, Σ |q·x|)`: the sum and what bounds its rounding ([`super::super::rounded`]).
+    #[inline]
+    pub(super) fn ip_abs(q: &[f64], x: &[f32]) -> (f64, f64) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { ip_abs_avx2(q, x) };
+        }
+        let mut abs = 0f64;
+        for (a, b) in q.iter().zip(x) {
+            abs += (a * *b as f64).abs();
+        }
+        (ip_portable(q, x), abs)
+    }
+
+    /// [`ip_abs`] with 8 lanes of f64 FMAs for each sum.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn ip_abs_avx2(q: &[f64], x: &[f32]) -> (f64, f64) {
+        use std::arch::x86_64::*;
+        let n = q.len().min(x.len());
+        let (qp, xp) = (q.as_ptr(), x.as_ptr());
+        let sign = _mm256_set1_pd(-0.0);
+        let (mut acc, mut abs) = ([_mm256_setzero_pd(); 2], [_mm256_setzero_pd(); 2]);
+        let mut i = 0;
+        while i + 8 <= n {
+            for t in 0..2 {
+                let xv = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i + 4 * t)));
+                let qv = _mm256_loadu_pd(qp.add(i + 4 * t));
+                acc[t] = _mm256_fmadd_pd(qv, xv, acc[t]);
+                abs[t] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, qv), _mm256_andnot_pd(sign, xv), abs[t]);
+            }
+            i += 8;
+        }
+        let (mut tail, mut tail_abs) = (0.0, 0.0);
+        for j in i..n {
+            let p = q[j] * x[j] as f64;
+            tail += p;
+            tail_abs += p.abs();
+        }
+        let zero = _mm256_setzero_pd();
+        (hsum([acc[0], acc[1], zero, zero]) + tail, hsum([abs[0], abs[1], zero, zero]) + tail_abs)
     }
 
     #[inline(always)]

@@ -27,6 +27,7 @@ pub mod bound;
 pub mod exact;
 pub mod host_memory;
 pub mod range;
+mod rounded;
 mod shard;
 pub mod strategy;
 
