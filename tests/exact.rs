@@ -199,4 +199,13 @@ fn keys_are_exact_values_rounded_once() {
     assert_eq!((r.labels, r.distances), (vec![0, 1], vec![1.0 + 2.0 * h; 2]));
     let r = l2.range_search(&[0.0, 0.0, 0.0], 2.0).unwrap();
     assert_eq!((r.labels, r.distances), (vec![0, 1], vec![1.0 + 2.0 * h; 2]));
+    // A range search decides on the exact value: `1 + 2⁻²⁴ + 2⁻⁵² + 2⁻⁶⁰` is above the radius
+    // `1 + 2⁻²⁴ + 2⁻⁵²`, which its f64 sum equals (the 2⁻⁶⁰ dropped).
+    let mut ip = FlatIndex::new(4, Metric::InnerProduct).unwrap();
+    ip.add(&[1.0, h, 2f32.powi(-52), t]).unwrap();
+    let radius = 1.0 + h as f64 + 2f64.powi(-52);
+    let r = ip.range_search(&[1.0; 4], radius).unwrap();
+    assert_eq!(r.labels, vec![0], "the exact inner product passes the radius");
+    let r = ip.range_search(&[1.0; 4], radius + f64::EPSILON).unwrap();
+    assert_eq!(r.labels, Vec::<i64>::new());
 }

@@ -115,8 +115,8 @@ pub struct Args {
     /// int8 candidates (AVX-512 VNNI, AVX-VNNI or AVX2) are proven with their error bound and rows it
     /// cannot prove are searched again in f32; auto takes int8 (AVX-512 VNNI only) or bf16 for
     /// the self-join where the CPU has them and a sample predicts the proofs hold; tf32 and f16
-    /// (and bf16 or int8 without their instructions) run as f32. FAISS_NN_CPU=avx2 (or generic)
-    /// keeps the kernels off AVX-512 (or AVX2).
+    /// (and bf16 or int8 without their instructions) run as f32. FAISS_NN_CPU=avx2 keeps
+    /// the kernels at AVX2 + FMA (off AVX-512 and AVX-VNNI), generic off any SIMD.
     /// On a GPU auto and int8 are f32, and tf32, f16 and bf16 give their own lists, re-scored but
     /// unproven
     #[arg(long, value_name = "auto|f32|bf16|int8|tf32|f16", default_value = "auto", value_parser = parse_precision)]

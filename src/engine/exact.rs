@@ -693,14 +693,19 @@ fn rank(scored: &mut [(f32, i64)], packed: &mut Vec<u64>, r: &Refine<'_>) {
     }
 }
 
-/// Query row `q` in f64 into `dst`; returns its `1/‖q‖` under cosine (else 1).
+/// Query row `q` in f64 into `dst`; returns its scale for [`exact_key`]: `1/‖q‖` under cosine;
+/// under inner product `‖q‖·max‖x‖`, a bound on `Σ|q_j·x_j|` for every database row
+/// (Cauchy–Schwarz; `db_bound` is `max‖x‖` there), which lets most keys skip summing the
+/// magnitudes ([`key32`]); 1 under L2.
 #[inline]
 fn load_query(r: &Refine<'_>, q: &[f32], dst: &mut [f64]) -> f64 {
     load_row64(q, dst);
-    if r.cosine.is_some() {
-        inverse_norm(q)
-    } else {
-        1.0
+    match (r.metric, r.cosine) {
+        (_, Some(_)) => inverse_norm(q),
+        (FlatMetric::L2, None) => 1.0,
+        (FlatMetric::InnerProduct, None) => square_norm(q).sqrt() * r.db_bound,
+        // Unit rows without their norms: no bound known here, every key sums its magnitudes.
+        (FlatMetric::Cosine, None) => f64::INFINITY,
     }
 }
 
@@ -723,14 +728,14 @@ pub(crate) fn inverse_norm(x: &[f32]) -> f64 {
     }
 }
 
-/// The exact key of query `q64` (from [`load_query`], with its `inv_q`) and database row `j`,
+/// The exact key of query `q64` (from [`load_query`], with its `scale`) and database row `j`,
 /// rounded to f32.
 #[inline]
-fn exact_key(r: &Refine<'_>, q64: &[f64], inv_q: f64, j: usize) -> f32 {
+fn exact_key(r: &Refine<'_>, q64: &[f64], scale: f64, j: usize) -> f32 {
     let x = r.database.row(j);
     match (r.metric, r.cosine) {
-        (FlatMetric::Cosine, Some(inv)) => -(cosine_of(simd::ip(q64, x), inv_q, inv[j]) as f32),
-        (metric, _) => key32(metric, q64, x),
+        (FlatMetric::Cosine, Some(inv)) => -(cosine_of(simd::ip(q64, x), scale, inv[j]) as f32),
+        (metric, _) => key32(metric, q64, x, scale),
     }
 }
 
@@ -743,41 +748,44 @@ pub(crate) fn cosine_of(ip: f64, inv_a: f64, inv_b: f64) -> f64 {
 }
 
 /// The pair's exact key rounded to f32: ‖q − x‖² or −q·x, summed in f64 and, where that sum
-/// lies too near an f32 rounding boundary, exactly ([`super::rounded`]).
+/// lies too near an f32 rounding boundary, exactly ([`super::rounded`]). `reach` bounds
+/// `Σ|q_j·x_j|` (inner product; [`load_query`]): where it settles the key, the magnitudes are
+/// not summed.
 #[inline]
-fn key32(metric: FlatMetric, q64: &[f64], x: &[f32]) -> f32 {
+fn key32(metric: FlatMetric, q64: &[f64], x: &[f32], reach: f64) -> f32 {
     match metric {
         FlatMetric::L2 => super::rounded::l2(q64, x, simd::l2(q64, x)),
-        FlatMetric::InnerProduct | FlatMetric::Cosine => {
-            let (s, abs) = simd::ip_abs(q64, x);
-            -super::rounded::ip(q64, x, s, abs)
+        FlatMetric::InnerProduct | FlatMetric::Cosine => -super::rounded::ip_settled(q64.len(), simd::ip(q64, x), reach).unwrap_or_else(|| ip_key_slow(q64, x)),
+    }
+}
+
+/// [`key32`]'s inner product where `reach` does not settle it: with the sum of magnitudes.
+#[cold]
+#[inline(never)]
+fn ip_key_slow(q64: &[f64], x: &[f32]) -> f32 {
+    let (s, abs) = simd::ip_abs(q64, x);
+    super::rounded::ip(q64, x, s, abs)
+}
+
+/// A pair's score against a threshold's `value`: how the exact score compares with it (for L2
+/// and inner product the exact value, [`super::rounded`]; for cosine the f64 formula,
+/// [`cosine_of`]) and the score a list reports for the pair (the same rounding as the lists'
+/// keys). `a64` is row `a` in f64 ([`load_row64`]); `inv_a`, `inv_b` the rows' inverse norms
+/// (cosine).
+pub(crate) fn pair_against(metric: FlatMetric, a64: &[f64], b: &[f32], inv_a: f64, inv_b: f64, value: f64) -> (std::cmp::Ordering, f32) {
+    match metric {
+        FlatMetric::L2 => {
+            let s = simd::l2(a64, b);
+            (super::rounded::l2_cmp(a64, b, s, value), super::rounded::l2(a64, b, s))
         }
-    }
-}
-
-/// The exact score of a pair of rows in f64, with the lists' own sums: `‖a − b‖²` (L2), `a·b`
-/// (inner product), or the cosine ([`cosine_of`] with `inv_a`, `inv_b`, their inverse norms).
-/// `a64` is row `a` in f64 ([`load_row64`]).
-#[inline]
-pub(crate) fn pair_score(metric: FlatMetric, a64: &[f64], b: &[f32], inv_a: f64, inv_b: f64) -> f64 {
-    match metric {
-        FlatMetric::L2 => simd::l2(a64, b),
-        FlatMetric::InnerProduct => simd::ip(a64, b),
-        FlatMetric::Cosine => cosine_of(simd::ip(a64, b), inv_a, inv_b),
-    }
-}
-
-/// The score a list reports for a pair whose f64 score ([`pair_score`]) is `score`: for L2 and
-/// inner product the exact value correctly rounded to f32, as the k-nearest lists rank and report
-/// it ([`super::rounded`]); for cosine the f64 score rounded.
-pub(crate) fn reported_score(metric: FlatMetric, a64: &[f64], b: &[f32], score: f64) -> f32 {
-    match metric {
-        FlatMetric::L2 => super::rounded::l2(a64, b, score),
         FlatMetric::InnerProduct => {
             let (s, abs) = simd::ip_abs(a64, b);
-            super::rounded::ip(a64, b, s, abs)
+            (super::rounded::ip_cmp(a64, b, s, abs, value), super::rounded::ip(a64, b, s, abs))
         }
-        FlatMetric::Cosine => score as f32,
+        FlatMetric::Cosine => {
+            let c = cosine_of(simd::ip(a64, b), inv_a, inv_b);
+            (c.partial_cmp(&value).unwrap_or(std::cmp::Ordering::Equal), c as f32)
+        }
     }
 }
 
@@ -825,7 +833,7 @@ mod simd {
         (ip_portable(q, x), abs)
     }
 
-    /// [`ip_abs`] with 8 lanes of f64 FMAs for each sum.
+    /// [`ip_abs`] with 16 lanes of f64 FMAs for each sum (as [`sum_avx2`]'s one).
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -836,16 +844,16 @@ mod simd {
         let n = q.len().min(x.len());
         let (qp, xp) = (q.as_ptr(), x.as_ptr());
         let sign = _mm256_set1_pd(-0.0);
-        let (mut acc, mut abs) = ([_mm256_setzero_pd(); 2], [_mm256_setzero_pd(); 2]);
+        let (mut acc, mut abs) = ([_mm256_setzero_pd(); 4], [_mm256_setzero_pd(); 4]);
         let mut i = 0;
-        while i + 8 <= n {
-            for t in 0..2 {
+        while i + 16 <= n {
+            for t in 0..4 {
                 let xv = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i + 4 * t)));
                 let qv = _mm256_loadu_pd(qp.add(i + 4 * t));
                 acc[t] = _mm256_fmadd_pd(qv, xv, acc[t]);
                 abs[t] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, qv), _mm256_andnot_pd(sign, xv), abs[t]);
             }
-            i += 8;
+            i += 16;
         }
         let (mut tail, mut tail_abs) = (0.0, 0.0);
         for j in i..n {
@@ -853,8 +861,7 @@ mod simd {
             tail += p;
             tail_abs += p.abs();
         }
-        let zero = _mm256_setzero_pd();
-        (hsum([acc[0], acc[1], zero, zero]) + tail, hsum([abs[0], abs[1], zero, zero]) + tail_abs)
+        (hsum(acc) + tail, hsum(abs) + tail_abs)
     }
 
     #[inline(always)]

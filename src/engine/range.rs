@@ -6,9 +6,11 @@
 //! k-nearest lists). Every candidate is then scored in f64 from the original rows, with the
 //! lists' own sums, and kept if and only if that score passes: a pair whose exact score passes
 //! has an f32 key at most `E` away from it, so it is always a candidate, and no pair is listed
-//! on the strength of its f32 key alone. Reported scores are those the k-nearest lists report
-//! (L2 and inner product: the exact values correctly rounded to f32; cosine: the f64 scores
-//! rounded).
+//! on the strength of its f32 key alone. For L2 and inner product "exact" is exact: a pair
+//! whose f64 sum lies too near the threshold is decided on its exact value (the private module
+//! `engine::rounded`); cosine scores are the f64 formula. Reported scores are those the
+//! k-nearest lists report (L2 and inner product: the exact values correctly rounded to f32;
+//! cosine: the f64 scores rounded).
 //!
 //! Pass means faiss's `range_search` convention: a distance strictly below the threshold (L2),
 //! a similarity strictly above it (inner product, cosine).
@@ -96,6 +98,12 @@ impl Threshold {
         } else {
             score > self.value
         }
+    }
+
+    /// True when a score that compares with the threshold as `order` passes.
+    #[inline]
+    fn passes_order(&self, order: std::cmp::Ordering) -> bool {
+        order == if self.metric == FlatMetric::L2 { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater }
     }
 
     /// The threshold as a key (smaller is better: the distance, or the negated similarity).
@@ -204,10 +212,9 @@ impl<'s, 'r> Scorer<'s, 'r> {
             }
             let jb = (c.j - self.b.1) as usize;
             let inv_b = self.b.2.map_or(1.0, |inv| inv[jb]);
-            let b = self.b.0.row(jb);
-            let score = exact::pair_score(self.threshold.metric, &a64, b, inv_a, inv_b);
-            if self.threshold.passes(score) {
-                out.push(Pair { i: c.i, j: c.j, score: exact::reported_score(self.threshold.metric, &a64, b, score) });
+            let (order, score) = exact::pair_against(self.threshold.metric, &a64, self.b.0.row(jb), inv_a, inv_b, self.threshold.value);
+            if self.threshold.passes_order(order) {
+                out.push(Pair { i: c.i, j: c.j, score });
             }
         }
         self.candidates.fetch_add(found.len(), Ordering::Relaxed);

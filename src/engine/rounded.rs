@@ -1,4 +1,4 @@
-//! Exact L2 and inner-product keys, correctly rounded to f32.
+//! Exact L2 and inner-product keys: correctly rounded to f32, and compared with thresholds.
 //!
 //! A list ranks its rows by the exact key rounded to f32, ties by index ([`super::exact`]). The
 //! f64 sums that compute the keys are not exact: every product `q_j·x_j` of two f32 values is
@@ -8,67 +8,135 @@
 //! check against exact rational arithmetic found 2 of 1.2 million scores of a random
 //! inner-product run), and two rows whose exact keys round alike could be ordered
 //! by that ulp instead of by index, or one row's list end on a different row than the exact
-//! order puts there. So:
+//! order puts there. Likewise a threshold join's verdict on a pair whose sum lies within `e` of
+//! the threshold. So, in three steps:
 //!
-//! - **fast path**: the f64 sum `s` and its bound `e`; when both midpoints around `fl32(s)` lie
-//!   farther than `e` from `s`, `fl32(s)` is `t`'s rounding;
-//! - **exact path** (otherwise): `t` in integer arithmetic. Every f32 is an integer multiple of
-//!   2⁻¹⁴⁹, so every product of two is an integer multiple of 2⁻²⁹⁸ below 2²⁵⁶ in magnitude, and
-//!   `t = N·2⁻²⁹⁸` for an integer `N` that a 640-bit accumulator holds for any dimension below
-//!   2⁵⁰; `N` is then rounded to f32 once (to nearest, ties to even, subnormals included). L2
-//!   sums `q_j² − 2·q_j·x_j + x_j²`: products of f32 values again.
+//! - **the f64 sum** `s` and its bound `e`: when both midpoints around `fl32(s)` (or the
+//!   threshold) lie farther than `e` from `s`, `fl32(s)` is `t`'s rounding (or `s`'s side of
+//!   the threshold is `t`'s);
+//! - **an exact f64 sum** (otherwise): the terms summed again, one by one, checking that no
+//!   operation rounds (two-sum and FMA remainders of zero). Rows on a coarse grid (values far
+//!   from the origin, small integers, quantised embeddings) often sum exactly onto a midpoint,
+//!   where the bound cannot decide; this settles most of them;
+//! - **integer arithmetic** (otherwise): every f32 is an integer multiple of 2⁻¹⁴⁹, so every
+//!   product of two is an integer multiple of 2⁻²⁹⁸ below 2²⁵⁶ in magnitude, and `t = N·2⁻²⁹⁸`
+//!   for an integer `N` that a 768-bit accumulator holds for any dimension; `N` is then rounded
+//!   to f32 once (to nearest, ties to even, subnormals included), or compared with the
+//!   threshold. L2 sums `q_j² − 2·q_j·x_j + x_j²`: products of f32 values again.
 //!
 //! The bounds, with `u = 2⁻⁵³` and `n` the dimension: inner product `|s − t| ≤ γ_n·Σ|q_j·x_j|`
 //! (`γ_n = n·u/(1 − n·u)`: recursive or lane-split sums of exact products, FMA or not); L2
-//! `|s − t| ≤ (γ_n + 3u)/(1 − γ_n) · s` (each difference `q_j − x_j` rounded once, its square
-//! once without FMA, then the sums; every term non-negative). The code uses `(n + 4)·2⁻⁵²`, about
-//! twice either factor, which also covers the rounding of `Σ|q_j·x_j|` itself.
+//! `|s − t| ≤ (γ_n + 3u)/(1 − γ_n − 3u) · s` (each difference `q_j − x_j` rounded once, its
+//! square once without FMA, then the sums; every term non-negative). The code uses
+//! `(n + 4)·2⁻⁵²`, about twice either factor, which also covers the rounding of `Σ|q_j·x_j|`
+//! itself and of `s ± e`.
 //!
 //! Cosine keys divide by square roots: they stay the f64 formula's rounding (documented where
 //! the metric is).
 
-/// Bits of the accumulator: 640 (10 limbs), see the module doc.
-const LIMBS: usize = 10;
+use std::cmp::Ordering;
+
+/// Bits of the accumulator: 768 (12 limbs). Sums of products below 2²⁵⁸ each (L2's three terms
+/// per component) need at most 556 + log₂ n bits; thresholds up to 2³⁴² fit beside them.
+const LIMBS: usize = 12;
 /// `t = N · 2^-SCALE`: the exponent of the least product of two f32 values (2⁻¹⁴⁹ squared).
 const SCALE: i32 = 298;
 
 /// The f32 rounding of the exact `Σ (q_j − x_j)²`, given the f64 sum `s` of the same terms.
 /// `q64` holds f32 values (widened), as the re-scoring loads its queries.
+#[inline]
 pub(crate) fn l2(q64: &[f64], x: &[f32], s: f64) -> f32 {
     let e = slack(q64.len()) * s.abs();
-    settled(s, e).or_else(|| exact_in_f64(q64.iter().zip(x).map(|(a, b)| exact_sum(*a, -(*b as f64))), true)).unwrap_or_else(|| {
-        let mut n = Exact::default();
-        for (a, b) in q64.iter().zip(x) {
-            let a = *a as f32;
-            n.add_product(a, a, 1);
-            n.add_product(a, *b, -2);
-            n.add_product(*b, *b, 1);
-        }
-        n.to_f32()
-    })
+    settled(s, e).unwrap_or_else(|| l2_slow(q64, x))
+}
+
+/// [`l2`] where the f64 sum does not settle the key (rare: kept out of the callers' loops).
+#[cold]
+#[inline(never)]
+fn l2_slow(q64: &[f64], x: &[f32]) -> f32 {
+    l2_in_f64(q64, x).map(|t| t as f32).unwrap_or_else(|| l2_exact(q64, x).to_f32())
 }
 
 /// The f32 rounding of the exact `Σ q_j·x_j`, given the f64 sum `s` and `abs = Σ |q_j·x_j|`
 /// (in f64).
+#[inline]
 pub(crate) fn ip(q64: &[f64], x: &[f32], s: f64, abs: f64) -> f32 {
     let e = slack(q64.len()) * abs;
-    settled(s, e).or_else(|| exact_in_f64(q64.iter().zip(x).map(|(a, b)| Some(*a * *b as f64)), false)).unwrap_or_else(|| {
-        let mut n = Exact::default();
-        for (a, b) in q64.iter().zip(x) {
-            n.add_product(*a as f32, *b, 1);
-        }
-        n.to_f32()
-    })
+    settled(s, e).unwrap_or_else(|| ip_slow(q64, x))
 }
 
-/// `fl32(Σ t_j)` (or `Σ t_j²` where `square`) where every operation of the f64 sum is exact (each
+/// [`ip`] where the f64 sum does not settle the key.
+#[cold]
+#[inline(never)]
+fn ip_slow(q64: &[f64], x: &[f32]) -> f32 {
+    ip_in_f64(q64, x).map(|t| t as f32).unwrap_or_else(|| ip_exact(q64, x).to_f32())
+}
+
+/// `fl32(s)` for the f64 sum `s` of `n` products `q_j·x_j` where it is the exact sum's rounding
+/// by the bound with `reach ≥ Σ|q_j·x_j|` (a cheaper bound than the sum of magnitudes, e.g. by
+/// Cauchy–Schwarz); `None` where that does not settle it ([`ip`] then decides).
+#[inline]
+pub(crate) fn ip_settled(n: usize, s: f64, reach: f64) -> Option<f32> {
+    settled(s, slack(n) * reach)
+}
+
+/// How the exact `Σ (q_j − x_j)²` compares with `value`, given the f64 sum `s`.
+pub(crate) fn l2_cmp(q64: &[f64], x: &[f32], s: f64, value: f64) -> Ordering {
+    compare(s, slack(q64.len()) * s.abs(), value, || l2_in_f64(q64, x), || l2_exact(q64, x))
+}
+
+/// How the exact `Σ q_j·x_j` compares with `value`, given the f64 sum `s` and `abs` as in [`ip`].
+pub(crate) fn ip_cmp(q64: &[f64], x: &[f32], s: f64, abs: f64, value: f64) -> Ordering {
+    compare(s, slack(q64.len()) * abs, value, || ip_in_f64(q64, x), || ip_exact(q64, x))
+}
+
+/// `t` against `value` (finite) by the three steps of the module doc.
+fn compare(s: f64, e: f64, value: f64, in_f64: impl FnOnce() -> Option<f64>, exact: impl FnOnce() -> Exact) -> Ordering {
+    if s - e > value {
+        return Ordering::Greater;
+    }
+    if s + e < value {
+        return Ordering::Less;
+    }
+    match in_f64() {
+        Some(t) => t.partial_cmp(&value).unwrap_or(Ordering::Equal),
+        None => exact().cmp_f64(value),
+    }
+}
+
+fn l2_in_f64(q64: &[f64], x: &[f32]) -> Option<f64> {
+    exact_in_f64(q64.iter().zip(x).map(|(a, b)| exact_sum(*a, -(*b as f64))), true)
+}
+
+fn ip_in_f64(q64: &[f64], x: &[f32]) -> Option<f64> {
+    exact_in_f64(q64.iter().zip(x).map(|(a, b)| Some(*a * *b as f64)), false)
+}
+
+fn l2_exact(q64: &[f64], x: &[f32]) -> Exact {
+    let mut n = Exact::default();
+    for (a, b) in q64.iter().zip(x) {
+        let a = *a as f32;
+        n.add_product(a, a, 1);
+        n.add_product(a, *b, -2);
+        n.add_product(*b, *b, 1);
+    }
+    n
+}
+
+fn ip_exact(q64: &[f64], x: &[f32]) -> Exact {
+    let mut n = Exact::default();
+    for (a, b) in q64.iter().zip(x) {
+        n.add_product(*a as f32, *b, 1);
+    }
+    n
+}
+
+/// `Σ t_j` (or `Σ t_j²` where `square`) where every operation of the f64 sum is exact (each
 /// term was computed exactly, each square and addition leaves no remainder): then the sum is the
-/// exact value, and its conversion rounds it correctly. Rows on a coarse grid (values far from
-/// the origin, small integers, quantised embeddings) often sum exactly to an f32 midpoint,
-/// where the bound cannot decide; this settles most of them without the wide accumulator.
-/// `terms` yields the differences `q_j − x_j` (L2; `None` where the f64 subtraction rounded) or
-/// the products `q_j·x_j` (inner product; two f32 values' product is always exact in f64).
-fn exact_in_f64(terms: impl Iterator<Item = Option<f64>>, square: bool) -> Option<f32> {
+/// exact value. `terms` yields the differences `q_j − x_j` (L2; `None` where the f64
+/// subtraction rounded) or the products `q_j·x_j` (inner product; two f32 values' product is
+/// always exact in f64, and at least 2⁻²⁹⁸ when not zero: no remainder is lost to underflow).
+fn exact_in_f64(terms: impl Iterator<Item = Option<f64>>, square: bool) -> Option<f64> {
     let mut s = 0f64;
     for t in terms {
         let t = t?;
@@ -84,7 +152,7 @@ fn exact_in_f64(terms: impl Iterator<Item = Option<f64>>, square: bool) -> Optio
         };
         s = exact_sum(s, t)?;
     }
-    Some(s as f32)
+    Some(s)
 }
 
 /// `a + b` where the f64 addition is exact (its two-sum remainder is zero), else `None`.
@@ -177,6 +245,48 @@ impl Exact {
         }
     }
 
+    /// Whether `N·2⁻²⁹⁸` is below, equal to or above the finite `value`. `value = m·2^e` with
+    /// an integer `|m| < 2⁵³`: where `e ≥ −298` it is an integer multiple of 2⁻²⁹⁸ and is
+    /// subtracted from `N`; below, it lies strictly between two multiples, `⌊value⌋` (in those
+    /// units) and the next, so the exact value is above it iff `N > ⌊value⌋`.
+    fn cmp_f64(&self, value: f64) -> Ordering {
+        let b = value.to_bits();
+        let (exp, frac) = (((b >> 52) & 0x7ff) as i32, (b & ((1 << 52) - 1)) as i64);
+        let (m, e) = if exp == 0 { (frac, -1074) } else { (frac | 1 << 52, exp - 1075) };
+        let m = if b >> 63 == 1 { -m } else { m };
+        let shift = e + SCALE;
+        let mut diff = self.clone();
+        let mut between = false;
+        // (Zero: N's sign decides.)
+        if m != 0 && shift >= 0 {
+            let (limb, bit) = (shift as usize / 64, shift as usize % 64);
+            if limb + 2 > LIMBS {
+                // |value| ≥ 2³⁴²: beyond any sum the accumulator holds.
+                return if value > 0.0 { Ordering::Less } else { Ordering::Greater };
+            }
+            let mag = (m.unsigned_abs() as u128) << bit;
+            diff.add_at(limb, [mag as u64, (mag >> 64) as u64], m > 0);
+        } else if m != 0 {
+            let drop = (-shift) as u32;
+            // Arithmetic shifts round toward −∞: the floor, also for negative values.
+            let floor = if drop >= 63 { m >> 63 } else { m >> drop };
+            between = drop >= 63 || m & ((1i64 << drop) - 1) != 0;
+            diff.add_at(0, [floor.unsigned_abs(), 0], floor > 0);
+        }
+        let sign = if diff.limbs[LIMBS - 1] >> 63 == 1 {
+            Ordering::Less
+        } else if diff.limbs.iter().any(|l| *l != 0) {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        };
+        match (between, sign) {
+            (true, Ordering::Greater) => Ordering::Greater,
+            (true, _) => Ordering::Less,
+            (false, sign) => sign,
+        }
+    }
+
     /// `N·2⁻²⁹⁸` rounded to the nearest f32, ties to even (±inf beyond f32's range, +0 for 0).
     fn to_f32(&self) -> f32 {
         let negative = self.limbs[LIMBS - 1] >> 63 == 1;
@@ -256,6 +366,66 @@ mod tests {
         assert_eq!(n.to_f32(), f32::NEG_INFINITY);
         n.add_product(big, big, 1);
         assert_eq!(n, Exact::default());
+    }
+
+    /// Comparisons with thresholds: values that are multiples of 2⁻²⁹⁸ (equality possible),
+    /// values between two multiples (never equal), zero, and values beyond any sum.
+    #[test]
+    fn exact_sums_compare_with_any_threshold() {
+        use Ordering::{Equal, Greater, Less};
+        let tiny = f32::from_bits(1); // 2⁻¹⁴⁹
+        let mut n = Exact::default();
+        assert_eq!(n.cmp_f64(0.0), Equal);
+        assert_eq!(n.cmp_f64(f64::from_bits(1)), Less); // 2⁻¹⁰⁷⁴
+        assert_eq!(n.cmp_f64(-f64::from_bits(1)), Greater);
+        n.add_product(tiny, tiny, 1); // N = 1: 2⁻²⁹⁸
+        let unit = 2f64.powi(-298);
+        assert_eq!(n.cmp_f64(unit), Equal);
+        assert_eq!(n.cmp_f64(unit * (1.0 + f64::EPSILON)), Less);
+        assert_eq!(n.cmp_f64(unit * (1.0 - f64::EPSILON / 2.0)), Greater);
+        assert_eq!(n.cmp_f64(unit / 2.0), Greater);
+        assert_eq!(n.cmp_f64(-unit / 2.0), Greater);
+        assert_eq!(n.cmp_f64(2.0 * unit), Less);
+        n.add_product(tiny, tiny, -3); // N = −2
+        assert_eq!(n.cmp_f64(-2.0 * unit), Equal);
+        assert_eq!(n.cmp_f64(-1.5 * unit), Less);
+        assert_eq!(n.cmp_f64(-2.5 * unit), Greater);
+        assert_eq!(n.cmp_f64(0.0), Less);
+        let mut n = Exact::default();
+        n.add_product(1.0, 1.0, 1);
+        n.add_product(2f32.powi(-30), 2f32.powi(-30), 1); // 1 + 2⁻⁶⁰
+        assert_eq!(n.cmp_f64(1.0), Greater);
+        assert_eq!(n.cmp_f64(1.0 + f64::EPSILON), Less);
+        assert_eq!(n.cmp_f64(2f64.powi(400)), Less);
+        assert_eq!(n.cmp_f64(-2f64.powi(400)), Greater);
+        assert_eq!(n.cmp_f64(2f64.powi(300)), Less);
+        n.add_product(f32::MAX, f32::MAX, 1); // about 2²⁵⁶
+        assert_eq!(n.cmp_f64(2f64.powi(255)), Greater);
+        assert_eq!(n.cmp_f64(2f64.powi(257)), Less);
+    }
+
+    /// A threshold equal to a pair's f64 sum, where the exact value lies 2⁻⁶⁰ beyond it: the
+    /// f64 sum would call them equal.
+    #[test]
+    fn threshold_verdicts_are_exact() {
+        let (a, b, c) = (2f32.powi(-24), 2f32.powi(-52), 2f32.powi(-60));
+        let value = 1.0 + a as f64 + b as f64;
+        let q = [1.0f64, a as f64, b as f64, c as f64];
+        let ones = [1.0f32; 4];
+        let s = q.iter().sum::<f64>();
+        assert_eq!(s, value);
+        assert_eq!(ip_cmp(&q, &ones, s, s, value), Ordering::Greater);
+        assert_eq!(ip_cmp(&q, &ones, s, s, value + f64::EPSILON), Ordering::Less);
+        // L2 from the origin to (1, 2⁻¹², 2⁻²⁶, 2⁻³⁰): 1 + 2⁻²⁴ + 2⁻⁵² + 2⁻⁶⁰.
+        let x = [1.0f32, 2f32.powi(-12), 2f32.powi(-26), 2f32.powi(-30)];
+        let s = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        assert_eq!(s, value);
+        assert_eq!(l2_cmp(&[0.0; 4], &x, s, value), Ordering::Greater);
+        // Grid sums exactly equal to the threshold are equal.
+        assert_eq!(l2_cmp(&[0.0; 2], &[1.0, 0.5], 1.25, 1.25), Ordering::Equal);
+        assert_eq!(ip_cmp(&[1.0, 0.5], &[1.0, 0.5], 1.25, 1.25, 1.25), Ordering::Equal);
+        // Far from the threshold, the f64 sum decides.
+        assert_eq!(l2_cmp(&[0.0; 2], &[1.0, 0.5], 1.25, 3.0), Ordering::Less);
     }
 
     /// Sums that land exactly on, and just beside, the midpoint between two f32 values: ties go

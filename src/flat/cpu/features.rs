@@ -1,6 +1,6 @@
 //! The CPU features the kernels may use: what the CPU has, capped by the `FAISS_NN_CPU`
-//! environment variable (`generic`: portable kernels only; `avx2`: no AVX-512 kernels; unset or
-//! `native`: everything detected). The cap exists so that every kernel kind runs, and is
+//! environment variable (`generic`: portable kernels only; `avx2`: kernels up to AVX2 + FMA, so
+//! no AVX-512 and no AVX-VNNI ones; unset or `native`: everything detected). The cap exists so that every kernel kind runs, and is
 //! compared, on a machine that has the faster ones; it is read once per process.
 
 use std::sync::OnceLock;

@@ -603,7 +603,7 @@ mod avx_vnni {
     /// wrapping, never saturating) into 12 accumulators, which with the two B vectors and the
     /// broadcast fill AVX2's 16 registers. Twelve independent chains hide the instruction's
     /// latency (at most 5 cycles at two per cycle). `$dot` is the instruction, or in tests the
-    /// same sums from AVX2 instructions ([`dpbusd_avx2`]): one body for both, so the emulated
+    /// same sums from AVX2 instructions (`dpbusd_avx2`, below): one body for both, so the emulated
     /// run checks everything but the instruction itself.
     macro_rules! kernel_6x16 {
         ($(#[$doc:meta])* $name:ident, $features:literal, $dot:path) => {
@@ -634,7 +634,7 @@ mod avx_vnni {
         /// The AVX-VNNI kernel (see the macro above).
         ///
         /// # Safety
-        /// The CPU must support AVX2 and AVX-VNNI; `a` must be valid for `kq·MR` reads, `b` for
+        /// The CPU must support AVX2, FMA and AVX-VNNI; `a` must be valid for `kq·MR` reads, `b` for
         /// `kq·NR` reads, `sc` for `MR` A scales and `NR` B scales and sums, and `c` for writes
         /// of rows `0..MR` of 16 elements at stride `ldc`.
         kernel_6x16,
