@@ -767,24 +767,37 @@ fn ip_key_slow(q64: &[f64], x: &[f32]) -> f32 {
     super::rounded::ip(q64, x, s, abs)
 }
 
-/// A pair's score against a threshold's `value`: how the exact score compares with it (for L2
-/// and inner product the exact value, [`super::rounded`]; for cosine the f64 formula,
-/// [`cosine_of`]) and the score a list reports for the pair (the same rounding as the lists'
-/// keys). `a64` is row `a` in f64 ([`load_row64`]); `inv_a`, `inv_b` the rows' inverse norms
-/// (cosine).
-pub(crate) fn pair_against(metric: FlatMetric, a64: &[f64], b: &[f32], inv_a: f64, inv_b: f64, value: f64) -> (std::cmp::Ordering, f32) {
+/// A pair's verdict against a threshold's `value` and, where `passes` accepts the verdict, the
+/// score a list reports for the pair (the same rounding as the lists' keys). The verdict is how
+/// the pair's exact score compares with `value`: for L2 and inner product the exact value
+/// ([`super::rounded`]), for cosine the f64 formula ([`cosine_of`]). `a64` is row `a` in f64
+/// ([`load_row64`]); `inv_a`, `inv_b` the rows' inverse norms (cosine); `reach` a bound on
+/// `Σ|a_j·b_j|` (inner product: `‖a‖·max‖b‖`), which decides most pairs without summing the
+/// magnitudes.
+pub(crate) fn pair_against(
+    metric: FlatMetric,
+    (a64, b): (&[f64], &[f32]),
+    (inv_a, inv_b): (f64, f64),
+    reach: f64,
+    value: f64,
+    passes: impl FnOnce(std::cmp::Ordering) -> bool,
+) -> Option<f32> {
     match metric {
         FlatMetric::L2 => {
             let s = simd::l2(a64, b);
-            (super::rounded::l2_cmp(a64, b, s, value), super::rounded::l2(a64, b, s))
+            passes(super::rounded::l2_cmp(a64, b, s, value)).then(|| super::rounded::l2(a64, b, s))
         }
         FlatMetric::InnerProduct => {
-            let (s, abs) = simd::ip_abs(a64, b);
-            (super::rounded::ip_cmp(a64, b, s, abs, value), super::rounded::ip(a64, b, s, abs))
+            let s = simd::ip(a64, b);
+            let order = super::rounded::ip_clear(a64.len(), s, reach, value).unwrap_or_else(|| {
+                let (s, abs) = simd::ip_abs(a64, b);
+                super::rounded::ip_cmp(a64, b, s, abs, value)
+            });
+            passes(order).then(|| super::rounded::ip_settled(a64.len(), s, reach).unwrap_or_else(|| ip_key_slow(a64, b)))
         }
         FlatMetric::Cosine => {
             let c = cosine_of(simd::ip(a64, b), inv_a, inv_b);
-            (c.partial_cmp(&value).unwrap_or(std::cmp::Ordering::Equal), c as f32)
+            passes(c.partial_cmp(&value).unwrap_or(std::cmp::Ordering::Equal)).then_some(c as f32)
         }
     }
 }
@@ -798,12 +811,17 @@ pub fn l2_pair_kernel(q: &[f64], x: &[f32]) -> f64 {
 
 /// f64 dot products and squared distances, with AVX2 where the CPU has it.
 mod simd {
+    /// What [`sum_avx2`] sums: `Σ (q − x)²`, `Σ q·x`, or `Σ q·x` and `Σ |q·x|`.
+    const L2: u8 = 0;
+    const IP: u8 = 1;
+    const IP_ABS: u8 = 2;
+
     #[inline]
     pub(super) fn l2(q: &[f64], x: &[f32]) -> f64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the features the function is compiled for were detected just now.
-            return unsafe { sum_avx2::<true>(q, x) };
+            return unsafe { sum_avx2::<L2>(q, x) }.0;
         }
         l2_portable(q, x)
     }
@@ -813,55 +831,25 @@ mod simd {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { sum_avx2::<false>(q, x) };
+            return unsafe { sum_avx2::<IP>(q, x) }.0;
         }
         ip_portable(q, x)
     }
 
-    /// `(Σ q·x, Σ |q·x|)`: the sum and what bounds its rounding ([`super::super::rounded`]).
+    /// `(Σ q·x, Σ |q·x|)`: the sum (as [`ip`] sums it) and what bounds its rounding
+    /// ([`super::super::rounded`]).
     #[inline]
     pub(super) fn ip_abs(q: &[f64], x: &[f32]) -> (f64, f64) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { ip_abs_avx2(q, x) };
+            return unsafe { sum_avx2::<IP_ABS>(q, x) };
         }
         let mut abs = 0f64;
         for (a, b) in q.iter().zip(x) {
             abs += (a * *b as f64).abs();
         }
         (ip_portable(q, x), abs)
-    }
-
-    /// [`ip_abs`] with 16 lanes of f64 FMAs for each sum (as [`sum_avx2`]'s one).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn ip_abs_avx2(q: &[f64], x: &[f32]) -> (f64, f64) {
-        use std::arch::x86_64::*;
-        let n = q.len().min(x.len());
-        let (qp, xp) = (q.as_ptr(), x.as_ptr());
-        let sign = _mm256_set1_pd(-0.0);
-        let (mut acc, mut abs) = ([_mm256_setzero_pd(); 4], [_mm256_setzero_pd(); 4]);
-        let mut i = 0;
-        while i + 16 <= n {
-            for t in 0..4 {
-                let xv = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i + 4 * t)));
-                let qv = _mm256_loadu_pd(qp.add(i + 4 * t));
-                acc[t] = _mm256_fmadd_pd(qv, xv, acc[t]);
-                abs[t] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, qv), _mm256_andnot_pd(sign, xv), abs[t]);
-            }
-            i += 16;
-        }
-        let (mut tail, mut tail_abs) = (0.0, 0.0);
-        for j in i..n {
-            let p = q[j] * x[j] as f64;
-            tail += p;
-            tail_abs += p.abs();
-        }
-        (hsum(acc) + tail, hsum(abs) + tail_abs)
     }
 
     #[inline(always)]
@@ -898,36 +886,44 @@ mod simd {
         acc.iter().sum()
     }
 
-    /// Σ (q − x)² (`L2`) or Σ q·x, with 16 lanes of f64 FMAs.
+    /// `Σ (q − x)²` ([`L2`]) or `Σ q·x` ([`IP`]) with 16 lanes of f64 FMAs, and (only for
+    /// [`IP_ABS`], else 0) `Σ |q·x|` in 16 more lanes. The first sum's order is the same in
+    /// every mode, so [`ip`] and [`ip_abs`] agree on it.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sum_avx2<const L2: bool>(q: &[f64], x: &[f32]) -> f64 {
+    unsafe fn sum_avx2<const MODE: u8>(q: &[f64], x: &[f32]) -> (f64, f64) {
         use std::arch::x86_64::*;
         let n = q.len().min(x.len());
         let (qp, xp) = (q.as_ptr(), x.as_ptr());
-        let mut acc = [_mm256_setzero_pd(); 4];
+        let sign = _mm256_set1_pd(-0.0);
+        let (mut acc, mut abs) = ([_mm256_setzero_pd(); 4], [_mm256_setzero_pd(); 4]);
         let mut i = 0;
         while i + 16 <= n {
-            for (t, a) in acc.iter_mut().enumerate() {
+            for t in 0..4 {
                 let xv = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i + 4 * t)));
                 let qv = _mm256_loadu_pd(qp.add(i + 4 * t));
-                *a = if L2 {
+                if MODE == L2 {
                     let dv = _mm256_sub_pd(qv, xv);
-                    _mm256_fmadd_pd(dv, dv, *a)
+                    acc[t] = _mm256_fmadd_pd(dv, dv, acc[t]);
                 } else {
-                    _mm256_fmadd_pd(qv, xv, *a)
-                };
+                    acc[t] = _mm256_fmadd_pd(qv, xv, acc[t]);
+                }
+                if MODE == IP_ABS {
+                    abs[t] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, qv), _mm256_andnot_pd(sign, xv), abs[t]);
+                }
             }
             i += 16;
         }
-        let mut tail = 0.0;
+        let (mut tail, mut tail_abs) = (0.0, 0.0);
         for j in i..n {
-            tail += if L2 { (q[j] - x[j] as f64).powi(2) } else { q[j] * x[j] as f64 };
+            let p = if MODE == L2 { (q[j] - x[j] as f64).powi(2) } else { q[j] * x[j] as f64 };
+            tail += p;
+            tail_abs += p.abs();
         }
-        hsum(acc) + tail
+        (hsum(acc) + tail, if MODE == IP_ABS { hsum(abs) + tail_abs } else { 0.0 })
     }
 
     #[cfg(target_arch = "x86_64")]

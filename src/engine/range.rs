@@ -93,11 +93,8 @@ impl Threshold {
     /// True when an exact `score` passes: below the threshold for L2, above it for similarities.
     #[inline]
     pub fn passes(&self, score: f64) -> bool {
-        if self.metric == FlatMetric::L2 {
-            score < self.value
-        } else {
-            score > self.value
-        }
+        // NaN compares as Equal: it never passes.
+        self.passes_order(score.partial_cmp(&self.value).unwrap_or(std::cmp::Ordering::Equal))
     }
 
     /// True when a score that compares with the threshold as `order` passes.
@@ -158,6 +155,9 @@ struct Scorer<'s, 'r> {
     a: (Vectors<'r>, i64),
     /// Rows of the second set, its row 0's global index, and (cosine) `1/‖x‖` of each row.
     b: (Vectors<'r>, i64, Option<&'r [f64]>),
+    /// `max‖x‖` over the second set's rows (inner product; else 0): with `‖a‖`, a bound on
+    /// `Σ|a_j·x_j|` by Cauchy–Schwarz ([`exact::pair_against`]'s `reach`).
+    b_max_norm: f64,
     max_pairs: usize,
     found: AtomicUsize,
     candidates: AtomicUsize,
@@ -182,8 +182,10 @@ impl<'s, 'r> Scorer<'s, 'r> {
         sink: &'s mut PairSink<'s>,
     ) -> Self {
         let rows = if own { a.0.n() } else { a.0.n() + b.0.n() };
+        let b_max_norm = if threshold.metric == FlatMetric::InnerProduct { exact::db_bound(FlatMetric::InnerProduct, &b.0, None) } else { 0.0 };
         Scorer {
             threshold,
+            b_max_norm,
             seen_offset: (a.1, b.1, if own { 0 } else { a.0.n() }),
             a,
             b,
@@ -201,19 +203,24 @@ impl<'s, 'r> Scorer<'s, 'r> {
         let d = self.a.0.d();
         let unit = self.threshold.metric == FlatMetric::Cosine;
         let mut a64 = vec![0f64; d];
-        let (mut last, mut inv_a) = (None, 1.0);
+        let (mut last, mut inv_a, mut reach) = (None, 1.0, 0.0);
         let mut out = Vec::with_capacity(found.len() / 4 + 1);
         for c in found.iter() {
             if last != Some(c.i) {
                 let row = self.a.0.row((c.i - self.a.1) as usize);
                 exact::load_row64(row, &mut a64);
                 inv_a = if unit { exact::inverse_norm(row) } else { 1.0 };
+                reach = if self.threshold.metric == FlatMetric::InnerProduct {
+                    exact::bound_norm(FlatMetric::InnerProduct, row, None) * self.b_max_norm
+                } else {
+                    0.0
+                };
                 last = Some(c.i);
             }
             let jb = (c.j - self.b.1) as usize;
             let inv_b = self.b.2.map_or(1.0, |inv| inv[jb]);
-            let (order, score) = exact::pair_against(self.threshold.metric, &a64, self.b.0.row(jb), inv_a, inv_b, self.threshold.value);
-            if self.threshold.passes_order(order) {
+            let passes = |order| self.threshold.passes_order(order);
+            if let Some(score) = exact::pair_against(self.threshold.metric, (&a64, self.b.0.row(jb)), (inv_a, inv_b), reach, self.threshold.value, passes) {
                 out.push(Pair { i: c.i, j: c.j, score });
             }
         }

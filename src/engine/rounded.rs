@@ -90,13 +90,30 @@ pub(crate) fn ip_cmp(q64: &[f64], x: &[f32], s: f64, abs: f64, value: f64) -> Or
     compare(s, slack(q64.len()) * abs, value, || ip_in_f64(q64, x), || ip_exact(q64, x))
 }
 
+/// How the exact `Σ q_j·x_j` of `n` products compares with `value`, decided from its f64 sum `s`
+/// alone by the bound with `reach ≥ Σ|q_j·x_j|` (as in [`ip_settled`]); `None` where that does
+/// not decide it ([`ip_cmp`] then does).
+#[inline]
+pub(crate) fn ip_clear(n: usize, s: f64, reach: f64, value: f64) -> Option<Ordering> {
+    clear_of(s, slack(n) * reach, value)
+}
+
+/// `s`'s side of `value` where every value within `e` of `s` lies on that side.
+#[inline]
+fn clear_of(s: f64, e: f64, value: f64) -> Option<Ordering> {
+    if s - e > value {
+        Some(Ordering::Greater)
+    } else if s + e < value {
+        Some(Ordering::Less)
+    } else {
+        None
+    }
+}
+
 /// `t` against `value` (finite) by the three steps of the module doc.
 fn compare(s: f64, e: f64, value: f64, in_f64: impl FnOnce() -> Option<f64>, exact: impl FnOnce() -> Exact) -> Ordering {
-    if s - e > value {
-        return Ordering::Greater;
-    }
-    if s + e < value {
-        return Ordering::Less;
+    if let Some(side) = clear_of(s, e, value) {
+        return side;
     }
     match in_f64() {
         Some(t) => t.partial_cmp(&value).unwrap_or(Ordering::Equal),
@@ -331,6 +348,7 @@ fn bit(limbs: &[u64; LIMBS], i: usize) -> bool {
 mod tests {
     use super::super::exact;
     use super::*;
+    use crate::metric::FlatMetric;
 
     /// Exact sums of f32 products where f64 holds them exactly (small integers times powers of
     /// two), and their roundings.
@@ -522,5 +540,53 @@ mod tests {
         }
         assert!(exact_l2 > 100 && exact_ip > 100, "keys that needed the wide accumulator: L2 {exact_l2}, ip {exact_ip}");
         assert!(grid > 10, "L2 keys settled by an exact f64 sum: {grid}");
+    }
+
+    /// A threshold join's verdicts and scores ([`exact::pair_against`], as the range search
+    /// calls it: the inner product's bound from `‖a‖·‖b‖`) are the exact ones for thresholds
+    /// within a few f64 ulps of the sum, where the f64 sum alone often decides wrongly.
+    #[test]
+    fn pair_verdicts_near_the_threshold_are_exact() {
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let mut naive_wrong = 0;
+        for trial in 0..600 {
+            let d = 1 + trial % 64;
+            let offset = if trial % 3 == 0 { 100.0 } else { 0.0 };
+            let a: Vec<f32> = (0..d).map(|_| (offset + next()) as f32).collect();
+            let b: Vec<f32> = (0..d).map(|_| (offset + next()) as f32).collect();
+            let a64: Vec<f64> = a.iter().map(|v| *v as f64).collect();
+            let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let reach = norm(&a) * norm(&b);
+            let (mut nl, mut ni) = (Exact::default(), Exact::default());
+            for (p, q) in a.iter().zip(&b) {
+                nl.add_product(*p, *p, 1);
+                nl.add_product(*p, *q, -2);
+                nl.add_product(*q, *q, 1);
+                ni.add_product(*p, *q, 1);
+            }
+            for (metric, exact, s) in [
+                (FlatMetric::L2, &nl, exact::l2_pair_kernel(&a64, &b)),
+                (FlatMetric::InnerProduct, &ni, a64.iter().zip(&b).map(|(p, q)| p * *q as f64).sum::<f64>()),
+            ] {
+                let ulp = f64::EPSILON * s.abs().max(f64::MIN_POSITIVE);
+                for step in -6..=6 {
+                    let value = s + step as f64 * ulp;
+                    let mut verdict = None;
+                    let score = exact::pair_against(metric, (&a64, &b), (1.0, 1.0), reach, value, |o| {
+                        verdict = Some(o);
+                        o == Ordering::Greater
+                    });
+                    let truth = exact.cmp_f64(value);
+                    assert_eq!(verdict, Some(truth), "{metric:?} trial {trial} step {step}");
+                    assert_eq!(score.map(f32::to_bits), (truth == Ordering::Greater).then(|| exact.to_f32().to_bits()), "{metric:?} trial {trial}");
+                    naive_wrong += (s.partial_cmp(&value) != Some(truth)) as usize;
+                }
+            }
+        }
+        assert!(naive_wrong > 100, "verdicts the f64 sum alone gets wrong: {naive_wrong}");
     }
 }

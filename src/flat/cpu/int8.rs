@@ -624,8 +624,7 @@ mod avx_vnni {
                     ap = ap.add(MR);
                     bp = bp.add(NR);
                 }
-                super::avx2::store::<7>(&acc[..3], 0, &sc, c, ldc);
-                super::avx2::store::<7>(&acc[3..], 3, &sc, c, ldc);
+                super::avx2::store::<7>(&acc, 0, &sc, c, ldc);
             }
         };
     }
