@@ -125,7 +125,18 @@ fn run(args: &Args) -> Result<()> {
         .metric(args.metric())
         .k(k)
         .search_batch_size(args.search_batch_size)
-        .precision(args.precision);
+        .precision(args.precision)
+        .approximate(args.approximate);
+    if !args.quiet && args.approximate {
+        use faiss_nn::Precision::{Auto, Bf16, Int8, F16};
+        // What may compute in reduced precision: bf16 and f16 on a GPU; auto (where it plans
+        // reduced products), bf16 and int8 on the CPU.
+        let reduced = if args.device.device.is_gpu() { matches!(args.precision, Bf16 | F16) } else { matches!(args.precision, Auto | Bf16 | Int8) };
+        if !reduced {
+            let name = format!("{:?}", args.precision).to_lowercase();
+            eprintln!("note: --approximate applies to reduced-precision products; --precision {name} computes in f32 here (or tf32), so it changes nothing");
+        }
+    }
     if !args.quiet && args.device.device.is_gpu() && args.precision == faiss_nn::Precision::Int8 {
         eprintln!("note: --precision int8 applies to CPU products; the GPU search computes in f32");
     }

@@ -11,8 +11,10 @@ use std::str::FromStr;
 /// the rows it cannot prove again in f32 (each runs as f32 on a CPU without its instructions);
 /// `Auto` (the default) picks int8 (AVX-512 VNNI only) or bf16 for a self-join where the CPU
 /// has them and a sample of the rows predicts the proofs to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
-/// On a GPU, `Auto` and `Int8` are f32, and the other reduced precisions give their own
-/// (unproven) lists.
+/// On a GPU, `Auto` and `Int8` are f32; `Bf16` and `F16` candidates are proven with the tensor
+/// cores' bound ([`crate::engine::bound`], *A GPU's keys*), the rows it cannot prove searched
+/// again in f32 on the CPU; `Tf32` gives its own lists, re-scored but unproven.
+/// [`crate::engine::EngineOptions::approximate`] keeps any reduced lists unproven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Precision {
     /// The fastest exact path for the device and the data (see above).

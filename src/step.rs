@@ -110,6 +110,12 @@ impl FaissNearestNeighbour {
         self.options.precision = p;
         self
     }
+    /// Return reduced-precision lists (bf16, f16, int8 products) re-scored but unproven (default
+    /// false: exact lists; see [`crate::engine::EngineOptions::approximate`]).
+    pub fn approximate(mut self, yes: bool) -> Self {
+        self.options.approximate = yes;
+        self
+    }
     /// Which GPU code path computes a flat search (the fused kernel, or cuBLAS tiles + select).
     pub fn gpu_path(mut self, p: GpuPath) -> Self {
         self.options.gpu_path = p;

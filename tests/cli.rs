@@ -368,6 +368,19 @@ fn the_lists_do_not_depend_on_the_cpu_kernels() {
     }
 }
 
+/// `--approximate` is accepted; with f32 products, which it does not change, a note says so.
+#[test]
+fn approximate_with_f32_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.parquet");
+    let r = run(args(&[&"--input", &small_parquet(), &"--output", &out, &"--precision", &"f32", &"--approximate"]));
+    r.assert_ok();
+    assert!(r.stderr.contains("note: --approximate applies to reduced-precision products"), "{}", r.stderr);
+    let r = run(args(&[&"--input", &small_parquet(), &"--output", &out, &"--overwrite", &"--precision", &"int8", &"--approximate"]));
+    r.assert_ok();
+    assert!(!r.stderr.contains("--approximate applies"), "{}", r.stderr);
+}
+
 #[test]
 fn a_gpu_precision_on_the_cpu_is_noted() {
     let dir = tempfile::tempdir().unwrap();

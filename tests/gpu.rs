@@ -595,3 +595,86 @@ fn gpu_fused_small_for_sanitizers() {
         }
     }
 }
+
+/// The proof's assumption about tensor cores (`engine::bound`, *A GPU's keys*): every key the
+/// GPU's bf16 and f16 products give, on both paths, lies within the bound the exact layer
+/// proves their lists with (`KeyBound`), on the demo rows, rows far from the origin and random
+/// normal rows; L2 both centred on the column means (as the engine loads rows) and not (the
+/// largest norms against the smallest differences). Prints the largest ratio of a key's error
+/// to its bound. (The candidates are the rows checked: the model's test in `engine::tensor_emu`
+/// checks every pair.)
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_reduced_keys_stay_within_the_proofs_bound() {
+    use faiss_nn::engine::bound::{Accumulation, KeyBound, Rounding};
+    let (demo, dd) = demo_embeddings();
+    let far: Vec<f32> = normal(600, 64, 21).iter().map(|v| 50.0 + v).collect();
+    let sets = [("demo", demo[..1500 * dd].to_vec(), dd), ("far", far, 64), ("normal", normal(1000, 96, 22), 96)];
+    for (prec, rounding) in [(Precision::Bf16, Rounding::Bf16), (Precision::F16, Rounding::F16)] {
+        for (name, x, d) in &sets {
+            let xv = Vectors::new(x, *d, "x").unwrap();
+            let means: Vec<f32> = (0..*d).map(|j| ((0..xv.n()).map(|i| xv.row(i)[j] as f64).sum::<f64>() / xv.n() as f64) as f32).collect();
+            for (metric, shift) in [(FlatMetric::L2, None), (FlatMetric::L2, Some(&means[..])), (FlatMetric::InnerProduct, None)] {
+                let bound = KeyBound::new(rounding, Accumulation::TensorCores, metric, &xv, shift);
+                for (path, s) in [("cublas", searcher(GpuOptions { precision: prec, ..Default::default() })), ("fused", fused(prec))] {
+                    let got = s.search(&FlatJob::self_join(xv, metric, 32, &NoProgress).with_shift(shift)).unwrap();
+                    let mut worst = 0f64;
+                    for i in 0..xv.n() {
+                        let e = bound.of(xv.row(i));
+                        let (keys, ids) = got.row(i);
+                        for (key, id) in keys.iter().zip(ids) {
+                            let truth = score(metric, xv.row(i), xv.row(*id as usize));
+                            let exact_key = if metric == FlatMetric::L2 { truth } else { -truth };
+                            let ratio = (*key as f64 - exact_key).abs() / e;
+                            assert!(
+                                ratio <= 1.0,
+                                "{prec:?} {name} {metric:?} shift {} {path}: row {i}, index {id}: key {key}, exact {exact_key}, bound {e}",
+                                shift.is_some()
+                            );
+                            worst = worst.max(ratio);
+                        }
+                    }
+                    eprintln!("{prec:?} {name} {metric:?} shift {} {path}: largest key error {worst:.3e} of the bound", shift.is_some());
+                }
+            }
+        }
+    }
+}
+
+/// With the default (exact) mode a GPU's bf16 and f16 self-joins give the CPU's exact lists
+/// (bit for bit: ids and scores), the rows the proof leaves unproven searched again in f32 on
+/// the CPU; with `approximate` the lists are the GPU's candidates re-scored. Prints the share of
+/// rows proven by the first pass.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_reduced_lists_are_proven_exact() {
+    let (demo, d) = demo_embeddings();
+    let x = &demo[..4000 * d];
+    let cpu = Engine::open(&Device::Cpu, EngineOptions { precision: Precision::F32, ..EngineOptions::default() }).unwrap();
+    for prec in [Precision::Bf16, Precision::F16] {
+        for metric in [FlatMetric::L2, FlatMetric::InnerProduct, FlatMetric::Cosine] {
+            for k in [1, 10, 100] {
+                let want = cpu.load_shard(x, d, 0, metric).unwrap().self_join(k, &NoProgress).unwrap();
+                for path in [GpuPath::Cublas, GpuPath::Fused] {
+                    if path == GpuPath::Fused && k > gpu::FUSED_MAX_K {
+                        continue;
+                    }
+                    let opts = EngineOptions { precision: prec, gpu_path: path, ..EngineOptions::default() };
+                    let gpu = Engine::open(&Device::Cuda(vec![0]), opts).unwrap();
+                    let (got, stats) = gpu.load_shard(x, d, 0, metric).unwrap().self_join_with_stats(k, &NoProgress).unwrap();
+                    assert_eq!(got, want, "{prec:?} {metric:?} k = {k} {path:?}");
+                    let n = x.len() / d;
+                    eprintln!(
+                        "{prec:?} {metric:?} k = {k} {path:?}: {:.2} % of rows proven by the first pass",
+                        100.0 * (n - stats.fallback_rows) as f64 / n as f64
+                    );
+                    let loose = Engine::open(&Device::Cuda(vec![0]), EngineOptions { approximate: true, ..opts }).unwrap();
+                    let (approx, stats) = loose.load_shard(x, d, 0, metric).unwrap().self_join_with_stats(k, &NoProgress).unwrap();
+                    assert_eq!(stats.fallback_rows, 0);
+                    let hits: usize = (0..n).map(|i| approx.row(i).1.iter().filter(|id| want.row(i).1.contains(id)).count()).sum();
+                    eprintln!("  approximate: recall@{k} {:.5}", hits as f64 / (n * k) as f64);
+                }
+            }
+        }
+    }
+}

@@ -190,3 +190,31 @@ fn int8_foreign_queries_and_the_portable_int8_kernel_agree() {
     let (want, _) = join(&engine(Precision::F32), &x[..600 * d], d, FlatMetric::L2, 10);
     assert_eq!(got, want);
 }
+
+/// With `approximate`, a reduced search's lists come re-scored but unproven: no row is searched
+/// again, and where the candidates miss a neighbour the list does too (150 near-copies of one
+/// row, more than the int8 candidates a row keeps at k = 5, at most 69, and which int8 cannot
+/// tell apart). f32 lists
+/// stay exact, and so do int8 lists without the option.
+#[test]
+fn approximate_lists_skip_the_proof() {
+    use faiss_nn::flat::cpu::int8::Int8Kernel;
+    let d = 64;
+    let mut x = normal(300, d, 4);
+    let base = x[..d].to_vec();
+    let noise = normal(150, d, 5);
+    for c in noise.chunks(d) {
+        x.extend(base.iter().zip(c).map(|(b, e)| b + 1e-4 * e));
+    }
+    let loose = |precision| Engine::open(&Device::Cpu, EngineOptions { precision, approximate: true, ..EngineOptions::default() }).unwrap();
+    let runs = Int8Kernel::detect() != Int8Kernel::Portable;
+    for metric in [FlatMetric::L2, FlatMetric::InnerProduct] {
+        let (want, _) = join(&engine(Precision::F32), &x, d, metric, 5);
+        assert_eq!(join(&engine(Precision::Int8), &x, d, metric, 5).0, want, "{metric:?}: exact int8");
+        assert_eq!(join(&loose(Precision::F32), &x, d, metric, 5).0, want, "{metric:?}: f32 with approximate");
+        let (got, stats) = join(&loose(Precision::Int8), &x, d, metric, 5);
+        assert_eq!((stats.fallback_rows, stats.widened_rows, stats.brute_force_rows), (0, 0, 0), "{metric:?}");
+        // Where an int8 kernel runs (else int8 is f32 and the lists are exact).
+        assert_eq!(got != want, runs, "{metric:?}: approximate int8 lists should miss neighbours among the copies");
+    }
+}

@@ -186,9 +186,14 @@ def _join_metric(metric: Any) -> Any:
     return "cosine" if metric is None else metric
 
 
-def _check_flags(exclude_self: Any, string_factory: Any) -> None:
-    if not isinstance(exclude_self, (bool, np.bool_)):
-        raise InvalidInputError(f"invalid exclude_self: {exclude_self!r}: expected True or False")
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f"invalid {name}: {value!r}: expected True or False")
+
+
+def _check_flags(exclude_self: Any, string_factory: Any, approximate: Any = False) -> None:
+    _check_bool("exclude_self", exclude_self)
+    _check_bool("approximate", approximate)
     if string_factory is not None and not isinstance(string_factory, str):
         raise InvalidInputError(
             f"invalid string_factory: {string_factory!r}: expected None or a faiss index factory string"
@@ -209,6 +214,7 @@ def self_knn(
     train_size: Optional[int] = None,
     shard_mode: str = "sharded",
     search_params: Optional[str] = None,
+    approximate: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """For every row of ``embeddings``, its ``k`` nearest other rows.
 
@@ -230,7 +236,9 @@ def self_knn(
             candidates (AVX-512 BF16) and int8 candidates (AVX-512 VNNI or AVX2) are proven with their
             error bound, the rows it cannot prove searched again in f32; ``"auto"`` takes int8 (with
             AVX-512 VNNI) or bf16 where the CPU has them and a sample predicts the proofs hold. On a GPU
-            ``"auto"`` and ``"int8"`` are f32 and the other reduced precisions are unproven.
+            ``"auto"`` and ``"int8"`` are f32; bf16 and f16 candidates are proven with the tensor
+            cores' error bound (rows it cannot prove are searched again in f32 on the CPU);
+            ``"tf32"`` lists are re-scored but unproven.
         exclude_self: leave each row out of its own list (by index).
         threads: CPU worker threads (default: every core).
         memory_budget: working memory for the search's tiles, in bytes (default 512 MiB on the
@@ -240,6 +248,9 @@ def self_knn(
         shard_mode: several GPUs: ``"sharded"`` (rows split) or ``"replicated"`` (queries split).
         search_params: search-time parameters of a faiss index in faiss's syntax, e.g.
             ``"nprobe=16"`` (IVF) or ``"efSearch=64"`` (HNSW); an error with exact flat search.
+        approximate: return the lists of reduced-precision products (bf16, f16, int8)
+            re-scored exactly but unproven: no row is searched again, so a list may miss a
+            neighbour. f32 lists stay exact. Default ``False``.
 
     Returns:
         ``(indices, scores)``: int64 and float32 arrays of shape ``(n, k)``, best first. A slot
@@ -256,7 +267,7 @@ def self_knn(
     """
     return _self_knn(
         embeddings, "embeddings", k, metric, device, string_factory, search_batch_size, precision,
-        exclude_self, threads, memory_budget, train_size, shard_mode, search_params,
+        exclude_self, threads, memory_budget, train_size, shard_mode, search_params, approximate,
     )
 
 
@@ -275,9 +286,10 @@ def _self_knn(
     train_size: Any,
     shard_mode: Any,
     search_params: Any = None,
+    approximate: Any = False,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`self_knn`, naming the input ``what`` in its errors (e.g. a table's column)."""
-    _check_flags(exclude_self, string_factory)
+    _check_flags(exclude_self, string_factory, approximate)
     if search_params is not None and not isinstance(search_params, str):
         raise InvalidInputError(f"invalid search_params: {search_params!r}: expected None or a string such as 'nprobe=16'")
     x = as_matrix(embeddings, what)
@@ -285,6 +297,7 @@ def _self_knn(
         return _native.self_knn(
             x, k, _metric_arg(metric), device, string_factory, search_batch_size, precision,
             bool(exclude_self), threads, memory_budget, train_size, shard_mode, search_params,
+            approximate=bool(approximate),
         )
     except InvalidInputError as e:
         # The native search calls its input "embeddings"; say what the caller passed.
@@ -306,7 +319,8 @@ class FlatIndex:
 
     ``faiss.IndexFlatL2(d)`` becomes ``faiss_nn.FlatIndex(d)`` (or ``faiss_nn.IndexFlatL2(d)``),
     ``faiss.IndexFlatIP(d)`` becomes ``faiss_nn.FlatIndex(d, "ip")``; ``FlatIndex(d, "cosine")``
-    is ``IndexFlatIP`` over normalised rows, with exact cosines.
+    is ``IndexFlatIP`` over normalised rows, with exact cosines. ``precision`` and
+    ``approximate`` are :func:`self_knn`'s.
     """
 
     def __init__(
@@ -318,8 +332,12 @@ class FlatIndex:
         threads: Optional[int] = None,
         memory_budget: Optional[int] = None,
         precision: str = "auto",
+        approximate: bool = False,
     ) -> None:
-        self._index = _native.FlatIndex(d, _metric_arg(metric), device, threads, memory_budget, precision)
+        _check_bool("approximate", approximate)
+        self._index = _native.FlatIndex(
+            d, _metric_arg(metric), device, threads, memory_budget, precision, approximate=bool(approximate)
+        )
 
     def add(self, x: Any) -> None:
         """Appends the rows of ``x`` (``n × d``)."""
@@ -549,6 +567,7 @@ def knn_table(
     shard_mode: str = "sharded",
     overwrite: bool = False,
     search_params: Optional[str] = None,
+    approximate: bool = False,
 ) -> "pyarrow.Table":  # noqa: F821
     """The table plus ``nn_indices`` (``list<int64>``) and ``nn_scores`` (``list<float32>``).
 
@@ -575,7 +594,7 @@ def knn_table(
     x = column_matrix(table, column)
     indices, scores = _self_knn(
         x, f"column {column!r}", k, metric, device, string_factory, search_batch_size, precision,
-        exclude_self, threads, memory_budget, train_size, shard_mode, search_params,
+        exclude_self, threads, memory_budget, train_size, shard_mode, search_params, approximate,
     )
     out = table
     for name, values, typ in (

@@ -87,8 +87,11 @@ class FaissNearestNeighbour(GlobalStep):
         train_size: if the index needs a training step, how many vectors (evenly spaced over
             the dataset) train it. Defaults to `None` (up to 131,072).
         precision: the products' arithmetic: `"auto"` (the fastest exact path), `"f32"`,
-            `"bf16"`, `"int8"`, `"tf32"` or `"f16"`; the CPU's lists are exact at every precision.
-            Defaults to `"auto"`.
+            `"bf16"`, `"int8"`, `"tf32"` or `"f16"`; the lists are exact at every precision but a
+            GPU's `"tf32"`. Defaults to `"auto"`.
+        approximate: return the lists of reduced-precision products (bf16, f16, int8)
+            re-scored but unproven (no row searched again; a list may miss a neighbour). f32
+            lists stay exact. Defaults to `False`.
         threads: CPU worker threads. Defaults to `None` (every core).
         memory_budget: working memory of the search's tiles, in bytes. Defaults to `None`
             (512 MiB on the CPU).
@@ -146,7 +149,12 @@ class FaissNearestNeighbour(GlobalStep):
     precision: Optional[RuntimeParameter[str]] = Field(
         default="auto",
         description="Product arithmetic: auto (the fastest exact path), f32, bf16, int8, tf32 or f16;"
-        " exact on the CPU at every precision.",
+        " exact at every precision but a GPU's tf32.",
+    )
+    approximate: Optional[RuntimeParameter[bool]] = Field(
+        default=False,
+        description="Return reduced-precision (bf16, f16, int8) lists re-scored but unproven:"
+        " faster, approximate. f32 lists stay exact.",
     )
     threads: Optional[RuntimeParameter[int]] = Field(
         default=None,
@@ -278,6 +286,7 @@ class FaissNearestNeighbour(GlobalStep):
             self.train_size,
             "sharded",
             self.search_params,
+            self.approximate if self.approximate is not None else False,
         )
 
     def _save_index(self, x: Any, metric: Any) -> None:

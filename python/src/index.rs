@@ -30,7 +30,7 @@ impl PyFlatIndex {
 #[pymethods]
 impl PyFlatIndex {
     #[new]
-    #[pyo3(signature = (d, metric, device, threads, memory_budget, precision))]
+    #[pyo3(signature = (d, metric, device, threads, memory_budget, precision, approximate=false))]
     fn new(
         py: Python<'_>,
         d: &Bound<'_, PyAny>,
@@ -39,11 +39,12 @@ impl PyFlatIndex {
         threads: Option<&Bound<'_, PyAny>>,
         memory_budget: Option<&Bound<'_, PyAny>>,
         precision: &Bound<'_, PyAny>,
+        approximate: bool,
     ) -> PyResult<Self> {
         let d = positive(py, "dimension", d, "vectors need at least one component")?;
         let metric = metric_arg(py, metric)?;
         let device = device_arg(py, device)?;
-        let mut options = faiss_nn::EngineOptions { precision: precision_arg(py, precision)?, ..Default::default() };
+        let mut options = faiss_nn::EngineOptions { precision: precision_arg(py, precision)?, approximate, ..Default::default() };
         options.threads = opt_positive(py, "threads", threads, "at least one worker thread is needed")?;
         options.memory_budget = opt_positive(py, "memory_budget", memory_budget, "the search needs working memory (bytes)")?;
         let dev = device.clone();

@@ -12,7 +12,7 @@ static LAST_INPUT: AtomicUsize = AtomicUsize::new(0);
 
 /// Every row's k nearest other rows: `(indices int64[n, k], scores float32[n, k])`.
 #[pyfunction]
-#[pyo3(signature = (embeddings, k, metric, device, string_factory, search_batch_size, precision, exclude_self, threads, memory_budget, train_size, shard_mode, search_params=None))]
+#[pyo3(signature = (embeddings, k, metric, device, string_factory, search_batch_size, precision, exclude_self, threads, memory_budget, train_size, shard_mode, search_params=None, approximate=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn self_knn<'py>(
     py: Python<'py>,
@@ -29,6 +29,7 @@ pub(crate) fn self_knn<'py>(
     train_size: Option<&Bound<'py, PyAny>>,
     shard_mode: &Bound<'py, PyAny>,
     search_params: Option<String>,
+    approximate: bool,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
     let k = k_arg(py, k)?;
     let metric = metric_arg(py, metric)?;
@@ -48,6 +49,7 @@ pub(crate) fn self_knn<'py>(
         .search_params(search_params.as_deref())
         .search_batch_size(batch)
         .precision(precision)
+        .approximate(approximate)
         .shard_mode(shard_mode)
         .exclude_self(exclude_self);
     if let Some(t) = threads {

@@ -3,6 +3,8 @@ side with distilabel's step, and bad input."""
 
 from __future__ import annotations
 
+import platform
+
 import faiss
 import numpy as np
 import pyarrow.parquet as pq
@@ -115,6 +117,17 @@ def test_parameters_reach_the_search():
     exact, _ = faiss_nn.self_knn(x, k=3)
     hits = sum(len(set(r["nn_indices"]) & set(e)) for r, e in zip(out, exact.tolist()))
     assert hits >= 0.99 * 3 * len(rows), hits
+    # approximate reaches the search: on near-copies (test_self_knn's approximate test) the
+    # step's lists are self_knn's unproven ones, which differ from the exact ones where an int8
+    # kernel runs (x86-64).
+    y = np.vstack([x[:100, :8].repeat(8, axis=1), x[0, :8].repeat(8) + 1e-4 * rng.standard_normal((150, 64))])
+    y = np.ascontiguousarray(y.astype(np.float32))
+    out = run(FaissNearestNeighbour(k=5, precision="int8", approximate=True), [{"embedding": r} for r in y.tolist()])
+    loose, _ = faiss_nn.self_knn(y, k=5, precision="int8", approximate=True)
+    assert [r["nn_indices"] for r in out] == loose.tolist()
+    exact, _ = faiss_nn.self_knn(y, k=5, precision="int8")
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert not np.array_equal(loose, exact)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ GIL released during the search, faiss-backed factories and metrics."""
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 import tracemalloc
@@ -304,3 +305,40 @@ def test_every_precision_gives_the_exact_lists_on_the_cpu(metric):
         for precision in ("auto", "bf16", "int8", "f16", "tf32"):
             got = faiss_nn.self_knn(data, k=10, metric=metric, precision=precision)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), precision
+
+
+def test_approximate_lists_skip_the_proof():
+    # approximate=True returns reduced candidates' lists re-scored but unproven. 150 near-copies
+    # of one row are more than the int8 candidates a row keeps at k = 5 (at most 69), and int8
+    # cannot tell them apart: where an int8 kernel runs (x86-64 with AVX2), some of their lists
+    # miss a neighbour. Without the option the int8 lists are exact; f32 lists are exact either way.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    copies = x[0] + 1e-4 * rng.standard_normal((150, 64)).astype(np.float32)
+    x = np.ascontiguousarray(np.vstack([x, copies]))
+    want = faiss_nn.self_knn(x, k=5, precision="f32")
+    for precision, approximate in (("f32", True), ("int8", False)):
+        got = faiss_nn.self_knn(x, k=5, precision=precision, approximate=approximate)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), precision
+    loose = faiss_nn.self_knn(x, k=5, precision="int8", approximate=True)
+    hits = [len(set(a) & set(b)) for a, b in zip(loose[0].tolist(), want[0].tolist())]
+    # The plain rows' neighbours stand apart: their unproven lists still hold them.
+    assert sum(hits[:300]) >= 0.99 * 300 * 5, sum(hits[:300])
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert sum(hits[300:]) < 150 * 5, "unproven int8 lists should miss neighbours among the copies"
+    with pytest.raises(faiss_nn.InvalidInputError, match=r"invalid approximate: 'yes': expected True or False"):
+        faiss_nn.self_knn(x, k=5, approximate="yes")
+    # FlatIndex too: foreign queries among the copies.
+    f32_index = faiss_nn.FlatIndex(64, precision="f32")
+    exact_index = faiss_nn.FlatIndex(64, precision="int8")
+    loose_index = faiss_nn.FlatIndex(64, precision="int8", approximate=True)
+    for index in (f32_index, exact_index, loose_index):
+        index.add(x)
+    queries = np.ascontiguousarray(copies[:40] + np.float32(1e-5))
+    want_labels = exact_index.search(queries, 5)[1]
+    assert np.array_equal(want_labels, f32_index.search(queries, 5)[1])
+    got_labels = loose_index.search(queries, 5)[1]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert not np.array_equal(got_labels, want_labels)
+    with pytest.raises(faiss_nn.InvalidInputError, match="invalid approximate"):
+        faiss_nn.FlatIndex(64, approximate=1)

@@ -117,10 +117,17 @@ pub struct Args {
     /// the self-join where the CPU has them and a sample predicts the proofs hold; tf32 and f16
     /// (and bf16 or int8 without their instructions) run as f32. FAISS_NN_CPU=avx2 keeps
     /// the kernels at AVX2 + FMA (off AVX-512 and AVX-VNNI), generic off any SIMD.
-    /// On a GPU auto and int8 are f32, and tf32, f16 and bf16 give their own lists, re-scored but
-    /// unproven
+    /// On a GPU auto and int8 are f32; bf16 and f16 candidates are proven with the tensor cores'
+    /// error bound and the rows it cannot prove searched again in f32 on the CPU; tf32 gives its
+    /// own lists, re-scored but unproven
     #[arg(long, value_name = "auto|f32|bf16|int8|tf32|f16", default_value = "auto", value_parser = parse_precision)]
     pub precision: Precision,
+
+    /// Return the lists of reduced-precision products (bf16, f16, int8; and those auto plans in
+    /// bf16 or int8 on the CPU) re-scored exactly but unproven: no row is searched again, so a
+    /// list may miss a neighbour (approximate). f32 lists stay exact
+    #[arg(long)]
+    pub approximate: bool,
 
     /// Replace the output columns (nn_indices / nn_scores, or dup_group / keep) of an input that
     /// already has them (the output of an earlier run); without it such an input is refused

@@ -40,8 +40,60 @@
 //! slack). Its residuals are far larger than bf16's (a row's largest component sets the step of
 //! all the others), so int8 candidates need longer lists; the planner weighs that.
 
+//! # A GPU's keys
+//!
+//! A GPU's bf16 and f16 products ([`Accumulation::TensorCores`]) differ from the CPU's in two
+//! ways, and their `E_r` with them:
+//!
+//! - **Norms of the rounded rows.** The GPU rounds a row once when it uploads it and takes the
+//!   norm of what it stored, so an L2 key is `‖q̃‖² + ‖x̃‖² − 2·q̃·x̃ = ‖q̃ − x̃‖²` up to the f32
+//!   arithmetic. With `D = ‖q' − x'‖`, `D̃ = ‖q̃ − x̃‖` and `ρ = r_q + r_x`, the triangle
+//!   inequality gives `|D̃ − D| ≤ ρ`, so `|D̃² − D²| = |D̃ − D|·(D̃ + D) ≤ ρ·(2·D + ρ)
+//!   ≤ ρ·(2·(‖q'‖ + ‖x'‖) + ρ)`. The f32 arithmetic on the rounded rows errs by the f32
+//!   bound's factor `(2γ + 10u)` times `‖q̃‖² + ‖x̃‖²`, which exceeds `‖q'‖² + ‖x'‖²` (the f32
+//!   bound's own term) by at most `ρ·(2·(‖q'‖ + ‖x'‖) + ρ)` again. So for L2
+//!   `E_r(q) = ρ·(2·(‖q'‖ + max‖x'‖) + ρ)·(1 + 2γ + 10u) + t` with `ρ = r_q + max r_x`. Inner
+//!   product and cosine keys are `−q̃·x̃` as on the CPU, with the CPU's `E_r`.
+//! - **The accumulation.** Tensor cores add the exact products into f32 accumulators, but the
+//!   additions need not round to nearest: measurements of V100, T4 and A100 tensor cores (Fasi,
+//!   Higham, Mikaitis and Pranesh, "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021)
+//!   found the terms of one step aligned to the largest exponent and truncated, and the sum
+//!   truncated, each term then erring by up to one f32 ulp of the step's largest term
+//!   (`2⁻²³` relative, against `2⁻²⁴` for rounding to nearest). The proof therefore takes
+//!   `u = 2⁻²²` ([`TENSOR_UNIT`]) for every `γ` of a GPU's reduced products: twice the
+//!   truncating unit, for the alignment inside a step. cuBLAS's split reductions add f32 values
+//!   and are covered by the same `γ`. This is an assumption about the hardware, not a proven
+//!   property of it: `scripts/gpu-check.sh` measures the largest key error against this bound
+//!   on the device.
+
 use crate::data::Vectors;
 use crate::metric::FlatMetric;
+
+/// The unit roundoff the proof takes for a GPU's tensor-core sums (module doc, *A GPU's keys*):
+/// `2⁻²²`, four times f32's round-to-nearest unit.
+pub const TENSOR_UNIT: f64 = 1.0 / (1u64 << 22) as f64;
+
+/// How a reduced backend sums its products and forms its keys (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Accumulation {
+    /// Our CPU kernels: f32 sums rounded to nearest (or exact integer sums, int8); L2 keys from
+    /// the f32 norms of the unrounded rows.
+    Cpu,
+    /// A GPU's tensor cores: f32 sums whose additions may truncate ([`TENSOR_UNIT`]); L2 keys
+    /// from the norms of the rounded rows.
+    TensorCores,
+}
+
+impl Accumulation {
+    /// The unit roundoff of the sums: the `u` of the bound's `γ`.
+    pub fn unit(self) -> f64 {
+        match self {
+            Accumulation::Cpu => super::exact::U32,
+            Accumulation::TensorCores => TENSOR_UNIT,
+        }
+    }
+}
 
 /// How a backend rounds its operands before the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,14 +222,65 @@ impl SideMax {
 }
 
 /// `E_r` of the module doc: what `rounding` the operands adds to the f32 bound of a query whose
-/// kernel row has norm `norm` and residual `resid`, against rows of `db`, in dimension `d`.
-pub fn extra(rounding: Rounding, metric: FlatMetric, norm: f64, resid: f64, db: &SideMax, d: usize) -> f64 {
-    let c = if metric == FlatMetric::L2 { 2.0 } else { 1.0 };
-    let u = super::exact::U32;
+/// kernel row has norm `norm` and residual `resid`, against rows of `db`, in dimension `d`, for
+/// a backend that sums as `acc` says (the f32 bound must then use `acc.unit()` too).
+pub fn extra(rounding: Rounding, acc: Accumulation, metric: FlatMetric, norm: f64, resid: f64, db: &SideMax, d: usize) -> f64 {
+    let u = acc.unit();
     let gamma = super::exact::gamma(d, u);
+    if !gamma.is_finite() {
+        return f64::INFINITY;
+    }
     let flushed = 4.0 * d as f64 * f32::MIN_POSITIVE as f64 * (1.0 + norm) * (1.0 + db.norm);
+    if acc == Accumulation::TensorCores && metric == FlatMetric::L2 {
+        let rho = resid + db.resid;
+        return (rho * (2.0 * (norm + db.norm) + rho) * (1.0 + 2.0 * gamma + 10.0 * u) + flushed) * 1.01;
+    }
+    let c = if metric == FlatMetric::L2 { 2.0 } else { 1.0 };
     let converted = if rounding == Rounding::Int8 { c * super::exact::gamma(3, u) * (norm + resid) * (db.norm + db.resid) } else { 0.0 };
     (c * (resid * db.norm + (norm + resid) * db.resid) * (1.0 + gamma) + converted + flushed) * 1.01
+}
+
+/// The bound the proof uses on a reduced backend's keys, for tests and diagnostics: how far a
+/// key the backend computes for a query row and any row of the database may lie from the exact
+/// key (`‖q − x‖²`, `−q·x`, or under cosine `−q·x` of the unit-length rows): the f32 bound of
+/// [`super::exact`] at the backend's unit plus `E_r`. The GPU tests hold a device's keys to it.
+#[derive(Debug, Clone)]
+pub struct KeyBound {
+    rounding: Rounding,
+    acc: Accumulation,
+    metric: FlatMetric,
+    side: SideMax,
+    db_bound: f64,
+    shift: Option<Vec<f32>>,
+}
+
+impl KeyBound {
+    /// The bound against the rows of `db`, for a backend that rounds as `rounding` and sums as
+    /// `acc`, after centring L2 rows on `shift` (as the engine loads them; `None`: not centred).
+    pub fn new(rounding: Rounding, acc: Accumulation, metric: FlatMetric, db: &Vectors<'_>, shift: Option<&[f32]>) -> KeyBound {
+        let shift = shift.filter(|_| metric == FlatMetric::L2);
+        let inv: Option<Vec<f64>> = (metric == FlatMetric::Cosine).then(|| (0..db.n()).map(|i| super::exact::inverse_norm(db.row(i))).collect());
+        KeyBound {
+            rounding,
+            acc,
+            metric,
+            side: SideMax::of(rounding, metric, db, shift, inv.as_deref()),
+            db_bound: super::exact::db_bound(metric, db, shift),
+            shift: shift.map(<[f32]>::to_vec),
+        }
+    }
+
+    /// The bound for query row `q` (original values).
+    pub fn of(&self, q: &[f32]) -> f64 {
+        let (d, unit, shift) = (q.len(), self.acc.unit(), self.shift.as_deref());
+        let inv = if self.metric == FlatMetric::Cosine { super::exact::inverse_norm(q) } else { 1.0 };
+        let mut row = Vec::with_capacity(d);
+        kernel_row(self.metric, q, shift, inv, &mut row);
+        let (norm, resid) = self.rounding.norm_and_residual(&row);
+        let f32_part =
+            super::exact::pair_bound(self.metric, super::exact::bound_norm(self.metric, q, shift), self.db_bound, super::exact::gamma(d, unit), unit);
+        f32_part + extra(self.rounding, self.acc, self.metric, norm, resid, &self.side, d)
+    }
 }
 
 /// Candidates beyond k a reduced search keeps where no sample chose them (a forced bf16 or int8
@@ -213,6 +316,36 @@ pub fn reduced_pays(n: usize, d: usize, k: usize) -> bool {
     n >= 2000 && d >= 64 && k <= 256
 }
 
+/// Adversarial rows for the bounds' tests (row-major, `7 · per_kind` rows of `d`): plain, large,
+/// far from the origin, one dominant component, smooth with tiny noise, cancelling, and
+/// near-copies of one row.
+#[cfg(test)]
+pub(crate) fn adversarial_rows(d: usize, per_kind: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let base: Vec<f32> = (0..d).map(|_| next()).collect();
+    let mut rows = Vec::with_capacity(7 * per_kind * d);
+    for kind in 0..7 {
+        for _ in 0..per_kind {
+            rows.extend((0..d).map(|j| match kind {
+                0 => next(),
+                1 => 1e4 * next(),
+                2 => 1000.0 + 0.01 * next(),
+                3 if j == 0 => 1e3,
+                3 => 1e-3 * next(),
+                4 => (j as f32 * 0.1).sin() * (1.0 + 1e-3 * next()),
+                5 if j % 2 == 0 => 1.0 + next() * 1e-2,
+                5 => -1.0,
+                _ => base[j] + 1e-4 * next(),
+            }));
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,43 +355,16 @@ mod tests {
     #[test]
     fn the_products_of_rounded_rows_stay_within_the_bound() {
         let d = 96;
-        let mut rows: Vec<Vec<f32>> = Vec::new();
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
-        for kind in 0..6 {
-            for _ in 0..8 {
-                let row: Vec<f32> = (0..d)
-                    .map(|j| match kind {
-                        0 => next(),
-                        1 => 1e4 * next(),
-                        2 => 1000.0 + 0.01 * next(),
-                        3 if j == 0 => 1e3,
-                        3 => 1e-3 * next(),
-                        4 => (j as f32 * 0.1).sin() * (1.0 + 1e-3 * next()),
-                        _ => {
-                            if j % 2 == 0 {
-                                1.0 + next() * 1e-2
-                            } else {
-                                -1.0
-                            }
-                        }
-                    })
-                    .collect();
-                rows.push(row);
-            }
-        }
+        let flat = adversarial_rows(d, 8, 7);
+        let rows: Vec<&[f32]> = flat.chunks(d).collect();
         for rounding in [Rounding::Bf16, Rounding::F16, Rounding::Int8] {
-            let flat: Vec<f32> = rows.concat();
             let v = Vectors::new(&flat, d, "rows").unwrap();
             let db = SideMax::of(rounding, FlatMetric::InnerProduct, &v, None, None);
-            for q in &rows {
+            for q in rows.iter().copied() {
                 let (n, r) = rounding.norm_and_residual(q);
-                let e = extra(rounding, FlatMetric::InnerProduct, n, r, &db, d);
+                let e = extra(rounding, Accumulation::Cpu, FlatMetric::InnerProduct, n, r, &db, d);
                 let qr = rounded(rounding, q);
-                for x in &rows {
+                for x in rows.iter().copied() {
                     let exact: f64 = q.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
                     let rounded: f64 = qr.iter().zip(rounded(rounding, x)).map(|(a, b)| a * b).sum();
                     assert!((exact - rounded).abs() <= e, "{rounding:?}: {exact} vs {rounded}, bound {e}");

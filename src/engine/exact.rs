@@ -29,10 +29,12 @@
 //!   with `‖q̂‖, max‖x̂‖ ≤ 1 + u` covers both. Exact cosines are computed from the original rows,
 //!   `(q·x)/(‖q‖‖x‖)` in f64, clamped to [−1, 1].
 //!
-//! With reduced-precision GPU products (tf32, f16, bf16) the candidates are re-scored and
-//! re-ranked, but the set is what the precision found: no proof is attempted.
+//! Reduced-precision products (the CPU's bf16 and int8, a GPU's bf16 and f16) add the error of
+//! their rounding to `E` ([`super::bound`]); a GPU's tf32 candidates, and any reduced ones where
+//! the options ask for approximate lists, are re-scored and re-ranked, but the set is what the
+//! precision found: no proof is attempted.
 
-use super::bound::{self, Rounding, SideMax};
+use super::bound::{self, Accumulation, Rounding, SideMax};
 use crate::data::Vectors;
 use crate::error::{Error, Result};
 use crate::metric::FlatMetric;
@@ -87,6 +89,8 @@ pub(crate) struct Refine<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Reduced {
     pub rounding: Rounding,
+    /// How the backend sums (its unit is [`Refine::proof_unit`]).
+    pub accumulation: Accumulation,
     pub db: SideMax,
 }
 
@@ -608,18 +612,27 @@ fn reduced_extra(r: &Refine<'_>, q: &[f32], buf: &mut Vec<f32>) -> f64 {
     let inv = if r.cosine.is_some() { inverse_norm(q) } else { 1.0 };
     bound::kernel_row(r.metric, q, r.shift, inv, buf);
     let (norm, resid) = red.rounding.norm_and_residual(buf);
-    bound::extra(red.rounding, r.metric, norm, resid, &red.db, q.len())
+    bound::extra(red.rounding, red.accumulation, r.metric, norm, resid, &red.db, q.len())
 }
 
 /// `γ = d·u / (1 − d·u)` for sums of `d` products of unit roundoff `u`.
 pub(crate) fn gamma(d: usize, unit: f64) -> f64 {
     let du = d as f64 * unit;
-    du / (1.0 - du).max(0.5)
+    // Past d·u = 1/2 no bound is claimed (dimensions of millions): nothing is proven then.
+    if du < 0.5 {
+        du / (1.0 - du)
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// The bound `E` of the module doc on a kernel key's error, from the row's own bound norm `qb`
 /// ([`bound_norm`]) and the other side's `db_bound` ([`db_bound`]).
 pub(crate) fn pair_bound(metric: FlatMetric, qb: f64, db_bound: f64, gamma: f64, unit: f64) -> f64 {
+    if !gamma.is_finite() {
+        // No bound claimed ([`gamma`]); not 0 · ∞ = NaN, which no comparison rejects.
+        return f64::INFINITY;
+    }
     let e = match metric {
         FlatMetric::L2 => (2.0 * gamma + 10.0 * unit) * (qb + db_bound),
         FlatMetric::InnerProduct | FlatMetric::Cosine => 2.0 * (gamma + unit) * qb * db_bound,

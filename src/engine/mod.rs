@@ -30,6 +30,8 @@ pub mod range;
 mod rounded;
 mod shard;
 pub mod strategy;
+#[cfg(test)]
+mod tensor_emu;
 
 pub use exact::RefineStats;
 pub use range::{Pair, RangeStats, Threshold};
@@ -61,11 +63,25 @@ pub struct EngineOptions {
     pub threads: Option<usize>,
     /// How several devices share rows. Default [`ShardMode::Sharded`].
     pub shard_mode: ShardMode,
+    /// Return reduced-precision lists (bf16, f16, int8 products) unproven: their candidates are
+    /// re-scored exactly and the best k kept, but no proof checks that the true neighbours were
+    /// among them, and no row is searched again. Approximate: a row's list may miss a
+    /// neighbour. Default false (exact lists). f32 lists stay exact either way; under
+    /// [`Precision::Auto`] on the CPU, the searches the planner runs in bf16 or int8 are unproven
+    /// too. (The Ray actors of the Python package run exact f32 lists whatever this says.)
+    pub approximate: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { precision: Precision::Auto, gpu_path: GpuPath::Auto, memory_budget: None, threads: None, shard_mode: ShardMode::Sharded }
+        EngineOptions {
+            precision: Precision::Auto,
+            gpu_path: GpuPath::Auto,
+            memory_budget: None,
+            threads: None,
+            shard_mode: ShardMode::Sharded,
+            approximate: false,
+        }
     }
 }
 
@@ -126,6 +142,14 @@ impl Engine {
             }
         };
         Ok(Engine { inner: Arc::new(Inner { device: device.clone(), options, cpu, searchers, merge }) })
+    }
+
+    /// An engine that runs as one GPU (`cuda:0`) over `searcher`, a model of one
+    /// ([`tensor_emu`]): the GPU's strategy, proof and fallbacks, without a GPU.
+    #[cfg(test)]
+    pub(crate) fn emulated_gpu(searcher: Box<dyn FlatSearcher>, options: EngineOptions) -> Engine {
+        let inner = Inner { device: Device::Cuda(vec![0]), options, cpu: CpuSearcher::new(), searchers: vec![searcher], merge: MergeAt::Host };
+        Engine { inner: Arc::new(inner) }
     }
 
     /// An engine over searchers of the caller's own, one per logical shard, merging on the host:

@@ -1,6 +1,6 @@
 //! Rows loaded once on an engine's devices, searched many times.
 
-use super::bound::{self, Rounding, SideMax};
+use super::bound::{self, Accumulation, Rounding, SideMax};
 use super::exact::{self, Reduced, Refine, RefineStats};
 use super::Engine;
 use crate::data::Vectors;
@@ -39,16 +39,30 @@ struct Part {
     resident: Resident,
     /// The database term of the exact layer's error bound over this part's rows.
     db_bound: f64,
-    /// The database side of the bf16 and the int8 bound over this part's rows, once a search
+    /// The database side of the bf16, f16 and int8 bounds over this part's rows, once a search
     /// needed it.
-    sides: [std::sync::OnceLock<SideMax>; 2],
+    sides: [std::sync::OnceLock<SideMax>; 3],
 }
 
 impl Part {
     /// The database side of `rounding`'s bound over this part's rows, computed by `init` once.
     fn side(&self, rounding: Rounding, init: impl FnOnce() -> SideMax) -> SideMax {
-        *self.sides[usize::from(rounding == Rounding::Int8)].get_or_init(init)
+        let slot = match rounding {
+            Rounding::Bf16 => 0,
+            Rounding::F16 => 1,
+            Rounding::Int8 => 2,
+        };
+        *self.sides[slot].get_or_init(init)
     }
+}
+
+/// [`Shard::proof_plan`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ProofPlan {
+    /// The proof's unit roundoff; `None`: the candidates are re-ranked only.
+    unit: Option<f64>,
+    /// The reduced products' rounding and accumulation (`None`: f32 products).
+    reduced: Option<(Rounding, Accumulation)>,
 }
 
 /// The margins (candidates beyond k) that reduced searches need on a shard's rows, predicted by
@@ -456,7 +470,7 @@ impl<'a> Shard<'a> {
                     let inv = self.inverse_norms().map_or(1.0, |v| v[i]);
                     bound::kernel_row(self.metric, self.rows().row(i), self.shift.as_deref(), inv, &mut buf);
                     let (norm, resid) = rounding.norm_and_residual(&buf);
-                    let e = bound::extra(rounding, self.metric, norm, resid, &db, self.d);
+                    let e = bound::extra(rounding, Accumulation::Cpu, self.metric, norm, resid, &db, self.d);
                     let kth = keys.get(k - 1).map_or(f64::INFINITY, |v| *v as f64);
                     (bound::MIN_MARGIN..=cap).find(|&m| keys.get(k + m - 1).is_some_and(|w| *w as f64 - 2.0 * e > kth)).unwrap_or(usize::MAX)
                 })
@@ -477,6 +491,53 @@ impl<'a> Shard<'a> {
         super::choose(self.engine.device(), None, metric, k, self.engine.options())
     }
 
+    /// How the exact layer treats a search's candidates: the unit roundoff its proof takes
+    /// (`None`: re-ranked, not proven) and, for reduced products, their rounding and how the
+    /// backend sums them. `ops`: the CPU's operands (f32 on a GPU, whose precision is the
+    /// strategy's). A GPU's bf16 and f16 products are proven with the tensor cores' bound
+    /// ([`bound::Accumulation::TensorCores`]); its TF32 products, whose rounding the bound does not
+    /// model, are re-ranked only. With [`super::EngineOptions::approximate`], reduced products
+    /// are re-ranked only.
+    fn proof_plan(&self, strat: &super::Strategy, gpu: bool, ops: Operands) -> ProofPlan {
+        let rounding = if gpu {
+            match strat.precision {
+                Precision::Bf16 => Some((Rounding::Bf16, Accumulation::TensorCores)),
+                Precision::F16 => Some((Rounding::F16, Accumulation::TensorCores)),
+                _ => None,
+            }
+        } else {
+            match ops {
+                Operands::F32 => None,
+                Operands::Bf16 => Some((Rounding::Bf16, Accumulation::Cpu)),
+                Operands::Int8 => Some((Rounding::Int8, Accumulation::Cpu)),
+            }
+        };
+        if !strat.proven || (rounding.is_some() && self.engine.options().approximate) {
+            return ProofPlan { unit: None, reduced: None };
+        }
+        ProofPlan { unit: Some(rounding.map_or(exact::U32, |(_, acc)| acc.unit())), reduced: rounding }
+    }
+
+    /// An f32 search by the CPU of query rows (original values; unit length under cosine) against
+    /// `kdb` (kernel rows, global row 0 at `db_offset`) for their `k` best rows.
+    fn cpu_search(&self, wq: Vectors<'_>, kdb: Vectors<'_>, db_offset: i64, k: usize) -> Result<TopKLists> {
+        let wunit = if self.metric == FlatMetric::Cosine { Some(Unit::of(&wq, "queries")?) } else { None };
+        let job = FlatJob {
+            queries: wunit.as_ref().map_or(wq, |u| Vectors::shaped_unchecked(&u.rows, wq.d())),
+            database: kdb,
+            metric: self.metric.kernel(),
+            k,
+            db_offset,
+            query_offset: None,
+            shift: self.shift.as_deref(),
+            resident: None,
+            gpu_path: GpuPath::Cublas,
+            operands: Operands::F32,
+            progress: &NoProgress,
+        };
+        self.engine.cpu().search(&job)
+    }
+
     /// Queries `q` (rows of this shard when `q` is `self.rows()`) against every part, refined
     /// and merged; `kq` is what the kernels search for them (`q`, or its unit-length copy under
     /// cosine; this shard's own [`Shard::kernel_rows`] for a self-join, which the kernels
@@ -495,7 +556,7 @@ impl<'a> Shard<'a> {
         let (ops, kc) = if gpu { (Operands::F32, strat.candidates) } else { self.cpu_plan(strat.precision, k, self_join) };
         let kc = kc.min(if path == GpuPath::Fused { FUSED_MAX_K } else { usize::MAX });
         let kc = if gpu { kc.min(MAX_K) } else { kc };
-        let unit = strat.proven.then_some(exact::U32);
+        let proof = self.proof_plan(&strat, gpu, ops);
         let (own, kown) = (self.rows(), self.kernel_rows());
         let kernel = self.metric.kernel();
         let mode = self.engine.options().shard_mode;
@@ -538,14 +599,18 @@ impl<'a> Shard<'a> {
                 self.engine.searcher(part.slot).search(&wjob).map_err(|e| self.engine.shard_error(part.slot, e))
             };
             let widen = |wq: Vectors<'_>, wk: usize| search_again(wq, wk, ops);
-            let in_f32 = |wq: Vectors<'_>, wk: usize| search_again(wq, wk, Operands::F32);
-            let rounding = match ops {
-                Operands::F32 => None,
-                Operands::Bf16 => Some(Rounding::Bf16),
-                Operands::Int8 => Some(Rounding::Int8),
+            // A GPU's reduced rows are stored rounded: the rows its candidates leave unproven are
+            // searched in f32 by the CPU, from the host's rows.
+            let in_f32 = |wq: Vectors<'_>, wk: usize| {
+                if gpu {
+                    self.cpu_search(wq, kdb, db_offset, wk)
+                } else {
+                    search_again(wq, wk, Operands::F32)
+                }
             };
-            let reduced = rounding.map(|rounding| Reduced {
+            let reduced = proof.reduced.map(|(rounding, accumulation)| Reduced {
                 rounding,
+                accumulation,
                 db: part.side(rounding, || {
                     SideMax::of(rounding, self.metric, &db, self.shift.as_deref(), self.inverse_norms().map(|inv| &inv[part.range.clone()]))
                 }),
@@ -558,10 +623,10 @@ impl<'a> Shard<'a> {
                 db_offset,
                 shift: self.shift.as_deref(),
                 db_bound: part.db_bound,
-                proof_unit: unit,
+                proof_unit: proof.unit,
                 threads: self.engine.cpu().thread_count(),
                 query_ids: None,
-                widen: if gpu || reduced.is_some() { None } else { Some(&widen) },
+                widen: if gpu || reduced.is_some() || proof.unit.is_none() { None } else { Some(&widen) },
                 cosine: self.inverse_norms().map(|inv| &inv[part.range.clone()]),
                 reduced,
                 fallback: reduced.is_some().then_some(&in_f32 as &exact::Widen<'_>),

@@ -4,6 +4,7 @@
 //! Python package, the Ray actors) asks here, so the same options give the same choice
 //! everywhere; the tests pin each decision.
 
+use super::bound::{default_margin, Rounding};
 use super::EngineOptions;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -48,8 +49,11 @@ pub struct Strategy {
     pub precision: Precision,
     /// Where shard lists merge.
     pub merge: MergeAt,
-    /// The exact layer proves each row's set from f32 candidates (see [`super::exact`]); false
-    /// for reduced-precision GPU products, whose candidates are re-scored but not proven.
+    /// The exact layer proves each row's set from the candidates (see [`super::exact`]); false
+    /// for a GPU's TF32 products and, with [`EngineOptions::approximate`], a GPU's bf16 and f16
+    /// products, whose candidates are re-scored but not proven. (On the CPU the products'
+    /// precision is planned per search: with `approximate` the searches that plan bf16 or int8
+    /// products are not proven either, though this says true.)
     pub proven: bool,
     /// Candidates the backend returns per row before the exact layer cuts them to k.
     pub candidates: usize,
@@ -113,10 +117,22 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
         Device::AllCuda => MergeAt::Device(0),
         _ => MergeAt::Host,
     };
-    // The CPU proves every list (bf16 candidates with the bf16 bound, see engine::bound); a GPU's
-    // reduced-precision lists are re-ranked, not proven.
-    let proven = backend == Backend::Cpu || precision == Precision::F32;
-    let candidates = if proven { (k + super::exact::margin(k)).min(cap) } else { k };
+    // The CPU proves every list (reduced candidates with their bound, see engine::bound); a GPU
+    // its f32 lists, and its bf16 and f16 lists with the tensor cores' bound, keeping more
+    // candidates for them. TF32 lists, and reduced lists where the options ask for approximate
+    // ones, are re-ranked, not proven.
+    let gpu_reduced = match precision {
+        Precision::Bf16 => Some(Rounding::Bf16),
+        Precision::F16 => Some(Rounding::F16),
+        _ => None,
+    }
+    .filter(|_| backend != Backend::Cpu);
+    let proven = backend == Backend::Cpu || precision == Precision::F32 || (gpu_reduced.is_some() && !opts.approximate);
+    let candidates = match gpu_reduced {
+        _ if !proven => k,
+        Some(r) => (k + default_margin(r, k)).min(cap),
+        None => (k + super::exact::margin(k)).min(cap),
+    };
     Ok(Strategy { backend, flat: Some(flat), precision, merge, proven, candidates })
 }
 
@@ -158,7 +174,18 @@ mod tests {
         assert_eq!((s.backend, s.merge, s.proven, s.candidates), (Backend::GpuCublas, MergeAt::Host, true, 14));
         let bf16 = EngineOptions { precision: Precision::Bf16, ..opts() };
         let s = choose(&one, None, Metric::L2, 10, &bf16).unwrap();
+        // A GPU's bf16 and f16 candidates are proven with the tensor cores' bound, with the
+        // reduced margin (k/2, at least 8); TF32's, and approximate ones, are re-ranked only.
+        assert_eq!((s.precision, s.proven, s.candidates), (Precision::Bf16, true, 18));
+        let s = choose(&one, None, Metric::L2, 10, &EngineOptions { precision: Precision::F16, ..opts() }).unwrap();
+        assert_eq!((s.precision, s.proven, s.candidates), (Precision::F16, true, 18));
+        let s = choose(&one, None, Metric::L2, 10, &EngineOptions { precision: Precision::Tf32, ..opts() }).unwrap();
+        assert_eq!((s.precision, s.proven, s.candidates), (Precision::Tf32, false, 10));
+        let s = choose(&one, None, Metric::L2, 10, &EngineOptions { approximate: true, ..bf16 }).unwrap();
         assert_eq!((s.precision, s.proven, s.candidates), (Precision::Bf16, false, 10));
+        // f32 stays proven when approximate lists are asked for.
+        let s = choose(&one, None, Metric::L2, 10, &EngineOptions { approximate: true, ..opts() }).unwrap();
+        assert_eq!((s.precision, s.proven, s.candidates), (Precision::F32, true, 14));
         let fused = EngineOptions { gpu_path: GpuPath::Fused, ..opts() };
         assert_eq!(choose(&one, None, Metric::L2, 128, &fused).unwrap().candidates, 128);
         assert!(matches!(choose(&one, None, Metric::L2, 129, &fused), Err(Error::InvalidK { .. })));
