@@ -137,6 +137,18 @@ fn run(args: &Args) -> Result<()> {
             eprintln!("note: --approximate applies to reduced-precision products; --precision {name} computes in f32 here (or tf32), so it changes nothing");
         }
     }
+    if !args.quiet && args.device.device.is_gpu() && matches!(args.precision, faiss_nn::Precision::Bf16 | faiss_nn::Precision::F16) {
+        // Near the k limit the step opens the GPU in f32 (engine::options_for): say so.
+        if let Ok(s) = step.strategy(data.n) {
+            if s.precision == faiss_nn::Precision::F32 {
+                let name = format!("{:?}", args.precision).to_lowercase();
+                eprintln!(
+                    "note: --precision {name} lists are proven with k + max(k/2, 8) candidates, more than the GPU search returns at k = {k}: \
+                     it computes in f32 (exact); --approximate keeps {name}"
+                );
+            }
+        }
+    }
     if !args.quiet && args.device.device.is_gpu() && args.precision == faiss_nn::Precision::Int8 {
         eprintln!("note: --precision int8 applies to CPU products; the GPU search computes in f32");
     }

@@ -156,6 +156,12 @@ impl FaissNearestNeighbour {
         self
     }
 
+    /// The options its engine opens with: these controls' (near the GPU's k limit, f32 in place
+    /// of bf16 or f16, see [`engine::options_for`]).
+    fn engine_options(&self) -> EngineOptions {
+        engine::options_for(&self.device, self.k, self.options)
+    }
+
     /// The decision [`engine::strategy`] makes for these controls on `n` rows (after the same
     /// argument checks as [`run`](Self::run)).
     pub fn strategy(&self, n: usize) -> Result<engine::Strategy> {
@@ -164,7 +170,7 @@ impl FaissNearestNeighbour {
             return Err(Error::invalid("search_batch_size", "0: a batch needs at least one row"));
         }
         self.check_k(n)?;
-        let strategy = engine::choose(&self.device, self.string_factory.as_deref(), metric, self.k, &self.options)?;
+        let strategy = engine::choose(&self.device, self.string_factory.as_deref(), metric, self.k, &self.engine_options())?;
         if let (Some(p), false) = (&self.search_params, strategy.backend == Backend::Faiss) {
             return Err(Error::invalid(
                 "search_params",
@@ -201,7 +207,7 @@ impl FaissNearestNeighbour {
                 self.run_faiss(v, factory, metric, progress)
             }
             (_, Some(flat)) => {
-                let engine = Engine::open(&self.device, self.options)?;
+                let engine = Engine::open(&self.device, self.engine_options())?;
                 let shard = engine.load_shard(&data, d, 0, flat)?;
                 let lists = if self.exclude_self { shard.self_join(self.k, progress)? } else { shard.search(&data, None, self.k, progress)? };
                 Ok(lists.into_neighbours(flat))
@@ -240,7 +246,7 @@ impl FaissNearestNeighbour {
             // Every code is compared with every query: the exact flat search of the decoded
             // rows finds the same neighbours (see faiss_backend::decoded_rows).
             let decoded = crate::faiss_backend::decoded_rows(v, &spec)?;
-            let engine = Engine::open(&self.device, self.options)?;
+            let engine = Engine::open(&self.device, self.engine_options())?;
             let shard = engine.load_shard(&decoded, v.d(), 0, flat)?;
             let own = if self.exclude_self { Some(0) } else { None };
             return Ok(shard.search(v.as_slice(), own, self.k, progress)?.into_neighbours(flat));

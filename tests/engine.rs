@@ -7,7 +7,7 @@ use faiss_nn::flat::cpu::CpuSearcher;
 use faiss_nn::flat::{FlatJob, FlatSearcher};
 use faiss_nn::shard::split_rows;
 use faiss_nn::topk::TopKLists;
-use faiss_nn::{Device, Error, ErrorKind, FaissNearestNeighbour, FlatIndex, FlatMetric, Metric, NoProgress, ShardMode};
+use faiss_nn::{Device, Error, ErrorKind, FaissNearestNeighbour, FlatIndex, FlatMetric, GpuPath, Metric, NoProgress, Precision, ShardMode};
 use proptest::prelude::*;
 
 fn cpu_engine() -> Engine {
@@ -158,4 +158,18 @@ fn every_front_makes_the_same_choice() {
         let flat = factory.is_none_or(|f| f == "Flat") && metric.flat().is_some();
         assert_eq!(direct.backend == Backend::Cpu, flat);
     }
+}
+
+/// Near the GPU path's k limit the step plans f32 products in place of bf16 (whose proof would
+/// find no room for its extra candidates), as its engine opens; approximate lists stay bf16.
+#[test]
+fn the_step_plans_f32_where_a_gpus_bf16_proof_has_no_room() {
+    let gpu = Device::Cuda(vec![0]);
+    let step = |k: usize| FaissNearestNeighbour::new().device(gpu.clone()).precision(Precision::Bf16).gpu_path(GpuPath::Fused).k(k);
+    assert_eq!(step(85).strategy(1000).unwrap().precision, Precision::Bf16);
+    let near = step(100).strategy(1000).unwrap();
+    assert_eq!((near.precision, near.proven), (Precision::F32, true));
+    assert_eq!(step(100).approximate(true).strategy(1000).unwrap().precision, Precision::Bf16);
+    let on_cpu = FaissNearestNeighbour::new().precision(Precision::Bf16).k(100).strategy(1000).unwrap();
+    assert_eq!(on_cpu.precision, Precision::Bf16);
 }

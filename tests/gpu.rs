@@ -678,3 +678,25 @@ fn gpu_reduced_lists_are_proven_exact() {
         }
     }
 }
+
+/// Near the fused path's k limit bf16's proof has no room for its extra candidates: the step
+/// opens the GPU in f32 (`engine::options_for`), whose lists equal the CPU's with no row left
+/// to the CPU's search.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_bf16_near_the_k_limit_runs_f32() {
+    let (demo, d) = demo_embeddings();
+    let x = &demo[..4000 * d];
+    let gpu = Device::Cuda(vec![0]);
+    let asked = EngineOptions { precision: Precision::Bf16, gpu_path: GpuPath::Fused, ..EngineOptions::default() };
+    let opts = faiss_nn::engine::options_for(&gpu, 100, asked);
+    assert_eq!(opts.precision, Precision::F32);
+    let cpu = Engine::open(&Device::Cpu, EngineOptions { precision: Precision::F32, ..EngineOptions::default() }).unwrap();
+    let want = cpu.load_shard(x, d, 0, FlatMetric::L2).unwrap().self_join(100, &NoProgress).unwrap();
+    let (got, stats) = Engine::open(&gpu, opts).unwrap().load_shard(x, d, 0, FlatMetric::L2).unwrap().self_join_with_stats(100, &NoProgress).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(stats.fallback_rows, 0);
+    eprintln!("f32 at k = 100 on the fused path: {} of 4000 rows searched by brute force", stats.brute_force_rows);
+    let step = |device: Device| faiss_nn::FaissNearestNeighbour::new().device(device).precision(Precision::Bf16).gpu_path(GpuPath::Fused).k(100);
+    assert_eq!(step(gpu.clone()).run(x, d).unwrap(), step(Device::Cpu).run(x, d).unwrap());
+}

@@ -38,7 +38,14 @@ _Lists = Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
 # Block primitives of faiss_nn.ray: (ids, keys) lists, keys smaller-is-better (L2 distances or
 # negated inner products), global row numbers.
 def _block_self_join(
-    x: npt.NDArray[np.float32], id0: int, k: int, metric: _Metric, device: _Device = None, threads: Optional[int] = None
+    x: npt.NDArray[np.float32],
+    id0: int,
+    k: int,
+    metric: _Metric,
+    device: _Device = None,
+    threads: Optional[int] = None,
+    precision: Optional[str] = None,
+    approximate: bool = False,
 ) -> _Lists: ...
 def _block_pair_join(
     a: npt.NDArray[np.float32],
@@ -49,6 +56,8 @@ def _block_pair_join(
     metric: _Metric,
     device: _Device = None,
     threads: Optional[int] = None,
+    precision: Optional[str] = None,
+    approximate: bool = False,
 ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 def _block_search(
     q: npt.NDArray[np.float32],
@@ -59,7 +68,10 @@ def _block_search(
     metric: _Metric,
     device: _Device = None,
     threads: Optional[int] = None,
+    precision: Optional[str] = None,
+    approximate: bool = False,
 ) -> _Lists: ...
+def _check_precision(precision: str) -> None: ...
 def _merge_lists(parts: Sequence[_Lists], k: int) -> _Lists: ...
 
 _Pairs = Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]

@@ -96,7 +96,8 @@ class FaissNearestNeighbour(GlobalStep):
         memory_budget: working memory of the search's tiles, in bytes. Defaults to `None`
             (512 MiB on the CPU).
         shards: fan the exact flat search out over this many Ray actors (`faiss_nn.ray`,
-            needs `pip install 'faiss-nn[ray]'`): on the running Ray cluster (inside a
+            needs `pip install 'faiss-nn[ray]'`; each actor searches with this step's
+            `precision` and `approximate`): on the running Ray cluster (inside a
             `RayPipeline`), else on a local one. Defaults to `None` (in process).
         save_index: store the searched index as the `faiss_index` artifact (a faiss
             `IndexFlat` file, for flat L2 / inner-product search). Defaults to `True`.
@@ -264,6 +265,8 @@ class FaissNearestNeighbour(GlobalStep):
             num_gpus_per_shard=1 if device is not None else 0,
             device=0 if device is not None else None,
             collect=True,
+            precision=self.precision if self.precision is not None else "auto",
+            approximate=self.approximate if self.approximate is not None else False,
         )
 
     def _in_process(self, x: Any, metric: Any, k: Any, exclude_self: bool = True) -> Any:

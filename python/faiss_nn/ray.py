@@ -57,7 +57,7 @@ except ImportError as e:  # pragma: no cover - exercised only without ray
     raise ImportError("faiss_nn.ray needs Ray: pip install 'faiss-nn[ray]'") from e
 
 from . import _faiss_nn as _native
-from . import as_matrix, column_matrix
+from . import _check_bool, as_matrix, column_matrix
 from ._errors import FaissNNError, InvalidInputError, IoError
 
 __all__ = [
@@ -168,13 +168,15 @@ class _BlockWorker:
 
     def self_join(self, job: "_Job", i: int, block: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         self._tick()
-        return _native._block_self_join(block, job.starts[i], job.k, job.metric, job.device, job.threads)
+        return _native._block_self_join(
+            block, job.starts[i], job.k, job.metric, job.device, job.threads, job.precision, job.approximate
+        )
 
     def pair_join(self, job: "_Job", i: int, j: int, a: np.ndarray, b: np.ndarray) -> Tuple[Any, Any]:
         """Block pair (i, j), i < j: candidates for the rows of i from j, and of j from i."""
         self._tick()
         ia, ka, ib, kb = _native._block_pair_join(
-            a, job.starts[i], b, job.starts[j], job.k, job.metric, job.device, job.threads
+            a, job.starts[i], b, job.starts[j], job.k, job.metric, job.device, job.threads, job.precision, job.approximate
         )
         return (ia, ka), (ib, kb)
 
@@ -188,7 +190,8 @@ class _BlockWorker:
             # schedule what it stands for (each row still leaves itself out, by global index).
             queries = queries.copy()
         return _native._block_search(
-            queries, job.starts[i], block, job.starts[j], job.k, job.metric, job.device, job.threads
+            queries, job.starts[i], block, job.starts[j], job.k, job.metric, job.device, job.threads,
+            job.precision, job.approximate,
         )
 
     def range_self(self, job: "_RangeJob", i: int, block: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,8 +217,11 @@ class _BlockWorker:
 class _Job:
     """What every call of one run shares (small: sent with each call)."""
 
-    def __init__(self, starts: List[int], k: int, metric: Any, threads: Optional[int], device: Any) -> None:
+    def __init__(
+        self, starts: List[int], k: int, metric: Any, threads: Optional[int], device: Any, precision: str, approximate: bool
+    ) -> None:
         self.starts, self.k, self.metric, self.threads, self.device = starts, k, metric, threads, device
+        self.precision, self.approximate = precision, approximate
 
 
 class _RangeJob:
@@ -538,6 +544,8 @@ def self_knn(
     collect: bool = False,
     keep_actors: bool = False,
     placement_timeout: float = 60.0,
+    precision: str = "auto",
+    approximate: bool = False,
     _fail_after: Optional[Tuple[int, str]] = None,
 ) -> Any:
     """Every row's ``k`` nearest other rows, computed by ``shards`` Ray actors.
@@ -566,6 +574,11 @@ def self_knn(
             Parquet source is read and before a Ray Dataset is returned, whose blocks need CPUs.
         placement_timeout: where the cluster's nodes cannot place ``shards`` actors now, how
             many seconds to wait for an autoscaler to add nodes before refusing the run.
+        precision, approximate: as in :func:`faiss_nn.self_knn`, for each block's search on its
+            actor (each actor's CPU or GPU plans its own products). The lists are exact at every
+            precision but ``"tf32"``; with ``approximate=True`` each block's reduced-precision
+            lists are unproven, so the merged lists may miss a neighbour and may differ from
+            the single-process ones.
 
     Raises:
         InvalidInputError: bad arguments or data (also when found by an actor), or actors this
@@ -594,6 +607,8 @@ def self_knn(
     _number("max_restarts", max_restarts, -1, integer=True)
     _number("max_task_retries", max_task_retries, -1, integer=True)
     _number("placement_timeout", placement_timeout, 0)
+    _native._check_precision(precision)
+    _check_bool("approximate", approximate)
     out_dir = tmp_dir = None
     if output is not None:
         # Resolved here: the actors write it, from working directories of their own.
@@ -624,7 +639,7 @@ def self_knn(
         keep_actors and not dataset_out,
         placement_timeout,
     )
-    job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device)
+    job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device, precision, bool(approximate))
 
     def owner(b: int) -> Any:
         return workers[block_owner(b, blocks, shards)]

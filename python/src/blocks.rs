@@ -1,6 +1,6 @@
 //! Block primitives of the distributed self-join (`faiss_nn.ray`).
 
-use crate::args::{device_arg, k_arg, matrix, metric_arg, opt_positive, owned_2d, threshold_arg};
+use crate::args::{device_arg, k_arg, matrix, metric_arg, opt_positive, owned_2d, precision_arg, threshold_arg};
 use crate::errors::{detached, invalid, lib_err, raise};
 use faiss_nn::ErrorKind;
 use numpy::{PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -17,10 +17,42 @@ pub(crate) fn flat_metric(py: Python<'_>, metric: &Bound<'_, PyAny>) -> PyResult
     m.flat().ok_or_else(|| raise(py, Some(ErrorKind::Unsupported), format!("the distributed self-join runs flat L2 / inner-product search only, not {m:?}")))
 }
 
-pub(crate) fn block_engine(py: Python<'_>, device: Option<&Bound<'_, PyAny>>, threads: Option<&Bound<'_, PyAny>>) -> PyResult<faiss_nn::Engine> {
-    let device = device_arg(py, device)?;
-    let options = faiss_nn::EngineOptions { threads: opt_positive(py, "threads", threads, "at least one worker thread is needed")?, ..Default::default() };
+/// What a block primitive's engine opens with (the run's controls, as every call passes them).
+#[derive(Clone, Copy)]
+pub(crate) struct EngineArgs<'a, 'py> {
+    pub device: Option<&'a Bound<'py, PyAny>>,
+    pub threads: Option<&'a Bound<'py, PyAny>>,
+    /// `None`: `"auto"`.
+    pub precision: Option<&'a Bound<'py, PyAny>>,
+    pub approximate: bool,
+}
+
+impl<'a, 'py> EngineArgs<'a, 'py> {
+    /// A CPU engine of `threads` threads and the default precision (the threshold joins').
+    pub(crate) fn cpu(threads: Option<&'a Bound<'py, PyAny>>) -> Self {
+        EngineArgs { device: None, threads, precision: None, approximate: false }
+    }
+}
+
+/// The engine of a block primitive searching `k` neighbours: on a GPU near its k limit, f32 in
+/// place of bf16 / f16 as in the single-process step (`faiss_nn::engine::options_for`).
+pub(crate) fn block_engine(py: Python<'_>, args: EngineArgs<'_, '_>, k: usize) -> PyResult<faiss_nn::Engine> {
+    let device = device_arg(py, args.device)?;
+    let precision = args.precision.map(|p| precision_arg(py, p)).transpose()?.unwrap_or_default();
+    let options = faiss_nn::EngineOptions {
+        threads: opt_positive(py, "threads", args.threads, "at least one worker thread is needed")?,
+        precision,
+        approximate: args.approximate,
+        ..Default::default()
+    };
+    let options = faiss_nn::engine::options_for(&device, k, options);
     detached(py, "block engine", move || faiss_nn::Engine::open(&device, options))
+}
+
+/// Checks a precision on the driver before any actor starts (the actors parse it again).
+#[pyfunction]
+pub(crate) fn _check_precision(py: Python<'_>, precision: &Bound<'_, PyAny>) -> PyResult<()> {
+    precision_arg(py, precision).map(|_| ())
 }
 
 pub(crate) fn block_id0(py: Python<'_>, id0: i64, n: usize, what: &str) -> PyResult<i64> {
@@ -32,6 +64,9 @@ pub(crate) fn block_id0(py: Python<'_>, id0: i64, n: usize, what: &str) -> PyRes
 
 pub(crate) type Lists<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 
+/// Both blocks' lists of a pair join: `(ids_a, keys_a, ids_b, keys_b)`.
+pub(crate) type PairLists<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
 pub(crate) fn lists_out<'py>(py: Python<'py>, l: faiss_nn::topk::TopKLists) -> PyResult<Lists<'py>> {
     let (n, k) = (l.n(), l.k());
     Ok((owned_2d(py, l.ids, n, k)?, owned_2d(py, l.keys, n, k)?))
@@ -39,7 +74,8 @@ pub(crate) fn lists_out<'py>(py: Python<'py>, l: faiss_nn::topk::TopKLists) -> P
 
 /// Every row's `k` best other rows of block `x` (global rows `id0 ..`): `(ids, keys)`.
 #[pyfunction]
-#[pyo3(signature = (x, id0, k, metric, device=None, threads=None))]
+#[pyo3(signature = (x, id0, k, metric, device=None, threads=None, precision=None, approximate=false))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn _block_self_join<'py>(
     py: Python<'py>,
     x: PyReadonlyArray2<'py, f32>,
@@ -48,10 +84,12 @@ pub(crate) fn _block_self_join<'py>(
     metric: &Bound<'py, PyAny>,
     device: Option<&Bound<'py, PyAny>>,
     threads: Option<&Bound<'py, PyAny>>,
+    precision: Option<&Bound<'py, PyAny>>,
+    approximate: bool,
 ) -> PyResult<Lists<'py>> {
     let k = k_arg(py, k)?;
     let metric = flat_metric(py, metric)?;
-    let engine = block_engine(py, device, threads)?;
+    let engine = block_engine(py, EngineArgs { device, threads, precision, approximate }, k)?;
     let (data, n, d) = matrix(py, &x, "block")?;
     let id0 = block_id0(py, id0, n, "block")?;
     let l = detached(py, "block self-join", || engine.load_shard(data, d, id0, metric)?.self_join(k, &faiss_nn::NoProgress))?;
@@ -76,12 +114,11 @@ pub(crate) fn two_blocks<'a>(
     (b, b0, b_name): (&'a PyReadonlyArray2<'_, f32>, i64, &str),
     k: &Bound<'_, PyAny>,
     metric: &Bound<'_, PyAny>,
-    device: Option<&Bound<'_, PyAny>>,
-    threads: Option<&Bound<'_, PyAny>>,
+    engine: EngineArgs<'_, '_>,
 ) -> PyResult<TwoBlocks<'a>> {
     let k = k_arg(py, k)?;
     let metric = flat_metric(py, metric)?;
-    let engine = block_engine(py, device, threads)?;
+    let engine = block_engine(py, engine, k)?;
     let (da, na, d) = matrix(py, a, a_name)?;
     let (db, nb, dbd) = matrix(py, b, b_name)?;
     if d != dbd {
@@ -96,7 +133,7 @@ pub(crate) fn two_blocks<'a>(
 /// for each row of `a` and the `k` best rows of `a` for each row of `b`. On the CPU every pair
 /// is computed once for both.
 #[pyfunction]
-#[pyo3(signature = (a, a0, b, b0, k, metric, device=None, threads=None))]
+#[pyo3(signature = (a, a0, b, b0, k, metric, device=None, threads=None, precision=None, approximate=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn _block_pair_join<'py>(
     py: Python<'py>,
@@ -108,8 +145,10 @@ pub(crate) fn _block_pair_join<'py>(
     metric: &Bound<'py, PyAny>,
     device: Option<&Bound<'py, PyAny>>,
     threads: Option<&Bound<'py, PyAny>>,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
-    let t = two_blocks(py, (&a, a0, "block a"), (&b, b0, "block b"), k, metric, device, threads)?;
+    precision: Option<&Bound<'py, PyAny>>,
+    approximate: bool,
+) -> PyResult<PairLists<'py>> {
+    let t = two_blocks(py, (&a, a0, "block a"), (&b, b0, "block b"), k, metric, EngineArgs { device, threads, precision, approximate })?;
     let (la, lb) = detached(py, "block pair join", || {
         let sa = t.engine.load_shard(t.a.0, t.d, t.a.1, t.metric)?;
         let sb = t.engine.load_shard(t.b.0, t.d, t.b.1, t.metric)?;
@@ -124,7 +163,7 @@ pub(crate) fn _block_pair_join<'py>(
 /// `q0 ..`; a query row is left out of its own list when the two ranges overlap, as when `q`
 /// is `x`): `(ids, keys)`. The broadcast schedule's unit of work.
 #[pyfunction]
-#[pyo3(signature = (q, q0, x, x0, k, metric, device=None, threads=None))]
+#[pyo3(signature = (q, q0, x, x0, k, metric, device=None, threads=None, precision=None, approximate=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn _block_search<'py>(
     py: Python<'py>,
@@ -136,8 +175,10 @@ pub(crate) fn _block_search<'py>(
     metric: &Bound<'py, PyAny>,
     device: Option<&Bound<'py, PyAny>>,
     threads: Option<&Bound<'py, PyAny>>,
+    precision: Option<&Bound<'py, PyAny>>,
+    approximate: bool,
 ) -> PyResult<Lists<'py>> {
-    let t = two_blocks(py, (&q, q0, "query block"), (&x, x0, "block"), k, metric, device, threads)?;
+    let t = two_blocks(py, (&q, q0, "query block"), (&x, x0, "block"), k, metric, EngineArgs { device, threads, precision, approximate })?;
     let l = detached(py, "block search", || t.engine.load_shard(t.b.0, t.d, t.b.1, t.metric)?.search(t.a.0, Some(t.a.1), t.k, &faiss_nn::NoProgress))?;
     lists_out(py, l)
 }
@@ -216,7 +257,7 @@ pub(crate) fn _block_range_self<'py>(
 ) -> PyResult<PairArrays<'py>> {
     let metric = flat_metric(py, metric)?;
     let (threshold, cap) = block_threshold(py, metric, threshold, max_pairs)?;
-    let engine = block_engine(py, None, threads)?;
+    let engine = block_engine(py, EngineArgs::cpu(threads), 1)?;
     let (data, n, d) = matrix(py, &x, "block")?;
     let id0 = block_id0(py, id0, n, "block")?;
     let found = detached(py, "block threshold join", || {
@@ -247,7 +288,7 @@ pub(crate) fn _block_range_pair<'py>(
     threads: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<PairArrays<'py>> {
     let one = pyo3::types::PyInt::new(py, 1);
-    let t = two_blocks(py, (&a, a0, "block a"), (&b, b0, "block b"), one.as_any(), metric, None, threads)?;
+    let t = two_blocks(py, (&a, a0, "block a"), (&b, b0, "block b"), one.as_any(), metric, EngineArgs::cpu(threads))?;
     let (threshold, cap) = block_threshold(py, t.metric, threshold, max_pairs)?;
     let found = detached(py, "block pair threshold join", || {
         let sa = t.engine.load_shard(t.a.0, t.d, t.a.1, t.metric)?;

@@ -7,6 +7,9 @@ use numpy::{PyArray1, PyArray2, PyReadonlyArray2};
 use pyo3::prelude::*;
 use std::sync::RwLock;
 
+/// A search's `(distances, labels)`, as faiss's `Index.search` returns them.
+type Found<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+
 /// Exact L2 / inner-product / cosine index with faiss's `IndexFlat` conventions.
 #[pyclass(name = "FlatIndex", module = "faiss_nn._faiss_nn", frozen)]
 pub(crate) struct PyFlatIndex {
@@ -61,12 +64,7 @@ impl PyFlatIndex {
     }
 
     /// The k nearest stored rows of each query: `(distances float32[nq, k], labels int64[nq, k])`.
-    fn search<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, f32>,
-        k: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    fn search<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>, k: &Bound<'py, PyAny>) -> PyResult<Found<'py>> {
         let k = k_arg(py, k)?;
         let (data, nq, d) = matrix(py, &x, "queries")?;
         self.check_d(py, d, nq, "queries")?;

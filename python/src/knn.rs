@@ -3,7 +3,7 @@
 use crate::args::{device_arg, k_arg, matrix, metric_arg, opt_positive, owned_2d, positive, precision_arg, shard_mode_arg};
 use crate::errors::{interruptible, invalid, raise};
 use faiss_nn::{ErrorKind, FaissNearestNeighbour};
-use numpy::{PyArray2, PyReadonlyArray2};
+use numpy::PyReadonlyArray2;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -30,7 +30,7 @@ pub(crate) fn self_knn<'py>(
     shard_mode: &Bound<'py, PyAny>,
     search_params: Option<String>,
     approximate: bool,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<crate::blocks::Lists<'py>> {
     let k = k_arg(py, k)?;
     let metric = metric_arg(py, metric)?;
     let device = device_arg(py, device)?;

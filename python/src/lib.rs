@@ -62,6 +62,7 @@ fn _faiss_nn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(blocks::_block_pair_join, m)?)?;
     m.add_function(wrap_pyfunction!(blocks::_merge_lists, m)?)?;
     m.add_function(wrap_pyfunction!(blocks::_block_search, m)?)?;
+    m.add_function(wrap_pyfunction!(blocks::_check_precision, m)?)?;
     m.add_function(wrap_pyfunction!(blocks::_block_range_self, m)?)?;
     m.add_function(wrap_pyfunction!(blocks::_block_range_pair, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::range_pairs, m)?)?;

@@ -5,6 +5,8 @@ two-node cluster: test_ray_two_nodes.py; the distilabel step with shards: test_d
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -77,6 +79,55 @@ def test_broadcast_schedule_equals_symmetric(cluster, data):
     want_i, want_s = faiss_nn.self_knn(data, k=5)
     got_i, got_s = fray.self_knn(data, k=5, shards=3, schedule="broadcast", collect=True)
     assert np.array_equal(got_i, want_i) and np.array_equal(got_s, want_s)
+
+
+def _near_copies():
+    # 150 near-copies of one row, more than the int8 candidates a row keeps at k = 5 (at most
+    # 69): under inner products (no centring, which under L2 would separate a block of copies)
+    # unproven int8 lists miss neighbours among them.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    copies = x[0] + 1e-4 * rng.standard_normal((150, 64)).astype(np.float32)
+    return np.ascontiguousarray(np.vstack([x, copies]))
+
+
+def test_precision_and_approximate_reach_the_actors(cluster):
+    x = _near_copies()
+    want = faiss_nn.self_knn(x, k=5, metric="ip", precision="f32")
+    # Proven int8 lists (each block's, then merged) and f32 lists, approximate or not: exact.
+    for precision, approximate in (("int8", False), ("bf16", False), ("f32", True)):
+        got = fray.self_knn(x, k=5, metric="ip", shards=2, precision=precision, approximate=approximate, collect=True)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), precision
+    loose = fray.self_knn(x, k=5, metric="ip", shards=2, precision="int8", approximate=True, collect=True)
+    hits = [len(set(a) & set(b)) for a, b in zip(loose[0].tolist(), want[0].tolist())]
+    assert sum(hits[:300]) >= 0.99 * 300 * 5, sum(hits[:300])
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert sum(hits[300:]) < 150 * 5, "the actors' unproven int8 lists should miss neighbours among the copies"
+    # Checked on the driver, before any actor starts.
+    with pytest.raises(faiss_nn.InvalidInputError, match="precision"):
+        fray.self_knn(x, k=5, shards=2, precision="int4", collect=True)
+    with pytest.raises(faiss_nn.InvalidInputError, match="invalid approximate"):
+        fray.self_knn(x, k=5, shards=2, approximate="yes", collect=True)
+
+
+def test_the_distilabel_steps_precision_reaches_the_actors(cluster):
+    pytest.importorskip("distilabel")
+    from faiss_nn.distilabel import FaissNearestNeighbour
+
+    x = _near_copies()
+    rows = [{"embedding": r.tolist()} for r in x]
+    want = faiss_nn.self_knn(x, k=5, metric="ip", precision="f32")
+    out = {}
+    for approximate in (False, True):
+        step = FaissNearestNeighbour(
+            k=5, metric_type=0, shards=2, precision="int8", approximate=approximate, save_index=False
+        )
+        step.load()
+        out[approximate] = np.array([r["nn_indices"] for r in next(step.process(rows))])
+        step.unload()
+    assert np.array_equal(out[False], want[0])
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert not np.array_equal(out[True], want[0])
 
 
 def test_dataset_source_keeps_columns_and_writes_files(cluster, tmp_path):

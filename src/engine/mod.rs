@@ -36,7 +36,7 @@ mod tensor_emu;
 pub use exact::RefineStats;
 pub use range::{Pair, RangeStats, Threshold};
 pub use shard::Shard;
-pub use strategy::{choose, Backend, MergeAt, Strategy};
+pub use strategy::{choose, options_for, Backend, MergeAt, Strategy};
 
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -136,6 +136,29 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
     Ok(Strategy { backend, flat: Some(flat), precision, merge, proven, candidates })
 }
 
+/// The options to open an engine with for searches of `k` neighbours on `device`. A GPU's bf16
+/// and f16 products are proven with candidates beyond k (the tensor cores' bound is wide,
+/// [`default_margin`]); where the path's k limit leaves fewer, most rows would fail the proof
+/// and be searched again by the CPU in f32, so the GPU computes in f32 instead (proven with
+/// f32's short margin). Approximate lists, which keep no margin, keep their precision. (An
+/// engine's GPU precision is fixed when it opens: the step and the CLI, which know k then, ask
+/// here; an engine opened directly keeps its precision and, near the limit, the CPU's search.)
+pub fn options_for(device: &Device, k: usize, opts: EngineOptions) -> EngineOptions {
+    let cap = match opts.gpu_path {
+        GpuPath::Auto | GpuPath::Cublas => MAX_K,
+        GpuPath::Fused => FUSED_MAX_K,
+    };
+    let rounding = match opts.precision.on_gpu() {
+        Precision::Bf16 => Rounding::Bf16,
+        Precision::F16 => Rounding::F16,
+        _ => return opts,
+    };
+    if device.is_gpu() && !opts.approximate && k <= cap && k + default_margin(rounding, k) > cap {
+        return EngineOptions { precision: Precision::F32, ..opts };
+    }
+    opts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +211,22 @@ mod tests {
         assert_eq!((s.precision, s.proven, s.candidates), (Precision::F32, true, 14));
         let fused = EngineOptions { gpu_path: GpuPath::Fused, ..opts() };
         assert_eq!(choose(&one, None, Metric::L2, 128, &fused).unwrap().candidates, 128);
+        // Near a path's k limit the reduced margin does not fit: the engine opens in f32,
+        // unless approximate lists (no margin) are asked for; the CPU keeps its precision.
+        for (path, fits, over) in [(GpuPath::Fused, 85, 86), (GpuPath::Cublas, 2731, 2732), (GpuPath::Auto, 2731, 4096)] {
+            for p in [Precision::Bf16, Precision::F16] {
+                let o = EngineOptions { gpu_path: path, precision: p, ..opts() };
+                let s = choose(&one, None, Metric::L2, fits, &options_for(&one, fits, o)).unwrap();
+                assert_eq!((s.precision, s.proven, s.candidates), (p, true, fits + fits / 2), "{path:?} {p:?}");
+                let s = choose(&one, None, Metric::InnerProduct, over, &options_for(&one, over, o)).unwrap();
+                let cap = if path == GpuPath::Fused { FUSED_MAX_K } else { MAX_K };
+                assert_eq!((s.precision, s.proven, s.candidates), (Precision::F32, true, (over + over / 16).min(cap)), "{path:?} {p:?}");
+                let approx = EngineOptions { approximate: true, ..o };
+                assert_eq!(options_for(&one, over, approx).precision, p);
+                assert_eq!(options_for(&Device::Cpu, over, EngineOptions { precision: Precision::Bf16, ..o }).precision, Precision::Bf16);
+            }
+        }
+        assert_eq!(options_for(&one, 4000, EngineOptions { precision: Precision::Tf32, ..opts() }).precision, Precision::Tf32);
         assert!(matches!(choose(&one, None, Metric::L2, 129, &fused), Err(Error::InvalidK { .. })));
         assert!(matches!(choose(&one, None, Metric::L2, 4097, &opts()), Err(Error::InvalidK { .. })));
         assert_eq!(choose(&Device::Cuda(vec![2, 0]), None, Metric::L2, 1, &opts()).unwrap().merge, MergeAt::Device(2));
