@@ -138,13 +138,13 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     if !args.quiet && args.device.device.is_gpu() && matches!(args.precision, faiss_nn::Precision::Bf16 | faiss_nn::Precision::F16) {
-        // Near the k limit the step opens the GPU in f32 (engine::options_for): say so.
+        // Near the k limit the step may open the GPU in f32 (engine::options_for): say so.
         if let Ok(s) = step.strategy(data.n) {
             if s.precision == faiss_nn::Precision::F32 {
                 let name = format!("{:?}", args.precision).to_lowercase();
                 eprintln!(
-                    "note: --precision {name} lists are proven with k + max(k/2, 8) candidates, more than the GPU search returns at k = {k}: \
-                     it computes in f32 (exact); --approximate keeps {name}"
+                    "note: --precision {name} lists are proven with k + max(k/2, 8) candidates, and at k = {k} the GPU's k limit leaves \
+                     less than half of that margin: the search computes in f32 (exact); --approximate keeps {name}"
                 );
             }
         }

@@ -158,7 +158,7 @@ impl FaissNearestNeighbour {
 
     /// The options its engine opens with: these controls' (near the GPU's k limit, f32 in place
     /// of bf16 or f16, see [`engine::options_for`]).
-    fn engine_options(&self) -> EngineOptions {
+    pub fn engine_options(&self) -> EngineOptions {
         engine::options_for(&self.device, self.k, self.options)
     }
 

@@ -160,16 +160,19 @@ fn every_front_makes_the_same_choice() {
     }
 }
 
-/// Near the GPU path's k limit the step plans f32 products in place of bf16 (whose proof would
-/// find no room for its extra candidates), as its engine opens; approximate lists stay bf16.
+/// Where the GPU path's k limit cuts bf16's proof margin below half (and f32's fits), the step
+/// opens its engine in f32 and plans f32 products; approximate lists and the CPU stay bf16.
 #[test]
-fn the_step_plans_f32_where_a_gpus_bf16_proof_has_no_room() {
+fn the_step_plans_f32_where_a_gpus_bf16_proof_is_cut_short() {
     let gpu = Device::Cuda(vec![0]);
     let step = |k: usize| FaissNearestNeighbour::new().device(gpu.clone()).precision(Precision::Bf16).gpu_path(GpuPath::Fused).k(k);
-    assert_eq!(step(85).strategy(1000).unwrap().precision, Precision::Bf16);
-    let near = step(100).strategy(1000).unwrap();
-    assert_eq!((near.precision, near.proven), (Precision::F32, true));
-    assert_eq!(step(100).approximate(true).strategy(1000).unwrap().precision, Precision::Bf16);
+    for (k, want) in [(85, Precision::Bf16), (110, Precision::F32), (128, Precision::Bf16)] {
+        assert_eq!(step(k).engine_options().precision, want, "k = {k}");
+        let s = step(k).strategy(1000).unwrap();
+        assert_eq!((s.precision, s.proven), (want, true), "k = {k}");
+    }
+    assert_eq!(step(110).approximate(true).engine_options().precision, Precision::Bf16);
+    assert_eq!(step(110).approximate(true).strategy(1000).unwrap().precision, Precision::Bf16);
     let on_cpu = FaissNearestNeighbour::new().precision(Precision::Bf16).k(100).strategy(1000).unwrap();
     assert_eq!(on_cpu.precision, Precision::Bf16);
 }

@@ -648,8 +648,9 @@ fn gpu_reduced_keys_stay_within_the_proofs_bound() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_reduced_lists_are_proven_exact() {
+    // The whole demo set (3,000 rows).
     let (demo, d) = demo_embeddings();
-    let x = &demo[..4000 * d];
+    let x = &demo[..];
     let cpu = Engine::open(&Device::Cpu, EngineOptions { precision: Precision::F32, ..EngineOptions::default() }).unwrap();
     for prec in [Precision::Bf16, Precision::F16] {
         for metric in [FlatMetric::L2, FlatMetric::InnerProduct, FlatMetric::Cosine] {
@@ -679,24 +680,23 @@ fn gpu_reduced_lists_are_proven_exact() {
     }
 }
 
-/// Near the fused path's k limit bf16's proof has no room for its extra candidates: the step
-/// opens the GPU in f32 (`engine::options_for`), whose lists equal the CPU's with no row left
-/// to the CPU's search.
+/// Where the fused path's k limit cuts bf16's proof margin below half (k = 110: 18 candidates
+/// beyond k where the proof keeps 55) and f32's whole margin fits, the step opens the GPU in f32
+/// (`engine::options_for`): its lists equal the CPU's. The step's own options and plan say f32.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_bf16_near_the_k_limit_runs_f32() {
     let (demo, d) = demo_embeddings();
-    let x = &demo[..4000 * d];
+    let (x, n, k) = (&demo[..], demo.len() / d, 110);
     let gpu = Device::Cuda(vec![0]);
-    let asked = EngineOptions { precision: Precision::Bf16, gpu_path: GpuPath::Fused, ..EngineOptions::default() };
-    let opts = faiss_nn::engine::options_for(&gpu, 100, asked);
+    let step = |device: Device| faiss_nn::FaissNearestNeighbour::new().device(device).precision(Precision::Bf16).gpu_path(GpuPath::Fused).k(k);
+    let opts = step(gpu.clone()).engine_options();
     assert_eq!(opts.precision, Precision::F32);
+    assert_eq!(step(gpu.clone()).strategy(n).unwrap().precision, Precision::F32);
     let cpu = Engine::open(&Device::Cpu, EngineOptions { precision: Precision::F32, ..EngineOptions::default() }).unwrap();
-    let want = cpu.load_shard(x, d, 0, FlatMetric::L2).unwrap().self_join(100, &NoProgress).unwrap();
-    let (got, stats) = Engine::open(&gpu, opts).unwrap().load_shard(x, d, 0, FlatMetric::L2).unwrap().self_join_with_stats(100, &NoProgress).unwrap();
+    let want = cpu.load_shard(x, d, 0, FlatMetric::L2).unwrap().self_join(k, &NoProgress).unwrap();
+    let (got, stats) = Engine::open(&gpu, opts).unwrap().load_shard(x, d, 0, FlatMetric::L2).unwrap().self_join_with_stats(k, &NoProgress).unwrap();
     assert_eq!(got, want);
-    assert_eq!(stats.fallback_rows, 0);
-    eprintln!("f32 at k = 100 on the fused path: {} of 4000 rows searched by brute force", stats.brute_force_rows);
-    let step = |device: Device| faiss_nn::FaissNearestNeighbour::new().device(device).precision(Precision::Bf16).gpu_path(GpuPath::Fused).k(100);
-    assert_eq!(step(gpu.clone()).run(x, d).unwrap(), step(Device::Cpu).run(x, d).unwrap());
+    eprintln!("f32 at k = {k} on the fused path: {} of {n} rows searched by brute force", stats.brute_force_rows);
+    assert_eq!(step(gpu).run(x, d).unwrap(), step(Device::Cpu).run(x, d).unwrap());
 }

@@ -95,7 +95,7 @@ class FaissNearestNeighbour(GlobalStep):
         threads: CPU worker threads. Defaults to `None` (every core).
         memory_budget: working memory of the search's tiles, in bytes. Defaults to `None`
             (512 MiB on the CPU).
-        shards: fan the exact flat search out over this many Ray actors (`faiss_nn.ray`,
+        shards: fan the flat search out over this many Ray actors (`faiss_nn.ray`,
             needs `pip install 'faiss-nn[ray]'`; each actor searches with this step's
             `precision` and `approximate`): on the running Ray cluster (inside a
             `RayPipeline`), else on a local one. Defaults to `None` (in process).

@@ -576,7 +576,7 @@ def self_knn(
             many seconds to wait for an autoscaler to add nodes before refusing the run.
         precision, approximate: as in :func:`faiss_nn.self_knn`, for each block's search on its
             actor (each actor's CPU or GPU plans its own products). The lists are exact at every
-            precision but ``"tf32"``; with ``approximate=True`` each block's reduced-precision
+            precision but a GPU's ``"tf32"``; with ``approximate=True`` each block's reduced-precision
             lists are unproven, so the merged lists may miss a neighbour and may differ from
             the single-process ones.
 

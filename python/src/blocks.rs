@@ -107,7 +107,6 @@ pub(crate) struct TwoBlocks<'a> {
     b: (&'a [f32], i64),
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn two_blocks<'a>(
     py: Python<'_>,
     (a, a0, a_name): (&'a PyReadonlyArray2<'_, f32>, i64, &str),

@@ -100,7 +100,10 @@ def test_precision_and_approximate_reach_the_actors(cluster):
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), precision
     loose = fray.self_knn(x, k=5, metric="ip", shards=2, precision="int8", approximate=True, collect=True)
     hits = [len(set(a) & set(b)) for a, b in zip(loose[0].tolist(), want[0].tolist())]
-    assert sum(hits[:300]) >= 0.99 * 300 * 5, sum(hits[:300])
+    # Plain rows whose exact lists hold none of the copies (nor their original, row 0) have
+    # neighbours that stand apart: their unproven lists still hold them.
+    plain = [r for r in range(300) if not any(i == 0 or i >= 300 for i in want[0][r])]
+    assert len(plain) > 290 and sum(hits[r] for r in plain) >= 0.99 * len(plain) * 5
     if platform.machine().lower() in ("x86_64", "amd64"):
         assert sum(hits[300:]) < 150 * 5, "the actors' unproven int8 lists should miss neighbours among the copies"
     # Checked on the driver, before any actor starts.

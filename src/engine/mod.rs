@@ -68,7 +68,7 @@ pub struct EngineOptions {
     /// among them, and no row is searched again. Approximate: a row's list may miss a
     /// neighbour. Default false (exact lists). f32 lists stay exact either way; under
     /// [`Precision::Auto`] on the CPU, the searches the planner runs in bf16 or int8 are unproven
-    /// too. (The Ray actors of the Python package run exact f32 lists whatever this says.)
+    /// too. (On the Python package's Ray path each block's lists are unproven, then merged.)
     pub approximate: bool,
 }
 

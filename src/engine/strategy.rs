@@ -2,7 +2,9 @@
 //! cuBLAS path or fused kernel, or faiss), with which arithmetic, where shard results merge, and
 //! whether the exact layer can prove its sets. Every front (the step, [`crate::FlatIndex`], the
 //! Python package, the Ray actors) asks here, so the same options give the same choice
-//! everywhere; the tests pin each decision.
+//! everywhere; the tests pin each decision. [`options_for`] adjusts the options an engine opens
+//! with for a known k (a GPU's precision near its k limit), and a shard's decisions follow the
+//! options its engine opened with.
 
 use super::bound::{default_margin, Rounding};
 use super::EngineOptions;
@@ -137,12 +139,16 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
 }
 
 /// The options to open an engine with for searches of `k` neighbours on `device`. A GPU's bf16
-/// and f16 products are proven with candidates beyond k (the tensor cores' bound is wide,
-/// [`default_margin`]); where the path's k limit leaves fewer, most rows would fail the proof
-/// and be searched again by the CPU in f32, so the GPU computes in f32 instead (proven with
-/// f32's short margin). Approximate lists, which keep no margin, keep their precision. (An
-/// engine's GPU precision is fixed when it opens: the step and the CLI, which know k then, ask
-/// here; an engine opened directly keeps its precision and, near the limit, the CPU's search.)
+/// and f16 products are proven with extra candidates beyond k (the tensor cores' bound is wide:
+/// [`default_margin`], k/2 and at least 8), and a path returns at most its k limit. Where that
+/// limit cuts the extra candidates below half and f32's own margin (the exact layer's,
+/// k/16 and at least 4) still fits whole, the GPU computes in f32 instead: fewer bf16 rows would
+/// be proven, and each unproven one is searched again by the CPU. Closer to the limit, where f32's
+/// margin is cut too (its unproven rows then fall to the CPU's per-row exact search), bf16 and f16
+/// stay. A planning rule: the shares of rows proven near the limit are not measured on a GPU.
+/// Approximate lists, which keep no margin, keep their precision. (An engine's GPU precision is
+/// fixed when it opens: the step and the CLI, which know k then, ask here; an engine or a
+/// [`crate::FlatIndex`] opened directly keeps its precision.)
 pub fn options_for(device: &Device, k: usize, opts: EngineOptions) -> EngineOptions {
     let cap = match opts.gpu_path {
         GpuPath::Auto | GpuPath::Cublas => MAX_K,
@@ -153,7 +159,8 @@ pub fn options_for(device: &Device, k: usize, opts: EngineOptions) -> EngineOpti
         Precision::F16 => Rounding::F16,
         _ => return opts,
     };
-    if device.is_gpu() && !opts.approximate && k <= cap && k + default_margin(rounding, k) > cap {
+    let cut = cap.saturating_sub(k) < default_margin(rounding, k) / 2;
+    if device.is_gpu() && !opts.approximate && k <= cap && cut && k + super::exact::margin(k) <= cap {
         return EngineOptions { precision: Precision::F32, ..opts };
     }
     opts
@@ -211,21 +218,27 @@ mod tests {
         assert_eq!((s.precision, s.proven, s.candidates), (Precision::F32, true, 14));
         let fused = EngineOptions { gpu_path: GpuPath::Fused, ..opts() };
         assert_eq!(choose(&one, None, Metric::L2, 128, &fused).unwrap().candidates, 128);
-        // Near a path's k limit the reduced margin does not fit: the engine opens in f32,
-        // unless approximate lists (no margin) are asked for; the CPU keeps its precision.
-        for (path, fits, over) in [(GpuPath::Fused, 85, 86), (GpuPath::Cublas, 2731, 2732), (GpuPath::Auto, 2731, 4096)] {
+        // Where a path's k limit cuts the reduced margin below half and f32's whole margin
+        // fits, the engine opens in f32, unless approximate lists (no margin) are asked for;
+        // closer to the limit, and on the CPU, the precision stays.
+        let cases = [(GpuPath::Fused, FUSED_MAX_K, 104, 121), (GpuPath::Cublas, MAX_K, 3278, 3855), (GpuPath::Auto, MAX_K, 3278, 3855)];
+        for (path, cap, f32_from, f32_to) in cases {
             for p in [Precision::Bf16, Precision::F16] {
                 let o = EngineOptions { gpu_path: path, precision: p, ..opts() };
-                let s = choose(&one, None, Metric::L2, fits, &options_for(&one, fits, o)).unwrap();
-                assert_eq!((s.precision, s.proven, s.candidates), (p, true, fits + fits / 2), "{path:?} {p:?}");
-                let s = choose(&one, None, Metric::InnerProduct, over, &options_for(&one, over, o)).unwrap();
-                let cap = if path == GpuPath::Fused { FUSED_MAX_K } else { MAX_K };
-                assert_eq!((s.precision, s.proven, s.candidates), (Precision::F32, true, (over + over / 16).min(cap)), "{path:?} {p:?}");
+                for k in [f32_from - 1, f32_to + 1, cap] {
+                    let s = choose(&one, None, Metric::L2, k, &options_for(&one, k, o)).unwrap();
+                    assert_eq!((s.precision, s.proven, s.candidates), (p, true, cap), "{path:?} {p:?} k = {k}");
+                }
+                for k in [f32_from, f32_to] {
+                    let s = choose(&one, None, Metric::InnerProduct, k, &options_for(&one, k, o)).unwrap();
+                    assert_eq!((s.precision, s.proven, s.candidates), (Precision::F32, true, k + k / 16), "{path:?} {p:?} k = {k}");
+                }
                 let approx = EngineOptions { approximate: true, ..o };
-                assert_eq!(options_for(&one, over, approx).precision, p);
-                assert_eq!(options_for(&Device::Cpu, over, EngineOptions { precision: Precision::Bf16, ..o }).precision, Precision::Bf16);
+                assert_eq!(options_for(&one, f32_from, approx).precision, p);
+                assert_eq!(options_for(&Device::Cpu, f32_from, EngineOptions { precision: Precision::Bf16, ..o }).precision, Precision::Bf16);
             }
         }
+        assert_eq!(options_for(&one, 30, EngineOptions { precision: Precision::Bf16, ..opts() }).precision, Precision::Bf16);
         assert_eq!(options_for(&one, 4000, EngineOptions { precision: Precision::Tf32, ..opts() }).precision, Precision::Tf32);
         assert!(matches!(choose(&one, None, Metric::L2, 129, &fused), Err(Error::InvalidK { .. })));
         assert!(matches!(choose(&one, None, Metric::L2, 4097, &opts()), Err(Error::InvalidK { .. })));
