@@ -57,6 +57,14 @@ impl TopKBuffers {
         (k / 2).max(32)
     }
 
+    /// The spare slots for the lists of reduced-precision candidates (k plus a proof margin): a
+    /// quarter of k, at least 8. Those lists are several times the f32 path's, so their state
+    /// is what lifts the join's memory above it; the extra selections cost little beside the
+    /// products (a row accepts a few hundred candidates over a join of n rows).
+    pub fn lean_extra(k: usize) -> usize {
+        (k / 4).max(8)
+    }
+
     /// Number of rows.
     pub fn n(&self) -> usize {
         self.len.len()

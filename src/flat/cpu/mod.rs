@@ -205,7 +205,7 @@ impl CpuSearcher {
             let make = |r| TopKHeaps::new(r, k);
             return if stream { pairs::self_join_each(&spec, set, make, each) } else { each(0, pairs::self_join(&spec, set, None, make)?) };
         }
-        let extra = TopKBuffers::default_extra(k);
+        let extra = buffer_extra(k, job.operands);
         let make = |r| TopKBuffers::new(r, k, extra, id0);
         let sampled = ceiling::Sampled { rows: job.database, norms: &norms, shift, metric: job.metric, kernel: self.kernels.f32, workers: self.threads };
         let ceilings = ceiling::ceilings(&sampled, k);
@@ -217,6 +217,15 @@ impl CpuSearcher {
             ceiling::refill_short_rows(self, job, &mut lists)?;
         }
         each(0, lists)
+    }
+}
+
+/// The threshold buffers' spare slots for `k` candidates from `operands`' products: reduced
+/// candidates' longer lists take fewer (see [`TopKBuffers::lean_extra`]).
+fn buffer_extra(k: usize, operands: Operands) -> usize {
+    match operands {
+        Operands::F32 => TopKBuffers::default_extra(k),
+        Operands::Bf16 | Operands::Int8 => TopKBuffers::lean_extra(k),
     }
 }
 
@@ -247,7 +256,7 @@ impl FlatSearcher for CpuSearcher {
         let k = job.k;
         let span = job.database.n() as u64;
         let buffers = uses_buffers(k, span);
-        let extra = TopKBuffers::default_extra(k);
+        let extra = buffer_extra(k, job.operands);
         let id0 = job.db_offset;
         if plan.symmetric {
             let mut whole = None;
