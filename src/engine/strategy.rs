@@ -100,12 +100,15 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
     }
     let (backend, precision, cap) = match device {
         Device::Cpu => (Backend::Cpu, opts.precision.on_cpu(), usize::MAX),
-        _ => match opts.gpu_path {
-            // Auto: the cuBLAS path, faster than the fused kernel in the large cases measured on
-            // an H200 (f32 and bf16 at 200k × 384, bf16 at 1M × 1024; BENCHMARKS.md, GPU).
-            GpuPath::Auto | GpuPath::Cublas => (Backend::GpuCublas, opts.precision.on_gpu(), MAX_K),
-            GpuPath::Fused => (Backend::GpuFused, opts.precision.on_gpu(), FUSED_MAX_K),
-        },
+        _ => {
+            let backend = match opts.gpu_path {
+                // Auto: the cuBLAS path, faster than the fused kernel in the large cases measured
+                // on an H200 (f32 and bf16 at 200k × 384, bf16 at 1M × 1024; BENCHMARKS.md, GPU).
+                GpuPath::Auto | GpuPath::Cublas => Backend::GpuCublas,
+                GpuPath::Fused => Backend::GpuFused,
+            };
+            (backend, opts.precision.on_gpu(), path_k_limit(opts.gpu_path))
+        }
     };
     if k > cap {
         let reason = match backend {
@@ -123,12 +126,7 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
     // its f32 lists, and its bf16 and f16 lists with the tensor cores' bound, keeping more
     // candidates for them. TF32 lists, and reduced lists where the options ask for approximate
     // ones, are re-ranked, not proven.
-    let gpu_reduced = match precision {
-        Precision::Bf16 => Some(Rounding::Bf16),
-        Precision::F16 => Some(Rounding::F16),
-        _ => None,
-    }
-    .filter(|_| backend != Backend::Cpu);
+    let gpu_reduced = gpu_rounding(precision).filter(|_| backend != Backend::Cpu);
     let proven = backend == Backend::Cpu || precision == Precision::F32 || (gpu_reduced.is_some() && !opts.approximate);
     let candidates = match gpu_reduced {
         _ if !proven => k,
@@ -150,20 +148,31 @@ pub fn choose(device: &Device, factory: Option<&str>, metric: Metric, k: usize, 
 /// fixed when it opens: the step and the CLI, which know k then, ask here; an engine or a
 /// [`crate::FlatIndex`] opened directly keeps its precision.)
 pub fn options_for(device: &Device, k: usize, opts: EngineOptions) -> EngineOptions {
-    let cap = match opts.gpu_path {
-        GpuPath::Auto | GpuPath::Cublas => MAX_K,
-        GpuPath::Fused => FUSED_MAX_K,
-    };
-    let rounding = match opts.precision.on_gpu() {
-        Precision::Bf16 => Rounding::Bf16,
-        Precision::F16 => Rounding::F16,
-        _ => return opts,
-    };
+    let cap = path_k_limit(opts.gpu_path);
+    let Some(rounding) = gpu_rounding(opts.precision.on_gpu()) else { return opts };
     let cut = cap.saturating_sub(k) < default_margin(rounding, k) / 2;
     if device.is_gpu() && !opts.approximate && k <= cap && cut && k + super::exact::margin(k) <= cap {
         return EngineOptions { precision: Precision::F32, ..opts };
     }
     opts
+}
+
+/// The most neighbours (and candidates) a GPU path returns per row.
+fn path_k_limit(path: GpuPath) -> usize {
+    match path {
+        GpuPath::Auto | GpuPath::Cublas => MAX_K,
+        GpuPath::Fused => FUSED_MAX_K,
+    }
+}
+
+/// The rounding of a GPU's reduced products at `precision` (bf16, f16), which the tensor cores'
+/// bound proves; `None` for f32 and TF32.
+fn gpu_rounding(precision: Precision) -> Option<Rounding> {
+    match precision {
+        Precision::Bf16 => Some(Rounding::Bf16),
+        Precision::F16 => Some(Rounding::F16),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
