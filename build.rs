@@ -42,6 +42,7 @@ const SASS_ARCHS: &[&str] = &["80", "90"];
 const PTX_ARCH: &str = "80";
 
 include!("build-support/openmp_blas.rs");
+include!("build-support/kernel_cache.rs");
 
 fn main() {
     link_openmp_blas();
@@ -54,6 +55,7 @@ fn main() {
     println!("cargo::rerun-if-env-changed=NVCC");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=build-support/openmp_blas.rs");
+    println!("cargo::rerun-if-changed=build-support/kernel_cache.rs");
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -78,14 +80,17 @@ fn main() {
     };
     println!("cargo::rerun-if-changed={}", nvcc.display());
     let version = nvcc_version(&nvcc);
+    let cache_root = kernel_cache_root(&out_dir);
+    let tools = cache_root.as_ref().map(|_| kernel_tools(&nvcc)).unwrap_or_default();
+    let toolchain = Toolchain { nvcc: &nvcc, kernels_dir: &kernels_dir, out_dir: &out_dir, cache: cache_root.as_deref().map(|r| (r, tools.as_str())) };
 
     // Compile every file on its own thread: nvcc is single-threaded and mostly waits on cicc/ptxas.
     let results: Vec<Result<Compiled, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = sources
             .iter()
             .map(|src| {
-                let (nvcc, kernels_dir, out_dir) = (&nvcc, &kernels_dir, &out_dir);
-                s.spawn(move || compile(nvcc, kernels_dir, out_dir, src))
+                let toolchain = &toolchain;
+                s.spawn(move || compile(toolchain, src))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("compile thread panicked".into()))).collect()
@@ -175,32 +180,62 @@ fn nvcc_version(nvcc: &Path) -> String {
     }
 }
 
-fn compile(nvcc: &Path, kernels_dir: &Path, out_dir: &Path, name: &str) -> Result<Compiled, String> {
+/// nvcc's flags for the fatbin (every argument but the include path, output and source).
+fn fatbin_flags() -> Vec<String> {
+    let mut f: Vec<String> = ["-fatbin", "-O3", "-std=c++17", "-Xptxas", "-v", "-lineinfo"].map(String::from).to_vec();
+    for a in SASS_ARCHS {
+        f.push(format!("-gencode=arch=compute_{a},code=sm_{a}"));
+    }
+    f.push(format!("-gencode=arch=compute_{PTX_ARCH},code=compute_{PTX_ARCH}"));
+    f
+}
+
+/// nvcc's flags for the PTX of the inlined source (all but output and source).
+fn ptx_flags() -> Vec<String> {
+    vec!["-ptx".into(), "-O3".into(), "-std=c++17".into(), format!("-arch=compute_{PTX_ARCH}"), "-x".into(), "cu".into()]
+}
+
+/// How the modules are compiled: nvcc, the kernels, where outputs go, and the cache (see
+/// build-support/kernel_cache.rs) with the tools' description that keys it.
+struct Toolchain<'a> {
+    nvcc: &'a Path,
+    kernels_dir: &'a Path,
+    out_dir: &'a Path,
+    cache: Option<(&'a Path, &'a str)>,
+}
+
+fn compile(t: &Toolchain<'_>, name: &str) -> Result<Compiled, String> {
+    let (nvcc, kernels_dir, out_dir) = (t.nvcc, t.kernels_dir, t.out_dir);
     let src = kernels_dir.join(format!("{name}.cu"));
     let fatbin = out_dir.join(format!("{name}.fatbin"));
     let ptx = out_dir.join(format!("{name}.ptx"));
     let ptxas = out_dir.join(format!("{name}.ptxas.txt"));
     let inlined = out_dir.join(format!("{name}.nvrtc.cu"));
 
-    let mut fat = Command::new(nvcc);
-    fat.arg("-fatbin").args(["-O3", "-std=c++17", "-Xptxas", "-v", "-lineinfo"]);
-    for a in SASS_ARCHS {
-        fat.arg(format!("-gencode=arch=compute_{a},code=sm_{a}"));
-    }
-    fat.arg(format!("-gencode=arch=compute_{PTX_ARCH},code=compute_{PTX_ARCH}"));
-    fat.arg("-I").arg(kernels_dir).arg("-o").arg(&fatbin).arg(&src);
-    let report = run(fat, name)?;
-    fs::write(&ptxas, &report).map_err(|e| format!("write {}: {e}", ptxas.display()))?;
-
     // The PTX is compiled from the inlined source (no include path), the very text the NVRTC
     // fallback compiles at run time: a header the inliner missed fails the build here, not on a
     // GPU machine whose fatbin happened not to load.
     let text = inline_includes(&src, kernels_dir, &mut Vec::new())?;
-    fs::write(&inlined, text).map_err(|e| format!("write {}: {e}", inlined.display()))?;
+    fs::write(&inlined, &text).map_err(|e| format!("write {}: {e}", inlined.display()))?;
+    let outputs = [fatbin.as_path(), ptx.as_path(), ptxas.as_path()];
+    let (fat_flags, ptx_flags) = (fatbin_flags(), ptx_flags());
+    let key = t.cache.map(|(root, tools)| (root, kernel_key(tools, &[fat_flags.clone(), ptx_flags.clone()].concat(), name, &text, kernels_dir)));
+    if let Some((root, key)) = &key {
+        if kernel_cache_load(root, name, key, outputs) {
+            return Ok(Compiled { name: name.to_string(), fatbin, ptx, src: inlined, ptxas });
+        }
+    }
+
+    let mut fat = Command::new(nvcc);
+    fat.args(&fat_flags).arg("-I").arg(kernels_dir).arg("-o").arg(&fatbin).arg(&src);
+    let report = run(fat, name)?;
+    fs::write(&ptxas, &report).map_err(|e| format!("write {}: {e}", ptxas.display()))?;
     let mut p = Command::new(nvcc);
-    p.arg("-ptx").args(["-O3", "-std=c++17"]).arg(format!("-arch=compute_{PTX_ARCH}"));
-    p.arg("-x").arg("cu").arg("-o").arg(&ptx).arg(&inlined);
+    p.args(&ptx_flags).arg("-o").arg(&ptx).arg(&inlined);
     run(p, name)?;
+    if let Some((root, key)) = &key {
+        kernel_cache_store(root, name, key, outputs);
+    }
     Ok(Compiled { name: name.to_string(), fatbin, ptx, src: inlined, ptxas })
 }
 

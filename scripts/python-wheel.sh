@@ -2,8 +2,14 @@
 # Builds the Python package (python/: the PyO3 extension and the faiss_nn sources) into one abi3
 # wheel in python/dist and installs it into this Python. The wheel carries the CUDA kernels and
 # loads the driver at run time, so it also runs on machines without CUDA.
+#
+# FAISS_NN_WHEEL_PROFILE picks the cargo profile (default release, the wheel to ship).
+# scripts/test.sh builds its wheel under the dev profile, which python/Cargo.toml optimises like
+# the main crate's test profile (debug assertions and overflow checks on): it then reuses the
+# compiled faiss of `cargo test` instead of building it again.
 set -euo pipefail
 cd "$(dirname "$0")/../python"
+profile="${FAISS_NN_WHEEL_PROFILE:-release}"
 rm -f dist/faiss_nn-*.whl
-python3 -m maturin build --release -o dist
+python3 -m maturin build --profile "$profile" -o dist
 python3 -m pip install -q --disable-pip-version-check --force-reinstall --no-deps dist/faiss_nn-*.whl

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --features cuda
-bash scripts/python-wheel.sh
+# The wheel under the dev profile, optimised (python/Cargo.toml): the same faiss and kernels the
+# Rust tests were built with, and debug assertions on (scripts/python-wheel.sh).
+FAISS_NN_WHEEL_PROFILE=dev bash scripts/python-wheel.sh
 # From the repository root, so that `import faiss_nn` (also in Ray's worker processes, which
 # start in this directory) finds the installed package, not the python/ source folder.
 # The parity tests use the full 10k MiniLM set where it sits beside the checkout (else the
