@@ -5,8 +5,8 @@
 #
 # FAISS_NN_WHEEL_PROFILE picks the cargo profile (default release, the wheel to ship).
 # scripts/test.sh builds its wheel under the dev profile, which python/Cargo.toml optimises like
-# the main crate's test profile (debug assertions and overflow checks on): it then reuses the
-# compiled faiss of `cargo test` instead of building it again.
+# the main crate's test profile: it then reuses the compiled faiss (and the other dependencies)
+# of `cargo test` instead of building them again.
 set -euo pipefail
 cd "$(dirname "$0")/../python"
 profile="${FAISS_NN_WHEEL_PROFILE:-release}"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --features cuda
 # The wheel under the dev profile, optimised (python/Cargo.toml): the same faiss and kernels the
-# Rust tests were built with, and debug assertions on (scripts/python-wheel.sh).
+# Rust tests were built with (scripts/python-wheel.sh).
 FAISS_NN_WHEEL_PROFILE=dev bash scripts/python-wheel.sh
 # From the repository root, so that `import faiss_nn` (also in Ray's worker processes, which
 # start in this directory) finds the installed package, not the python/ source folder.

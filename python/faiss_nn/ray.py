@@ -438,7 +438,8 @@ def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: O
     # A Ray Dataset (a Parquet source was read into one above); its tasks need CPUs that kept
     # actors would hold.
     shutdown()
-    ds = source
+    # Read once: counting and then splitting a lazy dataset would run the whole read twice.
+    ds = source.materialize()
     n = ds.count()
     bounds = plan_blocks(n, shards, block_rows)
     # One dataset block per row block: split at the planned row boundaries, on the cluster.
@@ -557,7 +558,9 @@ def self_knn(
         shards: actors holding the blocks (each with ``threads_per_shard`` CPU threads and
             ``num_gpus_per_shard`` GPUs; with a GPU, pass ``device=0``: Ray sets each actor's
             visible device).
-        block_rows: rows per block (default: ``n / (2·shards)``, rounded up).
+        block_rows: rows per block (default: ``n / (2·shards)``, rounded up). Each pair of
+            blocks is one Ray task (a few milliseconds of scheduling each), so ``B`` blocks cost
+            ``B·(B+1)/2`` tasks: keep blocks large (thousands of rows) unless testing.
         column: the embedding column of a table source.
         output: a directory to write ``part-NNNNN.parquet`` files into (one per block, in row
             order); it must not exist. The files appear together at the end (written into a
