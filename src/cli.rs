@@ -14,7 +14,6 @@ mod signals;
 use args::Args;
 
 use bar::Bar;
-use clap::Parser;
 use faiss_nn::error::{Error, Result};
 use faiss_nn::io::{self, Dataset, Format, Output};
 use faiss_nn::neighbours::Neighbours;
@@ -34,7 +33,7 @@ pub(crate) fn main() -> ExitCode {
         signals::unmute();
         eprintln!("error: internal error (a bug in faiss-nn, please report it): {info}");
     }));
-    let args = Args::parse();
+    let args = Args::parse_checked();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -92,6 +92,33 @@ fn products_beyond_f32_are_refused_naming_the_row() {
     assert!(idx.add(&x).unwrap_err().to_string().contains("row 5"));
 }
 
+/// faiss sums over rows in f32 and, on rows too large for those sums, crashes (IVF training: a
+/// bus error), loops (PQ) or returns empty lists (HNSW) instead of failing: its factories get
+/// the exact path's refusal, and a total check besides (rows each fine, their sum too large).
+#[cfg(feature = "faiss")]
+#[test]
+fn faiss_never_sees_rows_too_large_for_its_sums() {
+    let d = 8;
+    let scaled = |s: f32| normal(300, d, 3).into_iter().map(|v| v * s).collect::<Vec<f32>>();
+    // faiss METRIC_*: 0 inner product, 1 L2, 2 L1 (faiss's flat and HNSW indexes only).
+    for (factory, metrics) in [("IVF4,Flat", &[0, 1][..]), ("PQ2", &[0, 1]), ("HNSW8", &[0, 1, 2]), ("PCA4,Flat", &[1])] {
+        for &metric in metrics {
+            let run = |x: &[f32]| FaissNearestNeighbour::new().string_factory(Some(factory)).metric_type(metric).k(3).run(x, d);
+            // One row too large on its own: named.
+            let mut x = scaled(1.0);
+            x[7 * d] = 1e30;
+            let e = run(&x).err().unwrap_or_else(|| panic!("{factory}, metric {metric}: a row of 1e30 ran"));
+            assert!(matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("row 7"), "{factory}, metric {metric}: {e}");
+            // Every row below the exact path's limit, their sum above it.
+            let e = run(&scaled(1e18)).err().unwrap_or_else(|| panic!("{factory}, metric {metric}: rows of 1e18 ran"));
+            assert!(matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("sum to"), "{factory}, metric {metric}: {e}");
+            // Large but summable rows still run.
+            let nn = run(&scaled(1e15)).unwrap_or_else(|e| panic!("{factory}, metric {metric}: {e}"));
+            assert!(nn.indices.iter().all(|&i| i >= 0), "{factory}, metric {metric}: an empty slot");
+        }
+    }
+}
+
 /// On ordinary data almost every row's set is proven from the candidates (the f64 brute force
 /// is a rare fallback, not the common path), and the result is the reference's.
 #[test]

@@ -157,6 +157,15 @@ def test_a_factory_string_faiss_refuses_names_it():
         faiss_nn.self_knn(rand(50, 8), k=1, string_factory="NotAnIndex")
 
 
+def test_rows_too_large_for_faiss_are_refused_before_faiss_sees_them():
+    # faiss crashed (IVF: a bus error), looped (PQ) or returned empty lists (HNSW) on these.
+    for factory in ("IVF4,Flat", "PQ2", "HNSW8"):
+        with pytest.raises(faiss_nn.InvalidInputError, match="row 0: its squared norm"):
+            faiss_nn.self_knn(rand(300, 8) * np.float32(1e30), k=3, string_factory=factory)
+        with pytest.raises(faiss_nn.InvalidInputError, match="squared norms sum to"):
+            faiss_nn.self_knn(rand(300, 8) * np.float32(1e18), k=3, string_factory=factory)
+
+
 def test_too_few_rows_to_train_is_an_error_not_a_crash():
     with pytest.raises(FaissNNError):
         faiss_nn.self_knn(rand(20, 8), k=1, string_factory="IVF256,Flat")

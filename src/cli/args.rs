@@ -212,6 +212,31 @@ impl Args {
     pub fn metric(&self) -> Metric {
         self.metric.unwrap_or(if self.threshold.is_some() { Metric::Cosine } else { Metric::L2 })
     }
+
+    /// The process's flags, parsed and checked ([`Args::try_parse_checked`]); a bad one exits
+    /// with clap's message and status 2.
+    pub fn parse_checked() -> Self {
+        Self::try_parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `argv` and refuses the dedup-only flags without `--threshold`. Their `requires`
+    /// alone does not: clap drops a requirement on an argument that conflicts with one given
+    /// (`--k`, `--string-factory`), and such a run would succeed without the pairs file asked for.
+    pub fn try_parse_checked<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args = Self::try_parse_from(argv)?;
+        if args.threshold.is_none() {
+            let given = [("--keep", args.keep.is_some()), ("--pairs", args.pairs.is_some()), ("--max-pairs", args.max_pairs.is_some())];
+            if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+                let msg = format!("{flag} belongs to a dedup and needs --threshold T (without it the run searches k neighbours)");
+                return Err(<Self as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, msg));
+            }
+        }
+        Ok(args)
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +282,13 @@ mod tests {
             &["--threshold", "0.9", "--keep", "longest"],
         ] {
             let argv: Vec<&str> = std::iter::once("faiss-nn").chain(bad.iter().copied()).collect();
-            assert!(Args::try_parse_from(argv).is_err(), "{bad:?}");
+            assert!(Args::try_parse_checked(argv).is_err(), "{bad:?}");
+        }
+        // With a flag that conflicts with --threshold, clap alone lets these pass.
+        for bad in [&["--k", "2", "--pairs", "p.parquet"][..], &["--string-factory", "HNSW8", "--keep", "first"], &["--k", "2", "--max-pairs", "5"]] {
+            let argv: Vec<&str> = std::iter::once("faiss-nn").chain(bad.iter().copied()).collect();
+            let e = Args::try_parse_checked(argv).unwrap_err();
+            assert!(e.kind() == clap::error::ErrorKind::MissingRequiredArgument && e.to_string().contains("needs --threshold"), "{bad:?}: {e}");
         }
     }
 }

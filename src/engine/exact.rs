@@ -224,6 +224,34 @@ pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`check_magnitudes`], and also the sum of all rows' squared norms at most [`MAX_NORM2`]: for
+/// code that sums products over rows in f32. faiss does (k-means centroids and their distances,
+/// PCA covariances), and on rows too large for those sums it does not fail but crashes (IVF
+/// training), loops (PQ) or answers nothing (HNSW: every slot empty). Under this bound every such
+/// sum stays finite: a covariance or a centroid's sum is at most the total. Embeddings are far
+/// from it (unit rows sum to n).
+pub(crate) fn check_total_magnitude(v: &Vectors<'_>, what: &str) -> Result<()> {
+    check_magnitudes(v, what)?;
+    let (mut total, mut largest, mut at) = (0f64, 0f64, 0);
+    for i in 0..v.n() {
+        let n2 = square_norm(v.row(i));
+        total += n2;
+        if n2 > largest {
+            (largest, at) = (n2, i);
+        }
+    }
+    if total > MAX_NORM2 {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "the rows' squared norms sum to {total:e} (the largest, row {at}'s, is {largest:e}): faiss sums over rows \
+                 in float32 (k-means, PCA), which overflow beyond {MAX_NORM2:e}; scale the data down"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The exact top `k` of every query from the backend's candidates `approx` (see the module doc).
 ///
 /// Takes the candidates by value: they are freed once every row is re-scored, before the

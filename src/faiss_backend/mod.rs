@@ -49,6 +49,9 @@ fn fail(context: String) -> impl FnOnce(faiss::error::Error) -> Error {
 fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, factory::FactoryPlan, blas::OneBlasThread)> {
     let (n, d) = (data.n(), data.d());
     let plan = factory::check(spec.factory, d, n.min(spec.train_sample.max(1)), spec.metric)?;
+    // faiss does not fail on rows too large for its f32 sums: it crashes, loops or answers
+    // nothing (see the check).
+    crate::engine::exact::check_total_magnitude(&data, "embeddings")?;
     let params = params::SearchParams::parse(spec.search_params)?;
     let blas = blas::OneBlasThread::new();
     let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
