@@ -438,8 +438,16 @@ def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: O
     # A Ray Dataset (a Parquet source was read into one above); its tasks need CPUs that kept
     # actors would hold.
     shutdown()
-    # Read once: counting and then splitting a lazy dataset would run the whole read twice.
-    ds = source.materialize()
+    # Read once: counting and then splitting a lazy dataset would run the whole read twice. A
+    # Dataset runs under the settings it was made with (a copy), so a caller's Dataset keeps
+    # its rows' order only when its own context asks for it (_ordered covers those made here).
+    opts = source.context.execution_options
+    before = opts.preserve_order
+    opts.preserve_order = True
+    try:
+        ds = source.materialize()
+    finally:
+        opts.preserve_order = before
     n = ds.count()
     bounds = plan_blocks(n, shards, block_rows)
     # One dataset block per row block: split at the planned row boundaries, on the cluster.
@@ -560,7 +568,8 @@ def self_knn(
             visible device).
         block_rows: rows per block (default: ``n / (2·shards)``, rounded up). Each pair of
             blocks is one Ray task (a few milliseconds of scheduling each), so ``B`` blocks cost
-            ``B·(B+1)/2`` tasks: keep blocks large (thousands of rows) unless testing.
+            ``B·(B+1)/2`` tasks (``B²`` under ``schedule="broadcast"``): keep blocks large
+            (thousands of rows) unless testing.
         column: the embedding column of a table source.
         output: a directory to write ``part-NNNNN.parquet`` files into (one per block, in row
             order); it must not exist. The files appear together at the end (written into a

@@ -164,6 +164,11 @@ def test_rows_too_large_for_faiss_are_refused_before_faiss_sees_them():
             faiss_nn.self_knn(rand(300, 8) * np.float32(1e30), k=3, string_factory=factory)
         with pytest.raises(faiss_nn.InvalidInputError, match="squared norms sum to"):
             faiss_nn.self_knn(rand(300, 8) * np.float32(1e18), k=3, string_factory=factory)
+    # SQfp16 stores float16: 1e5 would become inf and be reported as a value the data never held.
+    x = rand(300, 8)
+    x[5, 2] = 1e5
+    with pytest.raises(faiss_nn.InvalidInputError, match=r"row 5, component 2 is 1e5.*65504"):
+        faiss_nn.self_knn(x, k=3, string_factory="SQfp16")
 
 
 def test_too_few_rows_to_train_is_an_error_not_a_crash():

@@ -287,6 +287,7 @@ mod tests {
         // With a flag that conflicts with --threshold, clap alone lets these pass.
         for bad in [&["--k", "2", "--pairs", "p.parquet"][..], &["--string-factory", "HNSW8", "--keep", "first"], &["--k", "2", "--max-pairs", "5"]] {
             let argv: Vec<&str> = std::iter::once("faiss-nn").chain(bad.iter().copied()).collect();
+            assert!(Args::try_parse_from(argv.clone()).is_ok(), "{bad:?}: clap refuses it now; the extra check may go");
             let e = Args::try_parse_checked(argv).unwrap_err();
             assert!(e.kind() == clap::error::ErrorKind::MissingRequiredArgument && e.to_string().contains("needs --threshold"), "{bad:?}: {e}");
         }

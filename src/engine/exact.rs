@@ -225,11 +225,12 @@ pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
 }
 
 /// [`check_magnitudes`], and also the sum of all rows' squared norms at most [`MAX_NORM2`]: for
-/// code that sums products over rows in f32. faiss does (k-means centroids and their distances,
-/// PCA covariances), and on rows too large for those sums it does not fail but crashes (IVF
-/// training), loops (PQ) or answers nothing (HNSW: every slot empty). Under this bound every such
-/// sum stays finite: a covariance or a centroid's sum is at most the total. Embeddings are far
-/// from it (unit rows sum to n).
+/// code that sums products over rows in f32, as faiss does (PCA and OPQ covariances, k-means
+/// centroids), and which on rows too large for its arithmetic does not fail but crashes (IVF
+/// training), loops (PQ) or answers nothing (HNSW: every slot empty). The per-row bound keeps
+/// distances and products of two rows finite; the total keeps every covariance entry finite (it
+/// is at most the total) and every centroid's coordinate sum (at most √(n · total)). Embeddings
+/// are far from it (unit rows sum to n).
 pub(crate) fn check_total_magnitude(v: &Vectors<'_>, what: &str) -> Result<()> {
     check_magnitudes(v, what)?;
     let (mut total, mut largest, mut at) = (0f64, 0f64, 0);

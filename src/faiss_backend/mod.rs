@@ -52,6 +52,7 @@ fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, f
     // faiss does not fail on rows too large for its f32 sums: it crashes, loops or answers
     // nothing (see the check).
     crate::engine::exact::check_total_magnitude(&data, "embeddings")?;
+    check_fp16_range(data, spec.factory)?;
     let params = params::SearchParams::parse(spec.search_params)?;
     let blas = blas::OneBlasThread::new();
     let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
@@ -63,6 +64,26 @@ fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, f
     }
     index.add(data.as_slice()).map_err(fail(format!("adding {n} rows to index {:?}", spec.factory)))?;
     Ok((index, plan, blas))
+}
+
+/// `SQfp16` (with no transform before it) stores every value as float16: a value beyond its
+/// largest, 65504, would be stored as infinity and reported later as an infinite value the data
+/// never held. Refused here, naming it. (With a transform the encoded values are projections,
+/// which faiss computes; `SQbf16` has float32's range.)
+fn check_fp16_range(data: Vectors<'_>, factory: &str) -> Result<()> {
+    if factory.split(',').next().map(str::trim) != Some("SQfp16") {
+        return Ok(());
+    }
+    const F16_MAX: f32 = 65504.0;
+    for i in 0..data.n() {
+        if let Some((j, v)) = data.row(i).iter().enumerate().find(|(_, v)| v.abs() > F16_MAX) {
+            return Err(Error::invalid(
+                "embeddings",
+                format!("row {i}, component {j} is {v:e}: index \"SQfp16\" stores float16 values, at most {F16_MAX} in magnitude; use SQbf16 or scale the data down"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Builds, trains and fills a faiss index on `data`, then searches every row against it.

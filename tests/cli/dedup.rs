@@ -149,6 +149,10 @@ fn bad_dedup_input_is_refused_before_anything_is_written() {
     fails(&[&"--threshold", &"0.9", &"--pairs", &missing], &["cannot write"]);
     // Flags that need --threshold, or that a dedup does not take: clap's status 2.
     run(args(&[&"--input", &input, &"--pairs", &pairs])).assert_flag_error(&["--threshold"]);
+    // Also beside a flag that conflicts with --threshold (clap alone ran these as a k-NN search).
+    run(args(&[&"--input", &input, &"--k", &"2", &"--pairs", &pairs])).assert_flag_error(&["--pairs", "needs --threshold"]);
+    run(args(&[&"--input", &input, &"--string-factory", &"HNSW8", &"--keep", &"first"])).assert_flag_error(&["--keep", "needs --threshold"]);
+    assert!(!pairs.exists());
     run(args(&[&"--input", &input, &"--threshold", &"0.9", &"--k", &"3"])).assert_flag_error(&["--k"]);
     run(args(&[&"--input", &input, &"--threshold", &"0.9", &"--keep", &"longest"])).assert_flag_error(&["expected first"]);
     // An input with the output columns needs --overwrite.
