@@ -209,6 +209,40 @@ pub(crate) const MAX_NORM2: f64 = f32::MAX as f64 / 4.0;
 
 /// Fails on the first row whose squared norm exceeds [`MAX_NORM2`], naming it.
 pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
+    checked_norms(v, what).map(|_| ())
+}
+
+/// [`check_magnitudes`], and also the sum of all rows' squared norms at most [`MAX_NORM2`]: for
+/// code that sums products over rows in f32, as faiss does (PCA and OPQ covariances, k-means
+/// centroids), and which on rows too large for its arithmetic does not fail but crashes (IVF
+/// training), loops (PQ) or answers nothing (HNSW: every slot empty). The per-row bound keeps
+/// distances and products of two rows finite; the total keeps every covariance entry finite (it
+/// is at most the total) and every centroid's coordinate sum (at most √(n · total)). Embeddings
+/// are far from it (unit rows sum to n).
+pub(crate) fn check_total_magnitude(v: &Vectors<'_>, what: &str) -> Result<()> {
+    let Norms { total, largest, at } = checked_norms(v, what)?;
+    if total > MAX_NORM2 {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "the rows' squared norms sum to {total:e} (the largest, row {at}'s, is {largest:e}): faiss sums over rows \
+                 in float32 (k-means, PCA), which overflow beyond {MAX_NORM2:e}; scale the data down"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The rows' squared norms, summed, and the largest with its row.
+struct Norms {
+    total: f64,
+    largest: f64,
+    at: usize,
+}
+
+/// One pass over the rows for both checks: fails on the first row above [`MAX_NORM2`], naming it.
+fn checked_norms(v: &Vectors<'_>, what: &str) -> Result<Norms> {
+    let mut norms = Norms { total: 0.0, largest: 0.0, at: 0 };
     for i in 0..v.n() {
         let n2 = square_norm(v.row(i));
         if n2 > MAX_NORM2 {
@@ -220,37 +254,12 @@ pub(crate) fn check_magnitudes(v: &Vectors<'_>, what: &str) -> Result<()> {
                 ),
             ));
         }
-    }
-    Ok(())
-}
-
-/// [`check_magnitudes`], and also the sum of all rows' squared norms at most [`MAX_NORM2`]: for
-/// code that sums products over rows in f32, as faiss does (PCA and OPQ covariances, k-means
-/// centroids), and which on rows too large for its arithmetic does not fail but crashes (IVF
-/// training), loops (PQ) or answers nothing (HNSW: every slot empty). The per-row bound keeps
-/// distances and products of two rows finite; the total keeps every covariance entry finite (it
-/// is at most the total) and every centroid's coordinate sum (at most √(n · total)). Embeddings
-/// are far from it (unit rows sum to n).
-pub(crate) fn check_total_magnitude(v: &Vectors<'_>, what: &str) -> Result<()> {
-    check_magnitudes(v, what)?;
-    let (mut total, mut largest, mut at) = (0f64, 0f64, 0);
-    for i in 0..v.n() {
-        let n2 = square_norm(v.row(i));
-        total += n2;
-        if n2 > largest {
-            (largest, at) = (n2, i);
+        norms.total += n2;
+        if n2 > norms.largest {
+            (norms.largest, norms.at) = (n2, i);
         }
     }
-    if total > MAX_NORM2 {
-        return Err(Error::invalid(
-            what,
-            format!(
-                "the rows' squared norms sum to {total:e} (the largest, row {at}'s, is {largest:e}): faiss sums over rows \
-                 in float32 (k-means, PCA), which overflow beyond {MAX_NORM2:e}; scale the data down"
-            ),
-        ));
-    }
-    Ok(())
+    Ok(norms)
 }
 
 /// The exact top `k` of every query from the backend's candidates `approx` (see the module doc).

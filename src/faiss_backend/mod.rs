@@ -74,7 +74,7 @@ fn check_fp16_range(data: Vectors<'_>, factory: &str) -> Result<()> {
     if factory.split(',').next().map(str::trim) != Some("SQfp16") {
         return Ok(());
     }
-    const F16_MAX: f32 = 65504.0;
+    const F16_MAX: f32 = half::f16::MAX.to_f32_const(); // 65504
     for i in 0..data.n() {
         if let Some((j, v)) = data.row(i).iter().enumerate().find(|(_, v)| v.abs() > F16_MAX) {
             return Err(Error::invalid(
