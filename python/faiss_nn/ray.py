@@ -53,6 +53,8 @@ import numpy as np
 
 try:
     import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 except ImportError as e:  # pragma: no cover - exercised only without ray
     raise ImportError("faiss_nn.ray needs Ray: pip install 'faiss-nn[ray]'") from e
 
@@ -237,6 +239,22 @@ class _RangeJob:
 _POOLS: Dict[Tuple[Any, ...], List[Any]] = {}
 
 
+class _Pool(list):
+    """A call's actors, in shard order, the placement group that holds their resources, and
+    the Ray job (session) they belong to."""
+
+    group: Any = None
+    job: Any = None
+
+
+def _session() -> Tuple[str, str]:
+    """This driver's Ray session: its job and its node. A job id alone repeats: a new local
+    cluster (``ray.shutdown()`` then ``ray.init()``) numbers its jobs from the start again, and a
+    pool of the old one must not be taken for this one's."""
+    ctx = ray.get_runtime_context()
+    return ctx.get_job_id(), ctx.get_node_id()
+
+
 def _pool(
     shards: int,
     cpus: float,
@@ -249,23 +267,53 @@ def _pool(
 ) -> Tuple[List[Any], bool]:
     """``(actors, kept)``: a kept pool, or new actors (kept when ``keep`` and no fault is being
     injected)."""
-    key = (ray.get_runtime_context().get_job_id(), shards, cpus, gpus, max_restarts, max_task_retries)
+    key = (_session(), shards, cpus, gpus, max_restarts, max_task_retries)
     if fail_after is None and key in _POOLS:
         return _POOLS[key], keep
     # One pool at a time: a pool holds its CPUs (and GPUs) while it lives.
     shutdown()
     room = _room(cpus, gpus)
-    cls = ray.remote(_BlockWorker).options(
-        num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
-    )
-    workers = [cls.remote(fail_after if p == 0 else None) for p in range(shards)]
-    # Wait until every actor runs: the nodes may be too small (an autoscaler may add nodes) or
-    # busy with other work (it may end), so wait a while rather than refuse at once, but never
-    # forever.
-    ready, _ = ray.wait([w.ping.remote() for w in workers], num_returns=len(workers), timeout=placement_timeout)
-    if len(ready) < len(workers):
+    # All of the pool's resources are reserved at once, as one placement group, before any actor
+    # starts. The nodes may be too small (an autoscaler may add nodes) or busy with other work
+    # (it may end), so wait a while rather than refuse at once, but never forever. Actors started
+    # one by one would each hold its CPUs while the rest wait, and an actor still pending when the
+    # call gives up is not reliably cancelled by ray.kill: it may start later and hold a CPU for
+    # the life of the driver. A placement group that is not ready is removed whole.
+    # SPREAD (a preference, not a rule): one actor per node where the nodes allow, so that an
+    # actor whose threads use its whole node (threads_per_shard=None) does not share it.
+    bundle = {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus > 0 else {})}
+    group = placement_group([dict(bundle) for _ in range(shards)], strategy="SPREAD")
+    workers = _Pool()
+    workers.group, workers.job = group, key[0]
+    try:
+        ready, _ = ray.wait([group.ready()], timeout=placement_timeout)
+        if not ready:
+            raise InvalidInputError(_placement_message(shards, cpus, gpus, room, placement_timeout))
+        ray.get(ready[0])  # raises if the group was removed meanwhile
+        cls = ray.remote(_BlockWorker)
+        for p in range(shards):
+            actor = cls.options(
+                num_cpus=cpus,
+                num_gpus=gpus,
+                max_restarts=max_restarts,
+                max_task_retries=max_task_retries,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=p),
+            )
+            workers.append(actor.remote(fail_after if p == 0 else None))
+        # Their resources are reserved, so each actor starts as soon as its worker process does;
+        # bounded all the same (a worker that never comes up would hang the call).
+        start = max(60.0, float(placement_timeout))
+        pings = [w.ping.remote() for w in workers]
+        started, _ = ray.wait(pings, num_returns=len(pings), timeout=start)
+        if len(started) < len(pings):
+            raise RayRunError(f"{len(pings) - len(started)} of {len(pings)} actors placed on the cluster did not start within {start:g} s")
+        ray.get(pings)
+    except ray.exceptions.RayError as e:
         _drop_pool(workers)
-        raise InvalidInputError(_placement_message(shards, cpus, gpus, room, placement_timeout, len(ready)))
+        raise RayRunError(f"the actors could not start: {e}") from e
+    except BaseException:
+        _drop_pool(workers)
+        raise
     kept = keep and fail_after is None
     if kept:
         _POOLS[key] = workers
@@ -287,12 +335,12 @@ def _room(cpus: float, gpus: float) -> float:
     return sum(fits(r) for r in _nodes())
 
 
-def _placement_message(shards: int, cpus: float, gpus: float, room: float, waited: float, started: int) -> str:
+def _placement_message(shards: int, cpus: float, gpus: float, room: float, waited: float) -> str:
     nodes = _nodes()
     total_cpu = sum(r.get("CPU", 0) for r in nodes)
     total_gpu = sum(r.get("GPU", 0) for r in nodes)
     if room >= shards:
-        why = f"the cluster has room for {room:g} such actor(s) but only {started} started within {waited:g} s: its CPUs (or GPUs) are busy with other work"
+        why = f"the cluster has room for {room:g} such actor(s) but not all of them were free within {waited:g} s: its CPUs (or GPUs) are busy with other work"
     else:
         why = f"room for {room:g} such actor(s); none was added within {waited:g} s"
     return (
@@ -322,23 +370,31 @@ def _native_error(e: BaseException) -> Optional[FaissNNError]:
 
 def shutdown() -> None:
     """Ends every cached actor pool of this process (they also end with the Ray session)."""
-    for workers in _POOLS.values():
-        for w in workers:
-            try:
-                ray.kill(w)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+    for workers in list(_POOLS.values()):
+        _drop_pool(workers)
     _POOLS.clear()
 
 
 def _drop_pool(workers: List[Any]) -> None:
+    """Ends a pool's actors, then removes its placement group. In this order: a restartable
+    actor whose group is removed under it waits, restarting, for as long as the session lives.
+    A pool of an earlier Ray session ended with that session: there is nothing to end (and
+    calling Ray would start a new local session)."""
     for key, pool in list(_POOLS.items()):
         if pool is workers:
             del _POOLS[key]
+    group, workers.group = getattr(workers, "group", None), None
+    if not ray.is_initialized() or getattr(workers, "job", None) != _session():
+        return
     for w in workers:
         try:
             ray.kill(w)
         except Exception:  # noqa: BLE001 - already gone
+            pass
+    if group is not None:
+        try:
+            remove_placement_group(group)
+        except Exception:  # noqa: BLE001 - already removed
             pass
 
 
@@ -584,8 +640,10 @@ def self_knn(
             session. Kept actors hold their CPUs and GPUs, so no other Ray work (Ray Data
             included) can use them meanwhile; they are ended anyway before a Ray Dataset or
             Parquet source is read and before a Ray Dataset is returned, whose blocks need CPUs.
-        placement_timeout: where the cluster's nodes cannot place ``shards`` actors now, how
-            many seconds to wait for an autoscaler to add nodes before refusing the run.
+        placement_timeout: where the cluster cannot place ``shards`` actors now (nodes too
+            small, or CPUs busy with other work), how many seconds to wait for an autoscaler or
+            that work before refusing the run. The actors' resources are reserved all at once
+            (one placement group), so a waiting call holds none, and a refused one none after.
         precision, approximate: as in :func:`faiss_nn.self_knn`, for each block's search on its
             actor (each actor's CPU or GPU plans its own products). The lists are exact at every
             precision but a GPU's ``"tf32"``; with ``approximate=True`` each block's reduced-precision
@@ -651,28 +709,27 @@ def self_knn(
         keep_actors and not dataset_out,
         placement_timeout,
     )
-    job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device, precision, bool(approximate))
-
-    def owner(b: int) -> Any:
-        return workers[block_owner(b, blocks, shards)]
-
-    # Candidates per row block: refs to (ids, keys).
-    parts: List[List[Any]] = [[] for _ in range(blocks)]
-    if schedule == "symmetric":
-        for i, j, p in pair_owners(blocks, shards):
-            if i == j:
-                parts[i].append(workers[p].self_join.remote(job, i, block_refs[i]))
-            else:
-                ci, cj = workers[p].pair_join.options(num_returns=2).remote(job, i, j, block_refs[i], block_refs[j])
-                parts[i].append(ci)
-                parts[j].append(cj)
-    else:
-        for j in range(blocks):
-            for i in range(blocks):
-                parts[i].append(owner(j).search.remote(job, i, j, block_refs[i], block_refs[j]))
-
     merged: List[Any] = []
     try:
+        job = _Job([s for s, _ in bounds], k, code, threads_per_shard, device, precision, bool(approximate))
+
+        def owner(b: int) -> Any:
+            return workers[block_owner(b, blocks, shards)]
+
+        # Candidates per row block: refs to (ids, keys).
+        parts: List[List[Any]] = [[] for _ in range(blocks)]
+        if schedule == "symmetric":
+            for i, j, p in pair_owners(blocks, shards):
+                if i == j:
+                    parts[i].append(workers[p].self_join.remote(job, i, block_refs[i]))
+                else:
+                    ci, cj = workers[p].pair_join.options(num_returns=2).remote(job, i, j, block_refs[i], block_refs[j])
+                    parts[i].append(ci)
+                    parts[j].append(cj)
+        else:
+            for j in range(blocks):
+                for i in range(blocks):
+                    parts[i].append(owner(j).search.remote(job, i, j, block_refs[i], block_refs[j]))
         if tmp_dir is not None:
             tmp_dir.mkdir()
         merged = [
@@ -776,10 +833,10 @@ def _distributed_pairs(
     shards = min(int(shards), blocks)
     ray.wait(block_refs, num_returns=len(block_refs), fetch_local=False)
     workers, kept = _pool(shards, threads_per_shard or 1, 0, max_restarts, max_task_retries, None, keep_actors, placement_timeout)
-    job = _RangeJob([s for s, _ in bounds], threshold, code, cap, threads_per_shard)
     parts: List[Any] = []
     got: List[Any] = []
     try:
+        job = _RangeJob([s for s, _ in bounds], threshold, code, cap, threads_per_shard)
         for i, j, p in pair_owners(blocks, shards):
             if i == j:
                 parts.append(workers[p].range_self.remote(job, i, block_refs[i]))
