@@ -241,7 +241,7 @@ _POOLS: Dict[Tuple[Any, ...], List[Any]] = {}
 
 class _Pool(list):
     """A call's actors, in shard order, the placement group that holds their resources, and
-    the Ray job (session) they belong to."""
+    the Ray session (:func:`_session`) they belong to."""
 
     group: Any = None
     job: Any = None
