@@ -616,6 +616,12 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
     Reads the column's value buffers (one chunk: no copy of a float32 column); refuses a missing
     column, a non-list or non-numeric type, null rows or values, and ragged rows, naming the row.
     """
+    return _column_matrix(table, column, 0)
+
+
+def _column_matrix(table: Any, column: str, first_row: int) -> np.ndarray:
+    """:func:`column_matrix` of a table whose first row is row ``first_row`` of a larger data
+    set (a block of a Ray Dataset): errors name the data set's rows."""
     pa = _pyarrow()
     col = _table_column(table, column, "table: ", "table: ")
     typ = col.type
@@ -641,10 +647,10 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
         raise InvalidInputError(f"column {column!r} is empty: no rows")
     if col.null_count:
         row = _first_true(col.is_null())
-        raise InvalidInputError(f"column {column!r}: row {row} is null; every row needs an embedding")
+        raise InvalidInputError(f"column {column!r}: row {first_row + row} is null; every row needs an embedding")
     parts = []
     d: Optional[int] = typ.list_size if fixed else None
-    row0 = 0
+    row0 = first_row
     for chunk in col.chunks:
         m = len(chunk)
         if m == 0:
@@ -658,7 +664,7 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
                 r = int(bad[0])
                 raise InvalidInputError(
                     f"ragged rows in column {column!r}: row {row0 + r} has {int(lengths[r])} values, "
-                    f"expected {d} (the dimension of row 0)"
+                    f"expected {d} (the dimension of row {first_row})"
                 )
         values = chunk.flatten()
         if values.null_count:
@@ -670,7 +676,7 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
         row0 += m
     assert d is not None
     if d == 0:
-        raise InvalidInputError(f"column {column!r} is empty: row 0 has no values")
+        raise InvalidInputError(f"column {column!r} is empty: row {first_row} has no values")
     flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return as_matrix(flat.reshape(n, d), f"column {column!r}")
 

@@ -59,7 +59,7 @@ except ImportError as e:  # pragma: no cover - exercised only without ray
     raise ImportError("faiss_nn.ray needs Ray: pip install 'faiss-nn[ray]'") from e
 
 from . import _faiss_nn as _native
-from . import _check_bool, as_matrix, column_matrix
+from . import _check_bool, _column_matrix, as_matrix
 from ._errors import FaissNNError, InvalidInputError, IoError
 
 __all__ = [
@@ -138,15 +138,16 @@ def _check_finite(x: np.ndarray, start: int, what: str) -> None:
 
 
 @ray.remote(num_returns=2)
-def _to_matrix(block: Any, column: str, start: int) -> Tuple[np.ndarray, int]:
-    """An Arrow (or pandas) block of a Ray Dataset (global rows ``start ..``) → its matrix."""
+def _to_matrix(block: Any, column: str, start: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """An Arrow (or pandas) block of a Ray Dataset (global rows ``start ..``) → its matrix and
+    its shape (errors name global rows)."""
     import pyarrow as pa
 
     if not isinstance(block, pa.Table):
         block = pa.Table.from_pandas(block, preserve_index=False)
-    x = np.ascontiguousarray(column_matrix(block, column))
+    x = np.ascontiguousarray(_column_matrix(block, column, start))
     _check_finite(x, start, f"column {column!r}")
-    return x, int(x.shape[0])
+    return x, (int(x.shape[0]), int(x.shape[1]))
 
 
 class _BlockWorker:
@@ -516,17 +517,24 @@ def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: O
         arrow_refs.append(table)
         block_refs.append(matrix)
         counts.append(count)
-    # Only the row counts come to the driver; a bad block raises its own error here.
+    # Only the blocks' shapes come to the driver; a bad block raises its own error here.
     try:
-        got = ray.get(counts)
+        shapes = ray.get(counts)
     except ray.exceptions.RayTaskError as e:
         native = _native_error(e)
         if native is not None:
             raise native from None
         raise
-    want = [e - s for s, e in bounds]
+    got, want = [r for r, _ in shapes], [e - s for s, e in bounds]
     if got != want:
         raise RayRunError(f"the data set's blocks hold {got} rows, expected {want}")
+    # Each block checked its own rows against its first; the blocks must agree with row 0.
+    d0 = shapes[0][1]
+    for (start, _), (_, d) in zip(bounds, shapes):
+        if d != d0:
+            raise InvalidInputError(
+                f"ragged rows in column {column!r}: row {start} has {d} values, expected {d0} (the dimension of row 0)"
+            )
     return block_refs, bounds, arrow_refs
 
 

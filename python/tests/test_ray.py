@@ -361,6 +361,26 @@ def test_parquet_directories_and_globs_are_read_in_file_order(cluster, tmp_path,
     assert written.column("nn_indices").to_pylist() == want.tolist()
 
 
+def test_bad_rows_of_a_dataset_are_named_by_their_global_row(cluster):
+    """A Dataset is converted block by block on the cluster; its errors still name the data
+    set's row, not the block's."""
+    table = pq.read_table(DEMO).slice(0, 200).select(["embedding"])
+    rows = table.column("embedding").to_pylist()
+
+    def run(rows):
+        ds = ray.data.from_arrow(pa.table({"embedding": rows})).repartition(5)
+        fray.self_knn(ds, k=3, shards=3, block_rows=40, collect=True)
+
+    for bad, match in (
+        ({150: None}, r"row 150 is null"),
+        ({150: rows[150][:5]}, r"row 150 has 5 values, expected 384 \(the dimension of row 120\)"),
+        ({r: rows[r][:5] for r in range(160, 200)}, r"row 160 has 5 values, expected 384 \(the dimension of row 0\)"),
+        ({150: [float("nan")] * 384}, r"row 150, component 0 is nan"),
+    ):
+        with pytest.raises(faiss_nn.InvalidInputError, match=match):
+            run([bad.get(r, v) for r, v in enumerate(rows)])
+
+
 def test_ray_tensor_columns_are_embeddings(cluster, data):
     """ray.data.from_numpy (column "data") and rows holding numpy arrays give tensor columns."""
     got, _ = fray.self_knn(ray.data.from_numpy(data[:150]), k=3, shards=2, column="data", collect=True)

@@ -8,6 +8,7 @@
 mod blas;
 pub mod factory;
 mod native;
+mod omp;
 pub mod params;
 pub mod simd;
 
@@ -57,6 +58,9 @@ fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, f
     let blas = blas::OneBlasThread::new();
     let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
     params.apply(&mut index, spec.factory)?;
+    // An HNSW graph (also IVF_HNSW's, over the centroids) built on several threads differs from
+    // run to run (see `omp`): built on one, training and adding both.
+    let _graph = spec.factory.contains("HNSW").then(omp::OneOmpThread::new);
     if !index.is_trained() {
         let sample = training_sample(data, spec.train_sample);
         let rows = sample.len() / d;
