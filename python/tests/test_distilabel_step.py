@@ -12,7 +12,7 @@ import pytest
 from distilabel.steps.embeddings.nearest_neighbour import FaissNearestNeighbour as DistilabelStep
 
 import faiss_nn
-from conftest import SMALL, assert_tie_aware
+from conftest import DEMO, SMALL, assert_tie_aware, read_embeddings
 from faiss_nn.distilabel import FaissNearestNeighbour
 
 # distilabel 1.5.3, tests/unit/steps/embeddings/test_nearest_neighbour.py: nine 4-d rows with the
@@ -198,6 +198,17 @@ def test_search_batch_size_none_is_one_batch():
         default = run(FaissNearestNeighbour(string_factory=factory), rows)
         assert [r["nn_indices"] for r in none] == [r["nn_indices"] for r in default]
 
+
+
+def test_hnsw_lists_are_the_same_every_run():
+    """faiss inserts rows into an HNSW graph on several threads at once, and the graph (so every
+    list) then changes from run to run; the step's graph is built on one thread."""
+    x, _ = read_embeddings(DEMO)
+    rows = [{"embedding": e} for e in x]
+    first = [r["nn_indices"] for r in run(FaissNearestNeighbour(k=10, string_factory="HNSW16"), rows)]
+    for _ in range(3):
+        again = [r["nn_indices"] for r in run(FaissNearestNeighbour(k=10, string_factory="HNSW16"), rows)]
+        assert again == first
 
 
 def test_search_batch_size_zero_or_less_is_one_batch(monkeypatch):
