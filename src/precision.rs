@@ -9,7 +9,7 @@ use std::str::FromStr;
 /// `Int8` products (AVX-512 VNNI, AVX-VNNI, or AVX2 with one bit less) find candidates that the exact
 /// layer proves with the reduced products' error bound ([`crate::engine::bound`]), searching
 /// the rows it cannot prove again in f32 (each runs as f32 on a CPU without its instructions);
-/// `Auto` (the default) picks int8 (AVX-512 VNNI only) or bf16 for a self-join where the CPU
+/// `Auto` (the default) picks int8 (AVX-512 VNNI or AVX-VNNI, never AVX2's) or bf16 for a self-join where the CPU
 /// has them and a sample of the rows predicts the proofs to hold, else f32. `Tf32` and `F16` run as f32 on the CPU.
 /// On a GPU, `Auto` and `Int8` are f32; `Bf16` and `F16` candidates are proven with the tensor
 /// cores' bound ([`crate::engine::bound`], *A GPU's keys*), the rows it cannot prove searched

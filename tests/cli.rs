@@ -362,7 +362,7 @@ fn the_lists_do_not_depend_on_the_cpu_kernels() {
     };
     let want = lists("f32", "native");
     for precision in ["auto", "bf16", "int8"] {
-        for cap in ["native", "avx2", "generic"] {
+        for cap in ["native", "avxvnni", "avx2", "generic"] {
             assert!(lists(precision, cap) == want, "--precision {precision} with FAISS_NN_CPU={cap}");
         }
     }

@@ -233,9 +233,9 @@ def self_knn(
         search_batch_size: query rows per search call of a faiss index.
         precision: the products' arithmetic: ``"auto"`` (the fastest exact path), ``"f32"``,
             ``"bf16"``, ``"int8"``, ``"tf32"``, ``"f16"``. On the CPU every list is exact: bf16
-            candidates (AVX-512 BF16) and int8 candidates (AVX-512 VNNI or AVX2) are proven with their
+            candidates (AVX-512 BF16) and int8 candidates (AVX-512 VNNI, AVX-VNNI or AVX2) are proven with their
             error bound, the rows it cannot prove searched again in f32; ``"auto"`` takes int8 (with
-            AVX-512 VNNI) or bf16 where the CPU has them and a sample predicts the proofs hold. On a GPU
+            AVX-512 VNNI or AVX-VNNI) or bf16 where the CPU has them and a sample predicts the proofs hold. On a GPU
             ``"auto"`` and ``"int8"`` are f32; bf16 and f16 candidates are proven with the tensor
             cores' error bound (rows it cannot prove are searched again in f32 on the CPU);
             ``"tf32"`` lists are re-scored but unproven.

@@ -113,10 +113,11 @@ pub struct Args {
     /// Arithmetic of the products: auto (the fastest exact path), f32, bf16, int8, tf32 or f16.
     /// On the CPU the lists are exact at every precision: bf16 candidates (AVX-512 BF16) and
     /// int8 candidates (AVX-512 VNNI, AVX-VNNI or AVX2) are proven with their error bound and rows it
-    /// cannot prove are searched again in f32; auto takes int8 (AVX-512 VNNI only) or bf16 for
+    /// cannot prove are searched again in f32; auto takes int8 (AVX-512 VNNI or AVX-VNNI) or bf16 for
     /// the self-join where the CPU has them and a sample predicts the proofs hold; tf32 and f16
     /// (and bf16 or int8 without their instructions) run as f32. FAISS_NN_CPU=avx2 keeps
-    /// the kernels at AVX2 + FMA (off AVX-512 and AVX-VNNI), generic off any SIMD.
+    /// the kernels at AVX2 + FMA (off AVX-512 and AVX-VNNI), avxvnni at AVX2 + FMA and AVX-VNNI
+    /// (off AVX-512), generic off any SIMD.
     /// On a GPU auto and int8 are f32; bf16 and f16 candidates are proven with the tensor cores'
     /// error bound and the rows it cannot prove searched again in f32 on the CPU; tf32 gives its
     /// own lists, re-scored but unproven

@@ -371,10 +371,11 @@ impl<'a> Shard<'a> {
     /// neighbours, which foreign queries need not resemble. It never plans the AVX2 int8 kernel:
     /// its narrow format's residuals left 4 % (10k MiniLM, k = 10) to 99.9 % (random normal rows)
     /// of the rows unproven, and it ran at 0.40–0.97× the f32 path (BENCHMARKS.md, *int8 with
-    /// AVX2 only*). Nor the AVX-VNNI kernel (256-bit `vpdpbusd`, the wide format): no machine of
-    /// the project runs it, so its speed against the f32 path is unknown, and the f32 path is
-    /// the one known not to be slower. So on a CPU without AVX-512 `Auto` is the f32 path with
-    /// no sample taken. It
+    /// AVX2 only*). The AVX-VNNI kernel (256-bit `vpdpbusd`, the wide format) it plans as
+    /// AVX-512 VNNI's: on a CPU with both, capped to AVX2 + AVX-VNNI, it ran at 1.34–1.48× (10k) and
+    /// 2.41–2.87× (100k MiniLM-like rows, k = 10) the AVX2 f32 path (BENCHMARKS.md, *The f32 kernel in
+    /// 512 bits, and AVX-VNNI measured*). So on a CPU with neither VNNI nor AVX-512 BF16 `Auto`
+    /// is the f32 path with no sample taken. It
     /// prefers int8 (twice bf16's products per cycle with VNNI) wherever its sampled margin stays
     /// within its cap ([`bound::max_margin`]: on the MiniLM-like 100k rows its longer lists still
     /// cost less than bf16's products, BENCHMARKS.md, *int8 candidates*), else bf16, else f32.
@@ -743,7 +744,7 @@ mod tests {
         assert_eq!(sampled(Precision::Int8, &x, d), want);
         let want = if bf16::native() { vec![Wanted { bf16: true, int8: false }] } else { none.clone() };
         assert_eq!(sampled(Precision::Bf16, &x, d), want);
-        // Auto samples what it may plan: bf16 where it runs, int8 with VNNI only (never AVX2's).
+        // Auto samples what it may plan: bf16 where it runs, int8 with VNNI (either) only, never AVX2's.
         let want = if bf16::native() || int8::native() { vec![Wanted { bf16: bf16::native(), int8: int8::native() }] } else { none.clone() };
         assert_eq!(sampled(Precision::Auto, &x, d), want);
         assert_eq!(sampled(Precision::F32, &x, d), none);

@@ -192,16 +192,7 @@ mod avx512 {
             p0 = p0.add(NR);
             p1 = p1.add(NR);
         }
-        for r in 0..MR {
-            let dst = c.add(r * ldc);
-            if accumulate {
-                _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), l[r]));
-                _mm512_storeu_ps(dst.add(NR), _mm512_add_ps(_mm512_loadu_ps(dst.add(NR)), h[r]));
-            } else {
-                _mm512_storeu_ps(dst, l[r]);
-                _mm512_storeu_ps(dst.add(NR), h[r]);
-            }
-        }
+        crate::flat::cpu::microkernel::avx512::store_6x32(&l, &h, c, ldc, accumulate);
     }
 
     /// Two chains of accumulators (even and odd depth pairs): `vdpbf16ps` has a latency of

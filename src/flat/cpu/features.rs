@@ -1,7 +1,9 @@
 //! The CPU features the kernels may use: what the CPU has, capped by the `FAISS_NN_CPU`
 //! environment variable (`generic`: portable kernels only; `avx2`: kernels up to AVX2 + FMA, so
-//! no AVX-512 and no AVX-VNNI ones; unset or `native`: everything detected). The cap exists so that every kernel kind runs, and is
-//! compared, on a machine that has the faster ones; it is read once per process.
+//! no AVX-512 and no AVX-VNNI ones; `avxvnni`: AVX2 + FMA and AVX-VNNI, no AVX-512, as on a CPU
+//! with AVX-VNNI only; unset or `native`: everything detected). The cap exists so that every
+//! kernel kind runs, and is compared, on a machine that has the faster ones; it is read once per
+//! process.
 
 use std::sync::OnceLock;
 
@@ -12,6 +14,8 @@ pub enum Cap {
     Generic,
     /// Up to AVX2 + FMA.
     Avx2,
+    /// AVX2 + FMA and AVX-VNNI (256-bit `vpdpbusd`), no AVX-512.
+    AvxVnni,
     /// Everything the CPU has.
     Native,
 }
@@ -23,9 +27,10 @@ pub fn cap() -> Cap {
     *CAP.get_or_init(|| match std::env::var("FAISS_NN_CPU").as_deref().map(str::to_ascii_lowercase).as_deref() {
         Err(_) | Ok("") | Ok("native") => Cap::Native,
         Ok("avx2") => Cap::Avx2,
+        Ok("avxvnni") | Ok("avx-vnni") => Cap::AvxVnni,
         Ok("generic") | Ok("portable") => Cap::Generic,
         Ok(other) => {
-            eprintln!("faiss-nn: FAISS_NN_CPU={other:?} is not one of native, avx2, generic; using native");
+            eprintln!("faiss-nn: FAISS_NN_CPU={other:?} is not one of native, avxvnni, avx2, generic; using native");
             Cap::Native
         }
     })
@@ -36,6 +41,16 @@ pub fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         cap() >= Cap::Avx2 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// AVX-512 F with AVX2 and FMA (the f32 micro-kernel's 512-bit form).
+pub fn avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Cap::Native && avx2_fma() && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -70,7 +85,7 @@ pub fn avx512_vnni() -> bool {
 pub fn avx_vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        cap() >= Cap::Native && avx2_fma() && std::arch::is_x86_feature_detected!("avxvnni")
+        cap() >= Cap::AvxVnni && avx2_fma() && std::arch::is_x86_feature_detected!("avxvnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -92,10 +107,15 @@ pub fn avx_vnni() -> bool {
 /// ```
 /// use faiss_nn::flat::cpu::{features::HasAvx2Fma, microkernel::MicroKernel};
 /// let kernel = HasAvx2Fma::detect().map_or(MicroKernel::Portable, MicroKernel::Avx2Fma);
-/// assert_eq!(kernel, MicroKernel::detect());
+/// assert!(kernel == MicroKernel::detect() || matches!(MicroKernel::detect(), MicroKernel::Avx512(_)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HasAvx2Fma(());
+
+/// Proof that the kernels may use AVX-512 F (with AVX2 and FMA) here ([`avx512f`]); see
+/// [`HasAvx2Fma`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HasAvx512F(());
 
 /// Proof that the kernels may use AVX-512 F and BF16 here ([`avx512_bf16`]); see [`HasAvx2Fma`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,6 +135,18 @@ impl HasAvx2Fma {
     /// The proof, where the CPU (within the cap) has the features.
     pub fn detect() -> Option<Self> {
         avx2_fma().then_some(HasAvx2Fma(()))
+    }
+}
+
+impl HasAvx512F {
+    /// The proof, where the CPU (within the cap) has the features.
+    pub fn detect() -> Option<Self> {
+        avx512f().then_some(HasAvx512F(()))
+    }
+
+    /// AVX-512 F comes with AVX2 and FMA here ([`avx512f`] checks both).
+    pub fn avx2_fma(self) -> HasAvx2Fma {
+        HasAvx2Fma(())
     }
 }
 

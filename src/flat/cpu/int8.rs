@@ -207,8 +207,9 @@ pub enum Int8Kernel {
     /// `Avx2`.
     Avx512Vnni(super::features::HasAvx512Vnni),
     /// AVX-VNNI (`vpdpbusd` on 256-bit vectors, VEX-encoded), [`Format::Wide`]: for CPUs without
-    /// AVX-512. No CPU of this project's machines has it: its tests run the same kernel with the
-    /// instruction computed by AVX2 instructions instead (`avx_vnni::kernel_6x16_emulated`).
+    /// AVX-512 (`FAISS_NN_CPU=avxvnni` runs it on a CPU that has both). Its tests also run the
+    /// same kernel with the instruction computed by AVX2 instructions
+    /// (`avx_vnni::kernel_6x16_emulated`), for CPUs without the instruction.
     AvxVnni(super::features::HasAvxVnni),
     /// AVX2 (`vpmaddubsw` and `vpmaddwd` on 256-bit vectors), [`Format::Narrow`].
     Avx2(super::features::HasAvx2Fma),
@@ -294,11 +295,13 @@ impl Int8Kernel {
     }
 }
 
-/// True where the CPU runs `vpdpbusd` on 512-bit vectors (within the `FAISS_NN_CPU` cap, see
-/// [`super::features`]): the one int8 kernel whose speed against the f32 path was measured
-/// ahead (the planner's `Auto` takes int8 only there).
+/// True where the CPU runs `vpdpbusd`, on 512-bit vectors (AVX-512 VNNI) or on 256-bit ones
+/// (AVX-VNNI), within the `FAISS_NN_CPU` cap (see [`super::features`]): the int8 kernels
+/// measured ahead of the f32 path on the rows they prove (the planner's `Auto` takes int8 only
+/// there, never AVX2's narrow kernel; BENCHMARKS.md, *The f32 kernel in 512 bits, and AVX-VNNI
+/// measured*).
 pub fn native() -> bool {
-    super::features::avx512_vnni()
+    super::features::avx512_vnni() || super::features::avx_vnni()
 }
 
 /// The portable kernel: the exact integer sums, then the vector kernels' roundings.

@@ -12,24 +12,11 @@ const KC_MAX: usize = 384;
 /// ≥ `b_rows` rounded up to `NR`). `a` holds `ceil(a_rows/MR)` panels of `d × MR`, `b` holds
 /// `ceil(b_rows/NR)` panels of `d × NR` (see the `pack` module's `pack_panels` with full depth).
 pub fn product(kernel: MicroKernel, d: usize, a: &[f32], a_rows: usize, b: &[f32], b_rows: usize, c: &mut [f32], ldc: usize) {
-    let ap = a_rows.div_ceil(MR);
-    let bp = b_rows.div_ceil(NR);
-    debug_assert!(ldc >= bp * NR && c.len() >= ap * MR * ldc);
-    // Equal depth blocks (no short tail block).
-    let blocks = d.div_ceil(KC_MAX);
-    let kc_step = d.div_ceil(blocks);
-    let mut k0 = 0;
-    while k0 < d {
-        let kc = kc_step.min(d - k0);
-        for jp in 0..bp {
-            let bs = &b[jp * d * NR + k0 * NR..jp * d * NR + (k0 + kc) * NR];
-            for ip in 0..ap {
-                let as_ = &a[ip * d * MR + k0 * MR..ip * d * MR + (k0 + kc) * MR];
-                kernel.run(kc, as_, bs, &mut c[ip * MR * ldc + jp * NR..], ldc, k0 > 0);
-            }
-        }
-        k0 += kc;
-    }
+    let shape = Blocked { depth: d, max_depth: KC_MAX, a_panels: a_rows.div_ceil(MR), b_panels: b_rows.div_ceil(NR), pairs: kernel.pairs() };
+    shape.visit(a, b, c, ldc, |kc, as_, b0, b1, out, accumulate| match b1 {
+        Some(b1) => kernel.run2(kc, as_, b0, b1, out, ldc, accumulate),
+        None => kernel.run(kc, as_, b0, out, ldc, accumulate),
+    });
 }
 
 /// Depth pairs of one pass of the bf16 product: a B micro-panel of `KQ_MAX × NR` words is 24 KiB.
@@ -39,26 +26,53 @@ const KQ_MAX: usize = 384;
 /// `pairs(d) × MR` words, `b` holds `ceil(b_rows/NR)` panels of `pairs(d) × NR` words.
 #[allow(clippy::too_many_arguments)]
 pub fn product_bf16(kernel: Bf16Kernel, d: usize, a: &[u32], a_rows: usize, b: &[u32], b_rows: usize, c: &mut [f32], ldc: usize) {
-    let d2 = bf16::pairs(d);
-    let ap = a_rows.div_ceil(MR);
-    let bp = b_rows.div_ceil(NR);
-    debug_assert!(ldc >= bp * NR && c.len() >= ap * MR * ldc);
-    let blocks = d2.div_ceil(KQ_MAX);
-    let kq_step = d2.div_ceil(blocks);
-    let mut q0 = 0;
-    while q0 < d2 {
-        let kq = kq_step.min(d2 - q0);
-        let panel = |jp: usize| &b[jp * d2 * NR + q0 * NR..jp * d2 * NR + (q0 + kq) * NR];
-        panel_pairs(ap, bp, |ip, jp, pair| {
-            let as_ = &a[ip * d2 * MR + q0 * MR..ip * d2 * MR + (q0 + kq) * MR];
-            let out = &mut c[ip * MR * ldc + jp * NR..];
-            if pair {
-                kernel.run2(kq, as_, panel(jp), panel(jp + 1), out, ldc, q0 > 0);
+    let shape = Blocked { depth: bf16::pairs(d), max_depth: KQ_MAX, a_panels: a_rows.div_ceil(MR), b_panels: b_rows.div_ceil(NR), pairs: true };
+    shape.visit(a, b, c, ldc, |kq, as_, b0, b1, out, accumulate| match b1 {
+        Some(b1) => kernel.run2(kq, as_, b0, b1, out, ldc, accumulate),
+        None => kernel.run(kq, as_, b0, out, ldc, accumulate),
+    });
+}
+
+/// A product blocked over depth: equal depth blocks of at most `max_depth` words (no short tail
+/// block), and in each every (row panel, column panel) once, column panels two at a time where
+/// the kernel has a two-panel form (`pairs`, see [`panel_pairs`]), else column panel by column
+/// panel with the row panels inside.
+struct Blocked {
+    depth: usize,
+    max_depth: usize,
+    a_panels: usize,
+    b_panels: usize,
+    pairs: bool,
+}
+
+impl Blocked {
+    /// Calls `run(depth of the block, A's panel, B's panel, B's next panel when paired, C from
+    /// the block's first entry, accumulate)`: the panels are `depth × MR` and `depth × NR` words.
+    #[allow(clippy::type_complexity)]
+    fn visit<T>(&self, a: &[T], b: &[T], c: &mut [f32], ldc: usize, mut run: impl FnMut(usize, &[T], &[T], Option<&[T]>, &mut [f32], bool)) {
+        let (d, ap, bp) = (self.depth, self.a_panels, self.b_panels);
+        debug_assert!(ldc >= bp * NR && c.len() >= ap * MR * ldc);
+        let blocks = d.div_ceil(self.max_depth);
+        let step = d.div_ceil(blocks);
+        let mut k0 = 0;
+        while k0 < d {
+            let kc = step.min(d - k0);
+            let panel = |jp: usize| &b[jp * d * NR + k0 * NR..jp * d * NR + (k0 + kc) * NR];
+            let mut one = |ip: usize, jp: usize, pair: bool| {
+                let as_ = &a[ip * d * MR + k0 * MR..ip * d * MR + (k0 + kc) * MR];
+                run(kc, as_, panel(jp), pair.then(|| panel(jp + 1)), &mut c[ip * MR * ldc + jp * NR..], k0 > 0);
+            };
+            if self.pairs {
+                panel_pairs(ap, bp, one);
             } else {
-                kernel.run(kq, as_, panel(jp), out, ldc, q0 > 0);
+                for jp in 0..bp {
+                    for ip in 0..ap {
+                        one(ip, jp, false);
+                    }
+                }
             }
-        });
-        q0 += kq;
+            k0 += kc;
+        }
     }
 }
 
