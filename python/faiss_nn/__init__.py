@@ -619,9 +619,11 @@ def column_matrix(table: "pyarrow.Table", column: str = "embedding") -> np.ndarr
     return _column_matrix(table, column, 0)
 
 
-def _column_matrix(table: Any, column: str, first_row: int) -> np.ndarray:
+def _column_matrix(table: Any, column: str, first_row: int, dim0: Optional[int] = None) -> np.ndarray:
     """:func:`column_matrix` of a table whose first row is row ``first_row`` of a larger data
-    set (a block of a Ray Dataset): errors name the data set's rows."""
+    set (a block of a Ray Dataset): errors name the data set's rows. ``dim0``, where given, is
+    the dimension of the data set's row 0, which every row must have (else the table's first
+    row is the reference)."""
     pa = _pyarrow()
     col = _table_column(table, column, "table: ", "table: ")
     typ = col.type
@@ -649,7 +651,12 @@ def _column_matrix(table: Any, column: str, first_row: int) -> np.ndarray:
         row = _first_true(col.is_null())
         raise InvalidInputError(f"column {column!r}: row {first_row + row} is null; every row needs an embedding")
     parts = []
-    d: Optional[int] = typ.list_size if fixed else None
+    d: Optional[int] = typ.list_size if fixed else dim0
+    reference = first_row if dim0 is None else 0
+    if fixed and dim0 is not None and d != dim0:
+        raise InvalidInputError(
+            f"ragged rows in column {column!r}: row {first_row} has {d} values, expected {dim0} (the dimension of row 0)"
+        )
     row0 = first_row
     for chunk in col.chunks:
         m = len(chunk)
@@ -664,7 +671,7 @@ def _column_matrix(table: Any, column: str, first_row: int) -> np.ndarray:
                 r = int(bad[0])
                 raise InvalidInputError(
                     f"ragged rows in column {column!r}: row {row0 + r} has {int(lengths[r])} values, "
-                    f"expected {d} (the dimension of row {first_row})"
+                    f"expected {d} (the dimension of row {reference})"
                 )
         values = chunk.flatten()
         if values.null_count:

@@ -137,15 +137,28 @@ def _check_finite(x: np.ndarray, start: int, what: str) -> None:
             )
 
 
-@ray.remote(num_returns=2)
-def _to_matrix(block: Any, column: str, start: int) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """An Arrow (or pandas) block of a Ray Dataset (global rows ``start ..``) → its matrix and
-    its shape (errors name global rows)."""
+def _arrow(block: Any) -> Any:
+    """A Ray Dataset's block (Arrow or pandas) as an Arrow table."""
     import pyarrow as pa
 
-    if not isinstance(block, pa.Table):
-        block = pa.Table.from_pandas(block, preserve_index=False)
-    x = np.ascontiguousarray(_column_matrix(block, column, start))
+    return block if isinstance(block, pa.Table) else pa.Table.from_pandas(block, preserve_index=False)
+
+
+@ray.remote
+def _first_dimension(block: Any, column: str) -> Optional[int]:
+    """The number of values in the first row of the data set's first block (row 0), or None
+    where that row cannot be read (the block's own conversion then names the error)."""
+    try:
+        return int(_column_matrix(_arrow(block).slice(0, 1), column, 0).shape[1])
+    except InvalidInputError:
+        return None
+
+
+@ray.remote(num_returns=2)
+def _to_matrix(block: Any, column: str, start: int, dim0: Optional[int]) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """An Arrow (or pandas) block of a Ray Dataset (global rows ``start ..``) → its matrix and
+    its shape (errors name global rows; every row must have ``dim0`` values, row 0's number)."""
+    x = np.ascontiguousarray(_column_matrix(_arrow(block), column, start, dim0))
     _check_finite(x, start, f"column {column!r}")
     return x, (int(x.shape[0]), int(x.shape[1]))
 
@@ -245,7 +258,7 @@ class _Pool(list):
     the Ray session (:func:`_session`) they belong to."""
 
     group: Any = None
-    job: Any = None
+    session: Any = None
 
 
 def _session() -> Tuple[str, str]:
@@ -285,7 +298,7 @@ def _pool(
     bundle = {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus > 0 else {})}
     group = placement_group([dict(bundle) for _ in range(shards)], strategy="SPREAD")
     workers = _Pool()
-    workers.group, workers.job = group, key[0]
+    workers.group, workers.session = group, key[0]
     try:
         ready, _ = ray.wait([group.ready()], timeout=placement_timeout)
         if not ready:
@@ -385,7 +398,7 @@ def _drop_pool(workers: List[Any]) -> None:
         if pool is workers:
             del _POOLS[key]
     group, workers.group = getattr(workers, "group", None), None
-    if not ray.is_initialized() or getattr(workers, "job", None) != _session():
+    if not ray.is_initialized() or getattr(workers, "session", None) != _session():
         return
     for w in workers:
         try:
@@ -418,7 +431,7 @@ def _merge_block(
     if source is None:
         table = pa.table({"row": pa.array(np.arange(start, start + n, dtype=np.int64))})
     else:
-        table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
+        table = _arrow(source)
     offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
     table = table.append_column("nn_indices", pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1))))
     table = table.append_column("nn_scores", pa.ListArray.from_arrays(offsets, pa.array(scores.reshape(-1))))
@@ -509,17 +522,23 @@ def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: O
     bounds = plan_blocks(n, shards, block_rows)
     # One dataset block per row block: split at the planned row boundaries, on the cluster.
     splits = ds.split_at_indices([s for s, _ in bounds[1:]])
-    arrow_refs, block_refs, counts = [], [], []
+    arrow_refs, block_refs, shape_refs = [], [], []
+    dim0 = None
     for part, (start, _) in zip(splits, bounds):
         refs = part.to_arrow_refs()
         table = _concat_tables.remote(*refs) if len(refs) != 1 else refs[0]
-        matrix, count = _to_matrix.remote(table, column, start)
+        if dim0 is None:
+            # Row 0's dimension, which every block checks its rows against (a reference the
+            # tasks receive resolved; only a number travels).
+            dim0 = _first_dimension.remote(table, column)
+        matrix, shape = _to_matrix.remote(table, column, start, dim0)
         arrow_refs.append(table)
         block_refs.append(matrix)
-        counts.append(count)
-    # Only the blocks' shapes come to the driver; a bad block raises its own error here.
+        shape_refs.append(shape)
+    # Only the blocks' shapes come to the driver; a bad block raises its own error here, the
+    # first block's in row order (the blocks run at once; the first to fail may be a later one).
     try:
-        shapes = ray.get(counts)
+        shapes = [ray.get(ref) for ref in shape_refs]
     except ray.exceptions.RayTaskError as e:
         native = _native_error(e)
         if native is not None:
@@ -528,13 +547,6 @@ def _source_blocks_in_order(source: Any, column: str, shards: int, block_rows: O
     got, want = [r for r, _ in shapes], [e - s for s, e in bounds]
     if got != want:
         raise RayRunError(f"the data set's blocks hold {got} rows, expected {want}")
-    # Each block checked its own rows against its first; the blocks must agree with row 0.
-    d0 = shapes[0][1]
-    for (start, _), (_, d) in zip(bounds, shapes):
-        if d != d0:
-            raise InvalidInputError(
-                f"ragged rows in column {column!r}: row {start} has {d} values, expected {d0} (the dimension of row 0)"
-            )
     return block_refs, bounds, arrow_refs
 
 
@@ -595,7 +607,7 @@ def _ordered() -> Any:
 def _concat_tables(*tables: Any) -> Any:
     import pyarrow as pa
 
-    tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, preserve_index=False) for t in tables]
+    tables = [_arrow(t) for t in tables]
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
@@ -889,10 +901,7 @@ def _distributed_pairs(
 @ray.remote
 def _column_of(table: Any, name: str) -> Any:
     """A column of an Arrow (or pandas) block, for the keep policy's ranking."""
-    import pyarrow as pa
-
-    if not isinstance(table, pa.Table):
-        table = pa.Table.from_pandas(table, preserve_index=False)
+    table = _arrow(table)
     if name not in table.column_names:
         names = ", ".join(repr(c) for c in table.column_names) or "none"
         raise InvalidInputError(f"invalid by: no column {name!r}; the columns are: {names}")

@@ -373,8 +373,11 @@ def test_bad_rows_of_a_dataset_are_named_by_their_global_row(cluster):
 
     for bad, match in (
         ({150: None}, r"row 150 is null"),
-        ({150: rows[150][:5]}, r"row 150 has 5 values, expected 384 \(the dimension of row 120\)"),
+        ({150: rows[150][:5]}, r"row 150 has 5 values, expected 384 \(the dimension of row 0\)"),
         ({r: rows[r][:5] for r in range(160, 200)}, r"row 160 has 5 values, expected 384 \(the dimension of row 0\)"),
+        # A block's first row alone (blocks of 40 rows: row 120 starts one).
+        ({120: rows[120][:5]}, r"row 120 has 5 values, expected 384 \(the dimension of row 0\)"),
+        ({0: rows[0][:5]}, r"row 1 has 384 values, expected 5 \(the dimension of row 0\)"),
         ({150: [float("nan")] * 384}, r"row 150, component 0 is nan"),
     ):
         with pytest.raises(faiss_nn.InvalidInputError, match=match):

@@ -15,11 +15,9 @@
 //! threads, and setting its count would also shrink faiss's own parallel regions. The symbols
 //! are looked up at run time: with another BLAS this does nothing.
 
+use super::c_symbols::{self, GetThreads, SetThreads};
 use std::ffi::c_int;
 use std::sync::Mutex;
-
-type SetThreads = unsafe extern "C" fn(c_int);
-type GetThreads = unsafe extern "C" fn() -> c_int;
 
 /// Nesting depth and the setting to restore, shared by concurrent faiss runs.
 static STATE: Mutex<(usize, c_int)> = Mutex::new((0, 0));
@@ -30,12 +28,8 @@ const PTHREADS_BUILD: c_int = 1;
 /// `openblas_get_parallel()` of the loaded OpenBLAS (0 sequential, 1 pthreads, 2 OpenMP), or
 /// `None` where no OpenBLAS is loaded.
 fn openblas_parallel() -> Option<c_int> {
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; a non-null result is OpenBLAS's
-    // `int openblas_get_parallel(void)`.
-    unsafe {
-        let f = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_parallel".as_ptr());
-        (!f.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, GetThreads>(f)())
-    }
+    // SAFETY: OpenBLAS declares `int openblas_get_parallel(void)`; calling it reads a constant.
+    unsafe { c_symbols::getter(c"openblas_get_parallel").map(|f| f()) }
 }
 
 /// OpenBLAS's thread-count setter and getter, where the linked BLAS is OpenBLAS's pthreads build.
@@ -43,16 +37,9 @@ fn symbols() -> Option<(SetThreads, GetThreads)> {
     if openblas_parallel()? != PTHREADS_BUILD {
         return None;
     }
-    // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; a non-null result is the
-    // function OpenBLAS exports under that name, with these C signatures.
-    unsafe {
-        let set = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr());
-        let get = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_num_threads".as_ptr());
-        if set.is_null() || get.is_null() {
-            return None;
-        }
-        Some((std::mem::transmute::<*mut libc::c_void, SetThreads>(set), std::mem::transmute::<*mut libc::c_void, GetThreads>(get)))
-    }
+    // SAFETY: OpenBLAS declares `void openblas_set_num_threads(int)` and
+    // `int openblas_get_num_threads(void)`.
+    unsafe { c_symbols::setter_and_getter(c"openblas_set_num_threads", c"openblas_get_num_threads") }
 }
 
 /// While alive, OpenBLAS runs single-threaded.

@@ -43,6 +43,10 @@ pub struct FactoryPlan {
     /// The index compares every query with every row (a `Flat` body, after transforms or not):
     /// it must fill every slot, so an unfilled one means faiss computed NaN distances.
     pub exhaustive: bool,
+    /// The index builds an HNSW graph (`HNSW…` bodies, and `IVF<n>_HNSW<M>`'s quantizer).
+    pub hnsw_graph: bool,
+    /// The index stores the rows themselves as float16 (`SQfp16` with no transform before it).
+    pub fp16_rows: bool,
 }
 
 /// Checks `factory` for `d`-dimensional data, `train_rows` training rows and `metric`.
@@ -81,7 +85,13 @@ pub fn check(factory: &str, d: usize, train_rows: usize, metric: Metric) -> Resu
     }
     let ctx = Ctx { dim, train_rows, metric };
     ctx.body(body).map_err(|r| bad(format!("{r}; {}", grammar_hint())))?;
-    Ok(FactoryPlan { body_dim: dim, exact_flat: transforms == 0 && body == ["Flat"], exhaustive: body == ["Flat"] })
+    Ok(FactoryPlan {
+        body_dim: dim,
+        exact_flat: transforms == 0 && body == ["Flat"],
+        exhaustive: body == ["Flat"],
+        hnsw_graph: body.iter().any(|c| c.contains("HNSW")),
+        fp16_rows: transforms == 0 && body.first() == Some(&"SQfp16"),
+    })
 }
 
 /// The string faiss is asked to build for `factory` (already [`check`]ed): its components
@@ -515,11 +525,36 @@ mod tests {
 
     #[test]
     fn transforms_change_the_dimension() {
-        assert_eq!(check("PCA64,IVF4,PQ16", 384, 1000, Metric::L2).unwrap(), FactoryPlan { body_dim: 64, exact_flat: false, exhaustive: false });
-        assert_eq!(check("PCA64,Flat", 384, 1000, Metric::L2).unwrap(), FactoryPlan { body_dim: 64, exact_flat: false, exhaustive: true });
+        assert_eq!(
+            check("PCA64,IVF4,PQ16", 384, 1000, Metric::L2).unwrap(),
+            FactoryPlan { body_dim: 64, exact_flat: false, exhaustive: false, hnsw_graph: false, fp16_rows: false }
+        );
+        assert_eq!(
+            check("PCA64,Flat", 384, 1000, Metric::L2).unwrap(),
+            FactoryPlan { body_dim: 64, exact_flat: false, exhaustive: true, hnsw_graph: false, fp16_rows: false }
+        );
         refused("PCA64,PQ48", 384, 1000, Metric::L2, "M must divide 64");
         assert!(check("Flat", 3, 2, Metric::L2).unwrap().exact_flat);
         refused("RR128,RR2048,RR32768,Flat", 8, 100, Metric::L2, "16 × the data's");
         refused("HNSW16,RFlat", 8, 100, Metric::L1, "RFlat");
+    }
+
+    /// The plan says which indexes build an HNSW graph (built on one thread, see `omp`) and
+    /// which store the rows as float16 (their range is checked first).
+    #[test]
+    fn the_plan_names_graphs_and_float16_rows() {
+        let plan = |f: &str| check(f, 64, 1000, Metric::L2).unwrap();
+        for f in ["HNSW32", "HNSW16,Flat", "HNSW32_PQ16", "IVF16_HNSW8,Flat", "PCA32,HNSW8", "HNSW8,SQ8,RFlat"] {
+            assert!(plan(f).hnsw_graph, "{f}");
+        }
+        for f in ["Flat", "IVF16,Flat", "PQ16", "SQfp16", "LSH"] {
+            assert!(!plan(f).hnsw_graph, "{f}");
+        }
+        for f in ["SQfp16", "SQfp16,RFlat", " SQfp16 "] {
+            assert!(plan(f).fp16_rows, "{f}");
+        }
+        for f in ["PCA32,SQfp16", "SQbf16", "SQ8", "IVF16,SQ8", "Flat"] {
+            assert!(!plan(f).fp16_rows, "{f}");
+        }
     }
 }

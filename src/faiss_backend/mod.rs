@@ -6,6 +6,7 @@
 //! a row is removed from its own list by index, and ties are ordered by the lower index.
 
 mod blas;
+mod c_symbols;
 pub mod factory;
 mod native;
 mod omp;
@@ -53,14 +54,14 @@ fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, f
     // faiss does not fail on rows too large for its f32 sums: it crashes, loops or answers
     // nothing (see the check).
     crate::engine::exact::check_total_magnitude(&data, "embeddings")?;
-    check_fp16_range(data, spec.factory)?;
+    check_fp16_range(data, &plan)?;
     let params = params::SearchParams::parse(spec.search_params)?;
     let blas = blas::OneBlasThread::new();
     let mut index = index_factory(d, &factory::build_string(spec.factory, params.has("ht")), spec.metric)?;
     params.apply(&mut index, spec.factory)?;
     // An HNSW graph (also IVF_HNSW's, over the centroids) built on several threads differs from
     // run to run (see `omp`): built on one, training and adding both.
-    let _graph = spec.factory.contains("HNSW").then(omp::OneOmpThread::new);
+    let _graph = plan.hnsw_graph.then(omp::OneOmpThread::new);
     if !index.is_trained() {
         let sample = training_sample(data, spec.train_sample);
         let rows = sample.len() / d;
@@ -74,8 +75,8 @@ fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, f
 /// largest, 65504, would be stored as infinity and reported later as an infinite value the data
 /// never held. Refused here, naming it. (With a transform the encoded values are projections,
 /// which faiss computes; `SQbf16` has float32's range.)
-fn check_fp16_range(data: Vectors<'_>, factory: &str) -> Result<()> {
-    if factory.split(',').next().map(str::trim) != Some("SQfp16") {
+fn check_fp16_range(data: Vectors<'_>, plan: &factory::FactoryPlan) -> Result<()> {
+    if !plan.fp16_rows {
         return Ok(());
     }
     const F16_MAX: f32 = half::f16::MAX.to_f32_const(); // 65504

@@ -9,24 +9,16 @@
 //! threads keep theirs. The symbols are looked up at run time: without an OpenMP runtime faiss
 //! runs serially anyway and this does nothing.
 
+use super::c_symbols::{self, SetThreads};
 use std::ffi::c_int;
-
-type SetThreads = unsafe extern "C" fn(c_int);
-type GetThreads = unsafe extern "C" fn() -> c_int;
 
 /// While alive, OpenMP regions started by this thread run on one thread.
 pub(super) struct OneOmpThread(Option<(SetThreads, c_int)>);
 
 impl OneOmpThread {
     pub(super) fn new() -> Self {
-        // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; a non-null result is the
-        // OpenMP runtime's function of that name, with these C signatures.
-        let found = unsafe {
-            let set = libc::dlsym(libc::RTLD_DEFAULT, c"omp_set_num_threads".as_ptr());
-            let get = libc::dlsym(libc::RTLD_DEFAULT, c"omp_get_max_threads".as_ptr());
-            (!set.is_null() && !get.is_null())
-                .then(|| (std::mem::transmute::<*mut libc::c_void, SetThreads>(set), std::mem::transmute::<*mut libc::c_void, GetThreads>(get)))
-        };
+        // SAFETY: OpenMP declares `void omp_set_num_threads(int)` and `int omp_get_max_threads(void)`.
+        let found = unsafe { c_symbols::setter_and_getter(c"omp_set_num_threads", c"omp_get_max_threads") };
         OneOmpThread(found.map(|(set, get)| {
             // SAFETY: OpenMP's own getter and setter, called on this thread.
             let before = unsafe { get() };
