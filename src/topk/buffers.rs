@@ -58,9 +58,10 @@ impl TopKBuffers {
     }
 
     /// The spare slots for the lists of reduced-precision candidates (k plus a proof margin): a
-    /// quarter of k, at least 8. Those lists are several times the f32 path's, so their state
-    /// is what lifts the join's memory above it; the extra selections cost little beside the
-    /// products (a row accepts a few hundred candidates over a join of n rows).
+    /// quarter of k, at least 8. Those lists are several times the f32 path's, so over many rows
+    /// their state is what lifts the join's memory above it; the extra selections cost a few
+    /// per cent of a large join's time, more of a small one's (the searcher gives small joins
+    /// the default slots).
     pub fn lean_extra(k: usize) -> usize {
         (k / 4).max(8)
     }
