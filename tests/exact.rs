@@ -129,15 +129,22 @@ fn faiss_never_sees_rows_too_large_for_its_sums() {
     }
 }
 
-/// `SQfp16` stores float16: a value beyond 65504 is refused by name, not turned into infinity.
+/// `SQfp16` stores float16 (alone or under an HNSW graph): a value beyond 65504 is refused by
+/// name, not turned into infinity.
 #[cfg(feature = "faiss")]
 #[test]
 fn sq_fp16_refuses_values_beyond_float16() {
     let d = 8;
     let mut x = normal(300, d, 4);
     x[5 * d + 2] = 1e5;
-    let e = FaissNearestNeighbour::new().string_factory(Some("SQfp16")).k(3).run(&x, d).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("row 5, component 2") && e.to_string().contains("65504"), "{e}");
+    // SQfp16 alone and as the code of an HNSW graph's rows.
+    for factory in ["SQfp16", "HNSW8,SQfp16", "HNSW8_SQfp16"] {
+        let e = FaissNearestNeighbour::new().string_factory(Some(factory)).k(3).run(&x, d).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("row 5, component 2") && e.to_string().contains("65504"),
+            "{factory}: {e}"
+        );
+    }
     x[5 * d + 2] = 6e4;
     FaissNearestNeighbour::new().string_factory(Some("SQfp16")).k(3).run(&x, d).unwrap();
     x[5 * d + 2] = 1e5;

@@ -372,8 +372,8 @@ impl<'a> Shard<'a> {
     /// its narrow format's residuals left 4 % (10k MiniLM, k = 10) to 99.9 % (random normal rows)
     /// of the rows unproven, and it ran at 0.40–0.97× the f32 path (BENCHMARKS.md, *int8 with
     /// AVX2 only*). The AVX-VNNI kernel (256-bit `vpdpbusd`, the wide format) it plans as
-    /// AVX-512 VNNI's: on a CPU with both, capped to AVX2 + AVX-VNNI, it ran at 1.34–1.48× (10k) and
-    /// 2.41–2.87× (100k MiniLM-like rows, k = 10) the AVX2 f32 path (BENCHMARKS.md, *The f32 kernel in
+    /// AVX-512 VNNI's: on a CPU with both, capped to AVX2 + AVX-VNNI, it ran at 1.49× (10k) and
+    /// 2.28–2.36× (100k MiniLM-like rows, k = 10) the AVX2 f32 path (BENCHMARKS.md, *The f32 kernel in
     /// 512 bits, and AVX-VNNI measured*). So on a CPU with neither VNNI nor AVX-512 BF16 `Auto`
     /// is the f32 path with no sample taken. It
     /// prefers int8 (twice bf16's products per cycle with VNNI) wherever its sampled margin stays

@@ -45,7 +45,8 @@ pub struct FactoryPlan {
     pub exhaustive: bool,
     /// The index builds an HNSW graph (`HNSW…` bodies, and `IVF<n>_HNSW<M>`'s quantizer).
     pub hnsw_graph: bool,
-    /// The index stores the rows themselves as float16 (`SQfp16` with no transform before it).
+    /// The index stores the rows themselves as float16: an `SQfp16` code with no transform
+    /// before it (`SQfp16`, and HNSW over it: `HNSW32,SQfp16`, `HNSW32_SQfp16`).
     pub fp16_rows: bool,
 }
 
@@ -90,7 +91,7 @@ pub fn check(factory: &str, d: usize, train_rows: usize, metric: Metric) -> Resu
         exact_flat: transforms == 0 && body == ["Flat"],
         exhaustive: body == ["Flat"],
         hnsw_graph: body.iter().any(|c| c.contains("HNSW")),
-        fp16_rows: transforms == 0 && body.first() == Some(&"SQfp16"),
+        fp16_rows: transforms == 0 && body.iter().any(|c| *c == "SQfp16" || c.ends_with("_SQfp16")),
     })
 }
 
@@ -550,7 +551,7 @@ mod tests {
         for f in ["Flat", "IVF16,Flat", "PQ16", "SQfp16", "LSH"] {
             assert!(!plan(f).hnsw_graph, "{f}");
         }
-        for f in ["SQfp16", "SQfp16,RFlat", " SQfp16 "] {
+        for f in ["SQfp16", "SQfp16,RFlat", " SQfp16 ", "HNSW8,SQfp16", "HNSW8_SQfp16"] {
             assert!(plan(f).fp16_rows, "{f}");
         }
         for f in ["PCA32,SQfp16", "SQbf16", "SQ8", "IVF16,SQ8", "Flat"] {

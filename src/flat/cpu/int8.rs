@@ -104,7 +104,7 @@ impl Format {
 /// The format of this process's int8 panels: the one its fastest int8 kernel reads
 /// ([`Int8Kernel::detect`]; the portable kernel reads either).
 pub fn format() -> Format {
-    if native() || super::features::avx_vnni() {
+    if native() {
         Format::Wide
     } else {
         Format::Narrow
@@ -176,7 +176,9 @@ pub fn to_quads(f32_panels: &[f32], d: usize, r: usize, format: Format, words: &
     sums.clear();
     #[cfg(target_arch = "x86_64")]
     if r <= 16 {
-        if format == Format::Wide && native() {
+        // AVX-512 VNNI's own check, not `native()`: that also holds for AVX-VNNI without
+        // AVX-512.
+        if format == Format::Wide && super::features::avx512_vnni() {
             scales.resize(panels * r, 0.0);
             sums.resize(panels * r, 0);
             // SAFETY: AVX-512 F was detected (with VNNI); the slices hold the panels as sized above.

@@ -5,7 +5,9 @@ use super::bf16::{self, Bf16Kernel};
 use super::int8::{self, Int8Kernel, Scales};
 use super::microkernel::{MicroKernel, MR, NR};
 
-/// Depth of one pass: a B micro-panel of `KC_MAX × NR` f32 is 24 KiB, inside a 32 KiB L1.
+/// Depth of one pass: a B micro-panel of `KC_MAX × NR` f32 is 24 KiB, inside a 32 KiB L1. The
+/// two-panel kernels read two (48 KiB, the L1 of a Zen 5, where blocks of 192 or 128 were not
+/// faster; not measured on CPUs with a 32 KiB L1 and AVX-512, such as Zen 4).
 const KC_MAX: usize = 384;
 
 /// Computes the `a_rows × b_rows` products (padded to whole panels) into `c` (row stride `ldc`
