@@ -73,8 +73,8 @@ fn filled_index(data: Vectors<'_>, spec: &FaissSpec<'_>) -> Result<(IndexImpl, f
 
 /// `SQfp16` codes (with no transform before them: `SQfp16`, HNSW over it) store every value as
 /// float16: a value beyond its largest, 65504, would be stored as infinity and reported later as
-/// an infinite value the data never held. Refused here, naming it. (With a transform the encoded values are projections,
-/// which faiss computes; `SQbf16` has float32's range.)
+/// an infinite value the data never held. Refused here, naming it. (With a transform the encoded
+/// values are projections, which faiss computes; `SQbf16` has float32's range.)
 fn check_fp16_range(data: Vectors<'_>, plan: &factory::FactoryPlan) -> Result<()> {
     if !plan.fp16_rows {
         return Ok(());

@@ -52,6 +52,12 @@ impl TopKBuffers {
         TopKBuffers { k, cap, id_base, entries: vec![0; n * cap], len: vec![0; n], thr: vec![u64::MAX; n] }
     }
 
+    /// Bytes of the buffers of `n` rows keeping `k` with `extra` spare slots (8 per slot, and
+    /// each row's length and threshold).
+    pub fn bytes(n: usize, k: usize, extra: usize) -> usize {
+        n.saturating_mul((k + extra.max(1)).saturating_mul(8).saturating_add(12))
+    }
+
     /// The spare slots a search should give buffers for `k`: half of k, at least 32.
     pub fn default_extra(k: usize) -> usize {
         (k / 2).max(32)

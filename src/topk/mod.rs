@@ -40,7 +40,7 @@ pub fn uses_buffers(k: usize, id_span: u64) -> bool {
 /// Bytes of the per-row state of `n` rows (see [`uses_buffers`]).
 pub fn state_bytes(n: usize, k: usize, id_span: u64) -> usize {
     if uses_buffers(k, id_span) {
-        n.saturating_mul((k + TopKBuffers::default_extra(k)) * 8 + 12)
+        TopKBuffers::bytes(n, k, TopKBuffers::default_extra(k))
     } else {
         n.saturating_mul(k * 12)
     }

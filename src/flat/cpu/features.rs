@@ -143,11 +143,6 @@ impl HasAvx512F {
     pub fn detect() -> Option<Self> {
         avx512f().then_some(HasAvx512F(()))
     }
-
-    /// AVX-512 F comes with AVX2 and FMA here ([`avx512f`] checks both).
-    pub fn avx2_fma(self) -> HasAvx2Fma {
-        HasAvx2Fma(())
-    }
 }
 
 impl HasAvx512Bf16 {

@@ -154,13 +154,19 @@ pub fn norm_and_residual(x: &[f32], format: Format) -> (f64, f64) {
 
 fn norm_and_residual_scalar(x: &[f32], format: Format) -> (f64, f64) {
     let (s, inv) = scale_of(x.iter().fold(0f32, |m, v| m.max(v.abs())), format);
+    let (n, r) = squares(x, s, inv, format);
+    (n.sqrt(), r.sqrt())
+}
+
+/// `(Σ x², Σ (x − s·x̂)²)` in f64 for values of a row whose scale and factor are `s` and `inv`.
+fn squares(x: &[f32], s: f32, inv: f32, format: Format) -> (f64, f64) {
     let (mut n, mut r) = (0f64, 0f64);
     for v in x {
         let e = *v as f64 - s as f64 * quantise(*v, inv, format) as f64;
         n += (*v as f64) * (*v as f64);
         r += e * e;
     }
-    (n.sqrt(), r.sqrt())
+    (n, r)
 }
 
 /// Quantises f32 panels (`d × r` each, depth-major: the layout of `super::pack`) into int8 quad
@@ -375,13 +381,8 @@ mod avx512 {
                 r = _mm512_fmadd_pd(e, e, r);
             }
         }
-        let (mut n, mut r) = (_mm512_reduce_add_pd(n), _mm512_reduce_add_pd(r));
-        for v in &x[full..] {
-            let e = *v as f64 - s as f64 * super::quantise(*v, inv, super::Format::Wide) as f64;
-            n += (*v as f64) * (*v as f64);
-            r += e * e;
-        }
-        (n.sqrt(), r.sqrt())
+        let (tn, tr) = super::squares(&x[full..], s, inv, super::Format::Wide);
+        ((_mm512_reduce_add_pd(n) + tn).sqrt(), (_mm512_reduce_add_pd(r) + tr).sqrt())
     }
 
     /// [`super::to_quads`] 16 lanes at a time: the lanes' largest magnitudes, their scales, and

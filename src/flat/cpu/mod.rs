@@ -228,15 +228,14 @@ const LEAN_FROM_BYTES: usize = 32 << 20;
 /// products: reduced candidates' longer lists take fewer where their buffers would be large
 /// (see [`TopKBuffers::lean_extra`]). Fewer spare slots mean more selections: on a Zen 5 with
 /// int8 products (BENCHMARKS.md, *The f32 kernel in 512 bits, and AVX-VNNI measured*) the lean
-/// slots made the 10k-row join 1.17× slower with the same peak memory (its peak lies elsewhere),
+/// slots made the 10k-row join 1.08× slower side by side (1.17× in an experiment) with the same
+/// peak memory (its peak lies elsewhere),
 /// and saved 13 MB of 248 at 100k rows for 3 % of the time; 32 MiB (about 37,000 rows at k = 10
 /// with int8's largest margin) lies between.
 fn buffer_extra(k: usize, operands: Operands, rows: usize) -> usize {
     match operands {
         Operands::F32 => TopKBuffers::default_extra(k),
-        Operands::Bf16 | Operands::Int8 if rows.saturating_mul(k + TopKBuffers::default_extra(k)).saturating_mul(8) <= LEAN_FROM_BYTES => {
-            TopKBuffers::default_extra(k)
-        }
+        Operands::Bf16 | Operands::Int8 if TopKBuffers::bytes(rows, k, TopKBuffers::default_extra(k)) <= LEAN_FROM_BYTES => TopKBuffers::default_extra(k),
         Operands::Bf16 | Operands::Int8 => TopKBuffers::lean_extra(k),
     }
 }
@@ -311,7 +310,7 @@ mod tests {
         let k = 74;
         let (default, lean) = (TopKBuffers::default_extra(k), TopKBuffers::lean_extra(k));
         assert!(lean < default);
-        let fit = LEAN_FROM_BYTES / ((k + default) * 8);
+        let fit = (1..).find(|&n| TopKBuffers::bytes(n + 1, k, default) > LEAN_FROM_BYTES).unwrap();
         for ops in [Operands::F32, Operands::Bf16, Operands::Int8] {
             assert_eq!(buffer_extra(k, ops, 10_000), default, "{ops:?}");
             assert_eq!(buffer_extra(k, ops, fit), default, "{ops:?}");
